@@ -1,0 +1,392 @@
+//! `/v1/containers`: list, inspect, start/stop/restart/kill, remove, logs (SSE).
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, Responder, delete, get, post, web};
+use actix_web_lab::sse;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Qs, de_bool_opt};
+use crate::auth::{Authorized, Operator, Viewer};
+use crate::docker::{ContainerFilters, ContainerSummary, LogOptions};
+use crate::domain::names::{validate_container_ref, validate_label_filter, validate_signal};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::startup::AppState;
+
+/// SSE keep-alive period: a comment line at least this often while idle.
+pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ContainerListQuery {
+    /// Include stopped containers (`docker ps -a`).
+    #[serde(default, deserialize_with = "de_bool_opt")]
+    #[param(value_type = Option<bool>)]
+    pub all: Option<bool>,
+    /// Label filters, `key` or `key=value` (repeatable, all must match).
+    #[serde(default)]
+    pub label: Vec<String>,
+    /// `created`, `restarting`, `running`, `removing`, `paused`, `exited` or `dead` (repeatable).
+    #[serde(default)]
+    pub status: Vec<String>,
+    /// Name substring (repeatable).
+    #[serde(default)]
+    pub name: Vec<String>,
+}
+
+const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
+
+/// List containers (running only unless `all=true`).
+#[utoipa::path(
+    tag = "containers",
+    params(ContainerListQuery),
+    responses(
+        (status = 200, description = "The containers", body = Vec<ContainerSummary>),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/containers")]
+pub async fn list_containers(
+    _: Authorized<Viewer>,
+    state: web::Data<AppState>,
+    Qs(q): Qs<ContainerListQuery>,
+) -> ApiResult<web::Json<Vec<ContainerSummary>>> {
+    for l in &q.label {
+        validate_label_filter(l)?;
+    }
+    if let Some(bad) = q.status.iter().find(|s| !STATUSES.contains(&s.as_str())) {
+        return Err(ApiError::invalid(format!("`status` must be one of {}, not `{}`", STATUSES.join(", "), bad.escape_debug())));
+    }
+    if q.name.iter().any(|n| n.is_empty() || n.len() > 256 || n.chars().any(char::is_control)) {
+        return Err(ApiError::invalid("`name` must be a non-empty name pattern without control characters"));
+    }
+    let filters = ContainerFilters { all: q.all.unwrap_or(false), label: q.label, status: q.status, name: q.name };
+    Ok(web::Json(state.engine.list_containers(&filters).await?))
+}
+
+fn container_id(path: web::Path<String>) -> ApiResult<String> {
+    let id = path.into_inner();
+    validate_container_ref(&id)?;
+    Ok(id)
+}
+
+/// Inspect a container by id (or id prefix) or name. The body is the engine's own
+/// inspect document.
+#[utoipa::path(
+    tag = "containers",
+    params(("id" = String, Path, description = "Container id, id prefix or name")),
+    responses(
+        (status = 200, description = "The engine's inspect document", body = Object),
+        (status = 400, description = "Not a valid id or name", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/containers/{id}")]
+pub async fn inspect_container(
+    _: Authorized<Viewer>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<serde_json::Value>> {
+    let id = container_id(id)?;
+    Ok(web::Json(state.engine.inspect_container(&id).await?))
+}
+
+/// Start a container (a running one stays running).
+#[utoipa::path(
+    tag = "containers",
+    params(("id" = String, Path, description = "Container id, id prefix or name")),
+    responses(
+        (status = 204, description = "Started"),
+        (status = 400, description = "Not a valid id or name", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine refused (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/containers/{id}/start")]
+pub async fn start_container(
+    _: Authorized<Operator>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = container_id(id)?;
+    state.engine.start_container(&id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StopQuery {
+    /// Seconds to wait after SIGTERM before SIGKILL (engine default: 10).
+    #[param(minimum = 0, maximum = 3600)]
+    pub timeout: Option<u32>,
+}
+
+fn stop_timeout(q: &StopQuery) -> ApiResult<Option<i32>> {
+    match q.timeout {
+        Some(t) if t > 3600 => Err(ApiError::invalid("`timeout` must be between 0 and 3600 seconds")),
+        t => Ok(t.map(|t| t as i32)),
+    }
+}
+
+/// Stop a container: SIGTERM, then SIGKILL after `timeout` seconds.
+#[utoipa::path(
+    tag = "containers",
+    params(("id" = String, Path, description = "Container id, id prefix or name"), StopQuery),
+    responses(
+        (status = 204, description = "Stopped (or already stopped)"),
+        (status = 400, description = "Bad id or timeout", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/containers/{id}/stop")]
+pub async fn stop_container(
+    _: Authorized<Operator>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    Qs(q): Qs<StopQuery>,
+) -> ApiResult<HttpResponse> {
+    let id = container_id(id)?;
+    state.engine.stop_container(&id, stop_timeout(&q)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Restart a container (stop with `timeout`, then start).
+#[utoipa::path(
+    tag = "containers",
+    params(("id" = String, Path, description = "Container id, id prefix or name"), StopQuery),
+    responses(
+        (status = 204, description = "Restarted"),
+        (status = 400, description = "Bad id or timeout", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/containers/{id}/restart")]
+pub async fn restart_container(
+    _: Authorized<Operator>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    Qs(q): Qs<StopQuery>,
+) -> ApiResult<HttpResponse> {
+    let id = container_id(id)?;
+    state.engine.restart_container(&id, stop_timeout(&q)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KillQuery {
+    /// Signal name or number (default `SIGKILL`).
+    pub signal: Option<String>,
+}
+
+/// Send a signal to a running container (`docker kill`). 409 when it is not running.
+#[utoipa::path(
+    tag = "containers",
+    params(("id" = String, Path, description = "Container id, id prefix or name"), KillQuery),
+    responses(
+        (status = 204, description = "Signal sent"),
+        (status = 400, description = "Bad id or signal", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not running", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/containers/{id}/kill")]
+pub async fn kill_container(
+    _: Authorized<Operator>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    Qs(q): Qs<KillQuery>,
+) -> ApiResult<HttpResponse> {
+    let id = container_id(id)?;
+    let signal = q.signal.unwrap_or_else(|| "SIGKILL".into());
+    validate_signal(&signal)?;
+    state.engine.kill_container(&id, &signal).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveQuery {
+    /// Kill a running container first (`docker rm -f`).
+    #[serde(default, deserialize_with = "de_bool_opt")]
+    #[param(value_type = Option<bool>)]
+    pub force: Option<bool>,
+    /// Also remove its anonymous volumes (`docker rm -v`).
+    #[serde(default, deserialize_with = "de_bool_opt")]
+    #[param(value_type = Option<bool>)]
+    pub volumes: Option<bool>,
+}
+
+/// Remove a container. A running one needs `force=true` (else 409 `conflict`).
+#[utoipa::path(
+    tag = "containers",
+    params(("id" = String, Path, description = "Container id, id prefix or name"), RemoveQuery),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Not a valid id or name", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Running, and `force` not set", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/containers/{id}")]
+pub async fn remove_container(
+    _: Authorized<Operator>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    Qs(q): Qs<RemoveQuery>,
+) -> ApiResult<HttpResponse> {
+    let id = container_id(id)?;
+    let force = q.force.unwrap_or(false);
+    state.engine.remove_container(&id, force, q.volumes.unwrap_or(false)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Keep the stream open and send new output as it comes (`docker logs -f`).
+    #[serde(default, deserialize_with = "de_bool_opt")]
+    #[param(value_type = Option<bool>)]
+    pub follow: Option<bool>,
+    /// Number of lines from the end, or `all` (default).
+    pub tail: Option<String>,
+    /// Only output since: Unix seconds, an RFC 3339 time, or a duration ago (`10m`, `1h30m`).
+    pub since: Option<String>,
+    /// Prefix each line with its RFC 3339 timestamp.
+    #[serde(default, deserialize_with = "de_bool_opt")]
+    #[param(value_type = Option<bool>)]
+    pub timestamps: Option<bool>,
+    /// The bearer token, for clients that cannot set headers (EventSource).
+    pub access_token: Option<String>,
+}
+
+/// The last event of a log stream.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogEndEvent {
+    /// The container's state when the log ended (`running`, `exited`, …).
+    pub state: String,
+}
+
+fn parse_since(s: &str) -> ApiResult<i64> {
+    if let Ok(n) = s.parse::<f64>() {
+        if n.is_finite() && n >= 0.0 {
+            return Ok(n as i64);
+        }
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(chrono::Utc::now().timestamp() - d.as_secs() as i64);
+    }
+    Err(ApiError::invalid(format!(
+        "`since` must be Unix seconds, an RFC 3339 time or a duration such as `10m`, not `{}`",
+        s.escape_debug()
+    )))
+}
+
+/// Stream a container's output as server-sent events.
+///
+/// Events: `log` (`{stream: "stdout"|"stderr", text}`, `id:` counting from 1), `error`
+/// (`{code, message}`) if the engine fails midway, and last `end` (`{state}`: the
+/// container's state then), after which the server closes the stream. A comment line is
+/// sent every 10 s while idle. Takes `?access_token=` in place of the header.
+#[utoipa::path(
+    tag = "containers",
+    params(("id" = String, Path, description = "Container id, id prefix or name"), LogsQuery),
+    responses(
+        (status = 200, description = "SSE stream: `log` events (LogLine), then `end` (LogEndEvent)", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Bad id or query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/containers/{id}/logs")]
+pub async fn container_logs(
+    _: Authorized<Viewer>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    Qs(q): Qs<LogsQuery>,
+) -> ApiResult<impl Responder> {
+    let id = container_id(id)?;
+    let tail = match q.tail.as_deref() {
+        None | Some("all") => None,
+        Some(n) => Some(n.parse::<u64>().map_err(|_| ApiError::invalid("`tail` must be a number of lines or `all`"))?),
+    };
+    let since = q.since.as_deref().map(parse_since).transpose()?;
+    let opts = LogOptions { follow: q.follow.unwrap_or(false), tail, since, timestamps: q.timestamps.unwrap_or(false) };
+    // Fail before the stream starts when the container does not exist.
+    state.engine.container_running(&id).await?;
+    let mut logs = Box::pin(state.engine.logs(&id, &opts).await?);
+    let engine = state.engine.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(64);
+    tokio::spawn(async move {
+        let mut seq: u64 = 0;
+        loop {
+            let item = tokio::select! {
+                item = logs.next() => item,
+                _ = tx.closed() => return,
+            };
+            let event = match item {
+                None => break,
+                Some(Ok(line)) => {
+                    seq += 1;
+                    sse_json("log", &line).id(seq.to_string())
+                }
+                Some(Err(e)) => {
+                    let err = ApiError::from(e);
+                    seq += 1;
+                    let _ = tx
+                        .send(sse_json("error", &serde_json::json!({"code": err.code, "message": err.detail})).id(seq.to_string()).into())
+                        .await;
+                    break;
+                }
+            };
+            if tx.send(event.into()).await.is_err() {
+                return;
+            }
+        }
+        let state = match engine.inspect_container(&id).await {
+            Ok(v) => v.pointer("/State/Status").and_then(|s| s.as_str()).unwrap_or("unknown").to_string(),
+            Err(_) => "removed".to_string(),
+        };
+        seq += 1;
+        let _ = tx.send(sse_json("end", &LogEndEvent { state }).id(seq.to_string()).into()).await;
+    });
+    Ok(sse::Sse::from_infallible_receiver(rx).with_keep_alive(SSE_KEEP_ALIVE))
+}
+
+/// An SSE data event with a JSON payload.
+pub fn sse_json(event: &str, payload: &impl Serialize) -> sse::Data {
+    sse::Data::new(serde_json::to_string(payload).unwrap_or_else(|_| "null".into())).event(event.to_string())
+}

@@ -1,0 +1,108 @@
+//! HTTP handlers, one file per resource, and the OpenAPI document they make up.
+
+pub mod containers;
+pub mod images;
+pub mod system;
+
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpRequest, middleware::from_fn};
+use serde::de::DeserializeOwned;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::scope::Scope;
+
+use crate::error::ApiError;
+
+/// Query-string extractor that accepts repeated keys (`?label=a&label=b`) into `Vec`
+/// fields, and answers a malformed query with `400 invalid_request`.
+pub struct Qs<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for Qs<T> {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(
+            serde_html_form::from_str::<T>(req.query_string())
+                .map(Qs)
+                .map_err(|e| ApiError::invalid(format!("Invalid query string: {e}")).into()),
+        )
+    }
+}
+
+/// `true`/`false`/`1`/`0` in a query string.
+pub(crate) fn de_bool_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let s: Option<String> = serde::Deserialize::deserialize(d)?;
+    match s.as_deref() {
+        None | Some("") => Ok(None),
+        Some("true") | Some("1") => Ok(Some(true)),
+        Some("false") | Some("0") => Ok(Some(false)),
+        Some(other) => Err(serde::de::Error::custom(format!("expected true or false, got `{other}`"))),
+    }
+}
+
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::from(Http::new(HttpAuthScheme::Bearer))
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "HS256 (BERTH_JWT_SECRET) or RS256/ES256 (BERTH_JWT_PUBLIC_KEY_FILE) JWT with a `roles` \
+                         claim (viewer, operator, admin). Event streams also take `?access_token=`.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Berth",
+        description = "An authenticated HTTP/JSON control plane for the Docker Engine. Every `/v1` route needs \
+                       `Authorization: Bearer <JWT>`; errors are RFC 9457 `application/problem+json` with a stable `code`.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&SecurityAddon),
+    components(schemas(crate::error::Problem, crate::error::ErrorCode, crate::docker::LogLine, crate::docker::LogStream, containers::LogEndEvent)),
+    tags(
+        (name = "images", description = "Images on the engine"),
+        (name = "containers", description = "Containers on the engine"),
+        (name = "system", description = "Health, readiness and engine information"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The `/v1` scope: every route behind the JWT middleware.
+pub fn v1_scope() -> Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    utoipa_actix_web::scope("/v1")
+        .wrap(from_fn(crate::auth::authenticate))
+        .service(system::system_info)
+        .service(images::list_images)
+        .service(images::tag_image)
+        .service(images::inspect_image)
+        .service(images::remove_image)
+        .service(containers::list_containers)
+        .service(containers::inspect_container)
+        .service(containers::start_container)
+        .service(containers::stop_container)
+        .service(containers::restart_container)
+        .service(containers::kill_container)
+        .service(containers::remove_container)
+        .service(containers::container_logs)
+}

@@ -1,0 +1,87 @@
+//! Health, readiness and engine information.
+
+use actix_web::{HttpResponse, get, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Authorized, Viewer};
+use crate::docker::EngineInfo;
+use crate::error::{ApiResult, Problem};
+use crate::startup::AppState;
+
+/// Berth itself.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub version: String,
+    /// The engine Berth drives (`DOCKER_HOST`).
+    pub docker_host: String,
+}
+
+/// Engine and service information.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SystemView {
+    pub service: ServiceInfo,
+    pub engine: EngineInfo,
+}
+
+/// Liveness and readiness answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    /// `ok`, or `unavailable` (readiness only).
+    pub status: String,
+    /// Per dependency: `ok` or why not (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Engine version, negotiated API version, OS/arch, object counts, and Berth's version.
+#[utoipa::path(
+    tag = "system",
+    responses(
+        (status = 200, description = "Engine and service information", body = SystemView),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/system")]
+pub async fn system_info(_: Authorized<Viewer>, state: web::Data<AppState>) -> ApiResult<web::Json<SystemView>> {
+    let engine = state.engine.info().await?;
+    Ok(web::Json(SystemView {
+        service: ServiceInfo {
+            name: "berth".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            docker_host: state.engine.host().to_string(),
+        },
+        engine,
+    }))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(tag = "system", responses((status = 200, description = "Alive", body = HealthView)))]
+#[get("/healthz")]
+pub async fn healthz() -> web::Json<HealthView> {
+    web::Json(HealthView { status: "ok".into(), checks: None })
+}
+
+/// Readiness: the engine answers a ping and the job store is writable; else 503.
+#[utoipa::path(
+    tag = "system",
+    responses(
+        (status = 200, description = "Ready", body = HealthView),
+        (status = 503, description = "A dependency is down; `checks` says which", body = HealthView),
+    )
+)]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let mut checks = std::collections::BTreeMap::new();
+    let docker = match state.engine.ping().await {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let ready = docker == "ok";
+    checks.insert("docker".to_string(), docker);
+    let body = HealthView { status: if ready { "ok" } else { "unavailable" }.into(), checks: Some(checks) };
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}

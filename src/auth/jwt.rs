@@ -1,0 +1,107 @@
+use std::time::Duration;
+
+use anyhow::Context;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use super::{Principal, Role};
+use crate::config::{JwtKey, JwtSettings};
+use crate::error::{ApiError, ErrorCode};
+
+/// The claims Berth reads (and `berth token` writes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<serde_json::Value>,
+}
+
+/// Verifies bearer tokens with one fixed algorithm.
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtVerifier {
+    pub fn new(settings: &JwtSettings) -> anyhow::Result<Self> {
+        let (key, algorithm) = match &settings.key {
+            JwtKey::Secret(secret) => (
+                DecodingKey::from_secret(secret.expose_secret().as_bytes()).context("using BERTH_JWT_SECRET")?,
+                Algorithm::HS256,
+            ),
+            JwtKey::PublicKey { algorithm, pem } => {
+                let key = match algorithm {
+                    Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
+                    _ => DecodingKey::from_rsa_pem(pem),
+                }
+                .context("parsing the JWT public key")?;
+                (key, *algorithm)
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.leeway = settings.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &settings.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        match &settings.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Self { key, validation })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+            let why = match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
+                ErrorKind::InvalidSignature => "the token's signature does not verify",
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    "the token is signed with an algorithm this server does not accept"
+                }
+                ErrorKind::InvalidIssuer => "the token's issuer (iss) is not accepted",
+                ErrorKind::InvalidAudience => "the token's audience (aud) is not accepted",
+                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, sub)",
+                _ => "the token is malformed",
+            };
+            ApiError::new(ErrorCode::Unauthorized, format!("Invalid bearer token: {why}."))
+        })?;
+        let role = data.claims.roles.iter().filter_map(|r| Role::parse(r)).max();
+        Ok(Principal { subject: data.claims.sub, role })
+    }
+}
+
+/// Sign an HS256 token for `sub` with `role`, valid for `ttl`.
+pub fn mint_token(settings: &JwtSettings, sub: &str, roles: &[Role], ttl: Duration) -> anyhow::Result<String> {
+    let JwtKey::Secret(secret) = &settings.key else {
+        anyhow::bail!("`berth token` signs with BERTH_JWT_SECRET; with a public key, mint tokens with your identity provider");
+    };
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = Claims {
+        sub: sub.to_string(),
+        roles: roles.iter().map(|r| r.as_str().to_string()).collect(),
+        exp: now + ttl.as_secs(),
+        nbf: Some(now),
+        iat: Some(now),
+        iss: settings.issuer.clone(),
+        aud: settings.audience.clone().map(serde_json::Value::String),
+    };
+    let key = EncodingKey::from_secret(secret.expose_secret().as_bytes()).context("using BERTH_JWT_SECRET")?;
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).context("signing the token")
+}

@@ -1,0 +1,167 @@
+//! Settings from the environment (`BERTH_*`, `DOCKER_HOST`). See the README's table.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+    Json,
+    Pretty,
+}
+
+/// How tokens are verified: a shared HS256 secret, or a public key (RS256/ES256).
+#[derive(Debug, Clone)]
+pub enum JwtKey {
+    Secret(SecretString),
+    PublicKey { algorithm: jsonwebtoken::Algorithm, pem: Vec<u8> },
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub key: JwtKey,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+/// Concurrency per job kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Concurrency {
+    pub build: usize,
+    pub pull: usize,
+    pub push: usize,
+    pub run: usize,
+    pub prune: usize,
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        Self { build: 2, pull: 4, push: 4, run: 8, prune: 1 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub jwt: JwtSettings,
+    /// `None`: the local socket (`unix:///var/run/docker.sock`).
+    pub docker_host: Option<String>,
+    pub log_format: LogFormat,
+    /// Largest JSON body accepted, in bytes.
+    pub json_limit: usize,
+    /// Jobs allowed to wait in the queue; beyond it `429 queue_full`.
+    pub queue_capacity: usize,
+    pub concurrency: Concurrency,
+    /// Log events stored per job before further output is dropped (and said so).
+    pub job_log_events_max: u64,
+    /// How long running jobs may take to finish on shutdown before they are interrupted.
+    pub shutdown_grace: Duration,
+    /// Serve `/metrics` without a token.
+    pub metrics_public: bool,
+}
+
+impl Settings {
+    /// Settings with defaults and the given JWT key: what tests and `from_env` start from.
+    pub fn with_key(key: JwtKey) -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            jwt: JwtSettings { key, issuer: None, audience: None, leeway: Duration::from_secs(5) },
+            docker_host: None,
+            log_format: LogFormat::Auto,
+            json_limit: 1024 * 1024,
+            queue_capacity: 1000,
+            concurrency: Concurrency::default(),
+            job_log_events_max: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+            metrics_public: false,
+        }
+    }
+
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let key = match (get("BERTH_JWT_SECRET"), get("BERTH_JWT_PUBLIC_KEY_FILE")) {
+            (Some(_), Some(_)) => bail!(
+                "both BERTH_JWT_SECRET and BERTH_JWT_PUBLIC_KEY_FILE are set; set exactly one"
+            ),
+            (Some(secret), None) => {
+                if secret.len() < 16 {
+                    bail!("BERTH_JWT_SECRET is too short: use at least 16 bytes (for example `openssl rand -hex 32`)");
+                }
+                JwtKey::Secret(SecretString::from(secret))
+            }
+            (None, Some(path)) => {
+                let pem = std::fs::read(&path)
+                    .with_context(|| format!("reading BERTH_JWT_PUBLIC_KEY_FILE {path}"))?;
+                JwtKey::PublicKey { algorithm: public_key_algorithm(&pem)?, pem }
+            }
+            (None, None) => bail!(
+                "no JWT key configured: set BERTH_JWT_SECRET to a shared secret of at least 16 bytes \
+                 (for example `export BERTH_JWT_SECRET=$(openssl rand -hex 32)`) or \
+                 BERTH_JWT_PUBLIC_KEY_FILE to a PEM public key (RS256 or ES256)"
+            ),
+        };
+        let mut s = Self::with_key(key);
+        if let Some(v) = get("BERTH_LISTEN") {
+            s.listen = v;
+        }
+        if let Some(v) = get("BERTH_DATA_DIR") {
+            s.data_dir = PathBuf::from(v);
+        }
+        s.jwt.issuer = get("BERTH_JWT_ISSUER");
+        s.jwt.audience = get("BERTH_JWT_AUDIENCE");
+        s.docker_host = get("DOCKER_HOST");
+        if let Some(v) = get("BERTH_LOG_FORMAT") {
+            s.log_format = match v.as_str() {
+                "json" => LogFormat::Json,
+                "pretty" => LogFormat::Pretty,
+                other => bail!("BERTH_LOG_FORMAT must be `json` or `pretty`, not `{other}`"),
+            };
+        }
+        let num = |name: &str, default: u64| -> anyhow::Result<u64> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.parse::<u64>().with_context(|| format!("{name} must be a whole number, not `{v}`")),
+            }
+        };
+        s.json_limit = num("BERTH_JSON_LIMIT", s.json_limit as u64)? as usize;
+        s.queue_capacity = num("BERTH_QUEUE_CAPACITY", s.queue_capacity as u64)? as usize;
+        let c = &mut s.concurrency;
+        c.build = num("BERTH_CONCURRENCY_BUILD", c.build as u64)?.max(1) as usize;
+        c.pull = num("BERTH_CONCURRENCY_PULL", c.pull as u64)?.max(1) as usize;
+        c.push = num("BERTH_CONCURRENCY_PUSH", c.push as u64)?.max(1) as usize;
+        c.run = num("BERTH_CONCURRENCY_RUN", c.run as u64)?.max(1) as usize;
+        c.prune = num("BERTH_CONCURRENCY_PRUNE", c.prune as u64)?.max(1) as usize;
+        s.job_log_events_max = num("BERTH_JOB_LOG_EVENTS_MAX", s.job_log_events_max)?;
+        if let Some(v) = get("BERTH_SHUTDOWN_GRACE") {
+            s.shutdown_grace = humantime::parse_duration(&v)
+                .with_context(|| format!("BERTH_SHUTDOWN_GRACE must be a duration such as `30s`, not `{v}`"))?;
+        }
+        if let Some(v) = get("BERTH_METRICS_PUBLIC") {
+            s.metrics_public = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        Ok(s)
+    }
+}
+
+/// RS256 for an RSA key, ES256 for a P-256 EC key.
+fn public_key_algorithm(pem: &[u8]) -> anyhow::Result<jsonwebtoken::Algorithm> {
+    use jsonwebtoken::{Algorithm, DecodingKey};
+    if DecodingKey::from_rsa_pem(pem).is_ok() {
+        Ok(Algorithm::RS256)
+    } else if DecodingKey::from_ec_pem(pem).is_ok() {
+        Ok(Algorithm::ES256)
+    } else {
+        bail!("BERTH_JWT_PUBLIC_KEY_FILE does not hold an RSA or EC public key in PEM form")
+    }
+}

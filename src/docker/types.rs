@@ -1,0 +1,126 @@
+//! Berth's own views of engine objects: what the API returns, independent of bollard.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// One image, as `docker images` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImageSummary {
+    /// Content-addressed id (`sha256:…`).
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    /// Size in bytes.
+    pub size: i64,
+    /// Creation time, RFC 3339 UTC.
+    pub created: String,
+    pub labels: HashMap<String, String>,
+    /// Containers using the image (-1 when the engine did not count).
+    pub containers: i64,
+}
+
+/// A published or exposed port of a container.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PortView {
+    pub ip: Option<String>,
+    pub private_port: u16,
+    pub public_port: Option<u16>,
+    /// `tcp`, `udp` or `sctp`.
+    #[serde(rename = "type")]
+    pub protocol: Option<String>,
+}
+
+/// One container, as `docker ps` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ContainerSummary {
+    pub id: String,
+    /// Names, without Docker's leading `/`.
+    pub names: Vec<String>,
+    pub image: String,
+    pub image_id: String,
+    pub command: String,
+    /// Creation time, RFC 3339 UTC.
+    pub created: String,
+    /// `created`, `running`, `paused`, `restarting`, `removing`, `exited` or `dead`.
+    pub state: String,
+    /// Human-readable status, e.g. `Up 3 minutes`.
+    pub status: String,
+    pub ports: Vec<PortView>,
+    pub labels: HashMap<String, String>,
+}
+
+/// One line removed from the image store by a delete.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImageDeleteItem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untagged: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<String>,
+}
+
+/// Which output stream a log line came from. `build` is for build output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    Build,
+}
+
+/// A chunk of container output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    pub stream: LogStream,
+    pub text: String,
+}
+
+/// The engine's identity and counts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EngineInfo {
+    /// Docker Engine version, e.g. `20.10.24`.
+    pub version: String,
+    /// The engine's highest API version.
+    pub api_version: String,
+    /// The API version Berth negotiated and speaks with it.
+    pub negotiated_api_version: String,
+    pub min_api_version: Option<String>,
+    pub os: String,
+    pub arch: String,
+    pub kernel_version: Option<String>,
+    pub containers: i64,
+    pub containers_running: i64,
+    pub containers_paused: i64,
+    pub containers_stopped: i64,
+    pub images: i64,
+}
+
+/// Options of a container log read.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub follow: bool,
+    /// `None`: all lines.
+    pub tail: Option<u64>,
+    /// Unix seconds.
+    pub since: Option<i64>,
+    pub timestamps: bool,
+}
+
+/// Filters of an image list.
+#[derive(Debug, Clone, Default)]
+pub struct ImageFilters {
+    pub all: bool,
+    pub dangling: Option<bool>,
+    pub reference: Vec<String>,
+    pub label: Vec<String>,
+}
+
+/// Filters of a container list.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerFilters {
+    pub all: bool,
+    pub label: Vec<String>,
+    pub status: Vec<String>,
+    pub name: Vec<String>,
+}

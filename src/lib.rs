@@ -1,0 +1,10 @@
+//! Berth: an authenticated HTTP/JSON control plane for the Docker Engine.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod docker;
+pub mod domain;
+pub mod error;
+pub mod startup;
+pub mod telemetry;

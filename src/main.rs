@@ -1,0 +1,71 @@
+use std::time::Duration;
+
+use anyhow::Context;
+use berth::auth::{Role, mint_token};
+use berth::config::Settings;
+use berth::startup::Application;
+use clap::{Parser, Subcommand};
+
+/// Berth: an authenticated HTTP/JSON control plane for the Docker Engine.
+/// Configuration comes from the environment (BERTH_*, DOCKER_HOST); see the README.
+#[derive(Parser)]
+#[command(name = "berth", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Print a token signed with BERTH_JWT_SECRET.
+    Token {
+        /// Subject: the owner of the jobs made with this token.
+        #[arg(long)]
+        sub: String,
+        /// viewer, operator or admin (repeatable).
+        #[arg(long = "role", required = true, value_parser = parse_role)]
+        roles: Vec<Role>,
+        /// Lifetime, e.g. 1h, 30m, 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+    /// Print the OpenAPI document (JSON).
+    Openapi,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("`{s}` is not a role: use viewer, operator or admin"))
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("berth: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Openapi => {
+            let spec = berth::startup::openapi();
+            println!("{}", spec.to_pretty_json().context("serializing the spec")?);
+            Ok(())
+        }
+        Command::Token { sub, roles, ttl } => {
+            let settings = Settings::from_env()?;
+            println!("{}", mint_token(&settings.jwt, &sub, &roles, ttl)?);
+            Ok(())
+        }
+        Command::Serve => {
+            let settings = Settings::from_env()?;
+            berth::telemetry::init(settings.log_format);
+            actix_web::rt::System::new().block_on(async move {
+                let app = Application::build(settings).await?;
+                tracing::info!(port = app.port(), "berth listening");
+                app.run_until_stopped().await
+            })
+        }
+    }
+}
