@@ -97,15 +97,14 @@ impl Application {
     }
 }
 
-/// Any error response that is not already a problem (a framework default, say) becomes one,
+/// Any error response without a JSON body (a framework default, say) becomes one,
 /// so no route ever answers with a plain-text error body.
 fn problem_safety_net<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res
-        .response()
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if is_problem {
+    // A JSON body (a problem, or a deliberate document such as /readyz's) stays as it is.
+    let is_json = res.response().headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/problem+json") || v.as_bytes().starts_with(b"application/json")
+    });
+    if is_json {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

@@ -1,0 +1,11 @@
+//! Integration tests against the real application, the real Docker engine and a real
+//! registry. Run `scripts/test-env.sh` first (the README's test command does).
+
+mod helpers;
+
+mod auth;
+mod containers;
+mod errors;
+mod images;
+mod openapi;
+mod system;

@@ -1,0 +1,62 @@
+use berth::auth::Role;
+use serde_json::Value;
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+
+#[actix_web::test]
+async fn healthz_and_readyz_answer_without_a_token() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "ok");
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["checks"]["docker"], "ok");
+}
+
+#[actix_web::test]
+async fn system_reports_engine_and_negotiated_version() {
+    let app = spawn_app().await;
+    let res = app.get("/v1/system", Role::Viewer).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["service"]["name"], "berth");
+    assert_eq!(body["service"]["version"], env!("CARGO_PKG_VERSION"));
+    let engine_api = body["engine"]["api_version"].as_str().unwrap();
+    let negotiated = body["engine"]["negotiated_api_version"].as_str().unwrap();
+    let parse = |v: &str| -> (u32, u32) {
+        let (a, b) = v.split_once('.').unwrap();
+        (a.parse().unwrap(), b.parse().unwrap())
+    };
+    // Never newer than what the engine speaks.
+    assert!(parse(negotiated) <= parse(engine_api), "{negotiated} <= {engine_api}");
+    assert!(body["engine"]["images"].as_i64().unwrap() >= 1);
+    assert!(!body["engine"]["os"].as_str().unwrap().is_empty());
+}
+
+#[actix_web::test]
+async fn engine_unreachable_is_503_and_the_service_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("missing.sock");
+    let app = spawn_app_with(|s| s.docker_host = Some(format!("unix://{}", sock.display()))).await;
+
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    assert_ne!(body["checks"]["docker"], "ok");
+
+    for path in ["/v1/system", "/v1/images", "/v1/containers", "/v1/containers/x", "/v1/images/busybox"] {
+        let res = app.get(path, Role::Viewer).send().await.unwrap();
+        let problem = assert_problem(res, 503, "docker_unavailable").await;
+        assert!(problem["detail"].as_str().unwrap().contains("does not answer"), "{problem}");
+    }
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200, "alive while the engine is away");
+
+    // A TCP engine address that refuses connections behaves the same.
+    let app = spawn_app_with(|s| s.docker_host = Some("tcp://127.0.0.1:1".into())).await;
+    let res = app.get("/v1/images", Role::Viewer).send().await.unwrap();
+    assert_problem(res, 503, "docker_unavailable").await;
+}
