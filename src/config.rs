@@ -65,6 +65,10 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Serve `/metrics` without a token.
     pub metrics_public: bool,
+    /// Largest build context accepted, in bytes.
+    pub build_context_max: u64,
+    /// Registry credentials per host (docker `config.json` format).
+    pub registry_auth_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -82,6 +86,8 @@ impl Settings {
             job_log_events_max: 10_000,
             shutdown_grace: Duration::from_secs(30),
             metrics_public: false,
+            build_context_max: 16 * 1024 * 1024 * 1024,
+            registry_auth_file: None,
         }
     }
 
@@ -147,6 +153,8 @@ impl Settings {
             s.shutdown_grace = humantime::parse_duration(&v)
                 .with_context(|| format!("BERTH_SHUTDOWN_GRACE must be a duration such as `30s`, not `{v}`"))?;
         }
+        s.build_context_max = num("BERTH_BUILD_CONTEXT_MAX", s.build_context_max)?;
+        s.registry_auth_file = get("BERTH_REGISTRY_AUTH_FILE").map(PathBuf::from);
         if let Some(v) = get("BERTH_METRICS_PUBLIC") {
             s.metrics_public = matches!(v.as_str(), "1" | "true" | "yes");
         }

@@ -167,6 +167,10 @@ impl ApiError {
             source: Some(source),
         }
     }
+    pub fn with_source(mut self, source: anyhow::Error) -> Self {
+        self.source = Some(source);
+        self
+    }
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self

@@ -6,5 +6,6 @@ pub mod config;
 pub mod docker;
 pub mod domain;
 pub mod error;
+pub mod jobs;
 pub mod startup;
 pub mod telemetry;

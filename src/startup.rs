@@ -16,12 +16,16 @@ use crate::api;
 use crate::auth::JwtVerifier;
 use crate::config::Settings;
 use crate::docker::Engine;
+use crate::domain::credentials::CredentialStore;
+use crate::jobs::Jobs;
+use crate::jobs::store::SqliteStore;
 use crate::error::{ApiError, ErrorCode, handlers};
 
 /// What every handler can reach.
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub engine: Arc<Engine>,
+    pub jobs: Arc<Jobs>,
 }
 
 /// The OpenAPI document, generated from the handlers.
@@ -39,6 +43,27 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub struct Application {
     port: u16,
     server: Server,
+    jobs: Arc<Jobs>,
+    grace: std::time::Duration,
+}
+
+/// Stops a running application: no new requests or jobs, running jobs get the grace
+/// period, then are interrupted.
+#[derive(Clone)]
+pub struct AppHandle {
+    server: actix_web::dev::ServerHandle,
+    jobs: Arc<Jobs>,
+    grace: std::time::Duration,
+}
+
+impl AppHandle {
+    pub async fn stop(&self) {
+        tracing::info!(grace_s = self.grace.as_secs(), "shutting down");
+        let server = self.server.clone();
+        let http = tokio::spawn(async move { server.stop(true).await });
+        self.jobs.shutdown(self.grace).await;
+        let _ = http.await;
+    }
 }
 
 impl Application {
@@ -54,8 +79,18 @@ impl Application {
         if let Err(e) = engine.ping().await {
             tracing::warn!(error = %e, "the Docker engine does not answer yet; serving 503 docker_unavailable until it does");
         }
+        let credentials = match &settings.registry_auth_file {
+            Some(path) => CredentialStore::load(path)?,
+            None => CredentialStore::default(),
+        };
+        let store = Arc::new(
+            SqliteStore::open(&settings.data_dir)
+                .with_context(|| format!("opening the job store in {}", settings.data_dir.display()))?,
+        );
+        let jobs = Jobs::new(&settings, store, engine.clone(), credentials)?;
+        jobs.start().await.context("recovering the job queue")?;
         let settings = Arc::new(settings);
-        let state = web::Data::new(AppState { settings: settings.clone(), engine });
+        let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone() });
         let spec = openapi();
         let json_limit = settings.json_limit;
 
@@ -84,15 +119,28 @@ impl Application {
                 .wrap(from_fn(crate::telemetry::request_span))
         })
         .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(5)
         .run();
-        Ok(Self { port, server })
+        Ok(Self { port, server, jobs, grace: settings.shutdown_grace })
+    }
+
+    /// A handle that stops the application as SIGTERM does (tests use it).
+    pub fn handle(&self) -> AppHandle {
+        AppHandle { server: self.server.handle(), jobs: self.jobs.clone(), grace: self.grace }
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// Serve until SIGTERM or SIGINT, then shut down gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.handle();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            handle.stop().await;
+        });
         self.server.await.context("running the HTTP server")
     }
 }
@@ -136,4 +184,18 @@ fn problem_safety_net<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHand
     let (req, _) = res.into_parts();
     let res = ServiceResponse::new(req, api.error_response()).map_into_right_body();
     Ok(ErrorHandlerResponse::Response(res))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

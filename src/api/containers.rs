@@ -390,3 +390,65 @@ pub async fn container_logs(
 pub fn sse_json(event: &str, payload: &impl Serialize) -> sse::Data {
     sse::Data::new(serde_json::to_string(payload).unwrap_or_else(|_| "null".into())).event(event.to_string())
 }
+
+// ---- jobs ---------------------------------------------------------------------------------
+
+/// Run a container (`docker run`): pull per `pull`, create, start. With `detach=true`
+/// (default) the job ends once the container started, result `{container_id}`; with
+/// `detach=false` its output comes as `log` events and the result is
+/// `{container_id, exit_code}` (the job succeeds whatever the exit code). Options that
+/// give power over the host (`privileged`, host `binds`/volumes, `network: host`) need
+/// admin: else 403 `policy_violation` naming the option, before anything is queued.
+#[utoipa::path(
+    tag = "containers",
+    request_body = crate::domain::run::RunContainerRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
+    responses(
+        (status = 202, description = "Queued", body = crate::jobs::Job),
+        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
+        (status = 400, description = "Bad body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator, or `policy_violation`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/containers")]
+pub async fn run_container(
+    who: Authorized<Operator>,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: web::Json<crate::domain::run::RunContainerRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    body.validate(who.is_admin())?;
+    let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
+    crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::Run, request, None).await
+}
+
+/// Remove stopped containers (admin). Result `{deleted, space_reclaimed}`.
+#[utoipa::path(
+    tag = "containers",
+    request_body = crate::domain::requests::PruneContainersRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
+    responses(
+        (status = 202, description = "Queued", body = crate::jobs::Job),
+        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
+        (status = 400, description = "Bad filters", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not admin", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/containers/prune")]
+pub async fn prune_containers(
+    who: Authorized<crate::auth::Admin>,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: web::Json<crate::domain::requests::PruneContainersRequest>,
+) -> ApiResult<HttpResponse> {
+    body.filters.validate()?;
+    let request = serde_json::to_value(&body.into_inner()).map_err(|e| ApiError::internal(e.into()))?;
+    crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::PruneContainers, request, None).await
+}

@@ -179,3 +179,246 @@ pub async fn tag_image(
         .insert_header(("Location", format!("/v1/images/{full}")))
         .json(TagImageView { source: body.source.clone(), target: full }))
 }
+
+// ---- jobs ---------------------------------------------------------------------------------
+
+/// Build an image from a tar (or gzip tar) context in the body, or from `remote=`.
+///
+/// The context is streamed to disk as it arrives (never held in memory), the job is
+/// queued, and the answer is `202` with the job; its events carry the build output as
+/// `log` events (`stream: "build"`), and its result is `{image_id, tags}`.
+#[utoipa::path(
+    tag = "images",
+    params(crate::domain::requests::BuildQuery,
+           ("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
+    request_body(content = Vec<u8>, description = "Build context: a tar, or a gzip-compressed tar", content_type = "application/x-tar"),
+    responses(
+        (status = 202, description = "Queued; `Location` names the job", body = crate::jobs::Job),
+        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
+        (status = 400, description = "Bad options, or neither a body nor `remote`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Context over BERTH_BUILD_CONTEXT_MAX", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not a tar or gzip body", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Queue full (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/images/build")]
+pub async fn build_image(
+    who: Authorized<Operator>,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    Qs(q): Qs<crate::domain::requests::BuildQuery>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    use crate::api::jobs::{idempotency_key, job_response};
+    let mut params = q.validate()?;
+    let key = idempotency_key(&req)?;
+    if let Some(k) = &key {
+        if let Some(job) = state.jobs.store().find_idempotent(&who.subject, k).await? {
+            return Ok(job_response(crate::jobs::Submitted::Existing(job)));
+        }
+    }
+    let content_length = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = req.headers().contains_key(actix_web::http::header::TRANSFER_ENCODING);
+    let has_body = content_length.is_some_and(|n| n > 0) || chunked;
+    let spool = if params.remote.is_some() {
+        if has_body {
+            return Err(ApiError::invalid("Send either a context body or `remote`, not both."));
+        }
+        None
+    } else {
+        let format = match req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+            Some(ct) => match ct.split(';').next().unwrap_or("").trim() {
+                "application/x-tar" | "application/tar" => "tar",
+                "application/gzip" | "application/x-gzip" | "application/tar+gzip" => "gzip",
+                other => {
+                    return Err(ApiError::new(
+                        crate::error::ErrorCode::UnsupportedMediaType,
+                        format!("The build context must be `application/x-tar` or `application/gzip`, not `{other}`."),
+                    ));
+                }
+            },
+            None => {
+                return Err(ApiError::new(
+                    crate::error::ErrorCode::UnsupportedMediaType,
+                    "Send the build context with `Content-Type: application/x-tar` (or `application/gzip`), or use `remote=`.",
+                ));
+            }
+        };
+        let max = state.settings.build_context_max;
+        if content_length.is_some_and(|n| n > max) {
+            return Err(too_large(max));
+        }
+        if state.jobs.store().count_queued().await? >= state.jobs.capacity() {
+            return Err(state.jobs.queue_full());
+        }
+        let (path, bytes) = spool_context(&state, payload, max).await?;
+        if bytes == 0 {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(ApiError::invalid("The build context is empty."));
+        }
+        params.context_bytes = Some(bytes);
+        params.context_format = Some(format.to_string());
+        Some(path)
+    };
+    let request = serde_json::to_value(&params).map_err(|e| ApiError::internal(e.into()))?;
+    let new = crate::jobs::NewJob {
+        kind: crate::jobs::JobKind::Build,
+        owner: who.subject.clone(),
+        request,
+        idempotency_key: key,
+        spool: spool.clone(),
+    };
+    let submitted = state.jobs.submit(new, None).await;
+    let keep = matches!(submitted, Ok(crate::jobs::Submitted::New(_)));
+    if !keep {
+        if let Some(p) = spool {
+            let _ = tokio::fs::remove_file(p).await;
+        }
+    }
+    Ok(job_response(submitted?))
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        crate::error::ErrorCode::PayloadTooLarge,
+        format!("The build context is larger than BERTH_BUILD_CONTEXT_MAX ({max} bytes)."),
+    )
+}
+
+/// Write the body to a spool file as it arrives; bounded memory whatever its size.
+async fn spool_context(state: &AppState, mut payload: web::Payload, max: u64) -> ApiResult<(String, u64)> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let path = state.jobs.spool_dir().join(format!("{}.ctx", uuid::Uuid::new_v4()));
+    let path_s = path.to_string_lossy().into_owned();
+    let file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| ApiError::new(crate::error::ErrorCode::Internal, "Cannot store the build context.").with_source(e.into()))?;
+    let mut out = tokio::io::BufWriter::with_capacity(1024 * 1024, file);
+    let mut bytes: u64 = 0;
+    let result: ApiResult<()> = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::invalid(format!("Reading the build context failed: {e}")))?;
+            bytes += chunk.len() as u64;
+            if bytes > max {
+                return Err(too_large(max));
+            }
+            out.write_all(&chunk).await.map_err(|e| {
+                ApiError::new(crate::error::ErrorCode::Internal, "Cannot store the build context (disk full?).")
+                    .with_source(e.into())
+            })?;
+        }
+        out.flush().await.map_err(|e| ApiError::internal(e.into()))?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        drop(out);
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e);
+    }
+    Ok((path_s, bytes))
+}
+
+/// Pull an image: a job with per-layer `layer` events and an aggregated `progress`;
+/// result `{image_id, digest}`.
+#[utoipa::path(
+    tag = "images",
+    request_body = crate::domain::requests::PullRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
+    responses(
+        (status = 202, description = "Queued", body = crate::jobs::Job),
+        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
+        (status = 400, description = "Bad body or reference", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/images/pull")]
+pub async fn pull_image(
+    who: Authorized<Operator>,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: web::Json<crate::domain::requests::PullRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let image = ImageRef::parse(&body.image)?;
+    if let Some(p) = &body.platform {
+        if p.is_empty() || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b)) {
+            return Err(ApiError::invalid("`platform` must look like os[/arch[/variant]]"));
+        }
+    }
+    let secret = body.credentials.clone().map(|c| c.into_auth(image.registry_host())).transpose()?;
+    let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
+    crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::Pull, request, secret).await
+}
+
+/// Push an image to its registry: a job with `layer` and `progress` events; result
+/// `{digest}`.
+#[utoipa::path(
+    tag = "images",
+    request_body = crate::domain::requests::PushRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
+    responses(
+        (status = 202, description = "Queued", body = crate::jobs::Job),
+        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
+        (status = 400, description = "Bad body or reference", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/images/push")]
+pub async fn push_image(
+    who: Authorized<Operator>,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: web::Json<crate::domain::requests::PushRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let image = ImageRef::parse(&body.image)?;
+    if image.digest.is_some() {
+        return Err(ApiError::new(crate::error::ErrorCode::InvalidReference, "Push a tag, not a digest."));
+    }
+    let secret = body.credentials.clone().map(|c| c.into_auth(image.registry_host())).transpose()?;
+    let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
+    crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::Push, request, secret).await
+}
+
+/// Remove unused images (admin): dangling only, or with `all` every image no container
+/// uses. Result `{deleted, space_reclaimed}`.
+#[utoipa::path(
+    tag = "images",
+    request_body = crate::domain::requests::PruneImagesRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
+    responses(
+        (status = 202, description = "Queued", body = crate::jobs::Job),
+        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
+        (status = 400, description = "Bad filters", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not admin", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/images/prune")]
+pub async fn prune_images(
+    who: Authorized<crate::auth::Admin>,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: web::Json<crate::domain::requests::PruneImagesRequest>,
+) -> ApiResult<HttpResponse> {
+    body.filters.validate()?;
+    let request = serde_json::to_value(&body.into_inner()).map_err(|e| ApiError::internal(e.into()))?;
+    crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::PruneImages, request, None).await
+}

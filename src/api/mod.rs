@@ -2,6 +2,7 @@
 
 pub mod containers;
 pub mod images;
+pub mod jobs;
 pub mod system;
 
 use std::future::{Ready, ready};
@@ -71,10 +72,12 @@ impl Modify for SecurityAddon {
         license(name = "Apache-2.0")
     ),
     modifiers(&SecurityAddon),
-    components(schemas(crate::error::Problem, crate::error::ErrorCode, crate::docker::LogLine, crate::docker::LogStream, containers::LogEndEvent)),
+    components(schemas(crate::error::Problem, crate::error::ErrorCode, crate::docker::LogLine, crate::docker::LogStream, containers::LogEndEvent,
+        crate::jobs::StateEvent, crate::jobs::LayerEvent, crate::jobs::Progress, crate::jobs::JobError)),
     tags(
         (name = "images", description = "Images on the engine"),
         (name = "containers", description = "Containers on the engine"),
+        (name = "jobs", description = "Builds, pulls, pushes, runs and prunes: queued jobs with SSE progress"),
         (name = "system", description = "Health, readiness and engine information"),
     )
 )]
@@ -95,9 +98,15 @@ pub fn v1_scope() -> Scope<
         .service(system::system_info)
         .service(images::list_images)
         .service(images::tag_image)
+        .service(images::build_image)
+        .service(images::pull_image)
+        .service(images::push_image)
+        .service(images::prune_images)
         .service(images::inspect_image)
         .service(images::remove_image)
         .service(containers::list_containers)
+        .service(containers::run_container)
+        .service(containers::prune_containers)
         .service(containers::inspect_container)
         .service(containers::start_container)
         .service(containers::stop_container)
@@ -105,4 +114,10 @@ pub fn v1_scope() -> Scope<
         .service(containers::kill_container)
         .service(containers::remove_container)
         .service(containers::container_logs)
+        .service(jobs::list_jobs)
+        .service(jobs::get_job)
+        .service(jobs::cancel_job)
+        .service(jobs::delete_job)
+        .service(jobs::stream_job_events)
+        .service(jobs::stream_events)
 }

@@ -80,8 +80,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(()) => "ok".to_string(),
         Err(e) => e.to_string(),
     };
-    let ready = docker == "ok";
+    let store = match state.jobs.store().check_writable().await {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let ready = docker == "ok" && store == "ok";
     checks.insert("docker".to_string(), docker);
+    checks.insert("store".to_string(), store);
     let body = HealthView { status: if ready { "ok" } else { "unavailable" }.into(), checks: Some(checks) };
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }

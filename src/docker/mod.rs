@@ -7,6 +7,7 @@
 //! call reconnects and negotiates again: the service recovers by itself when the engine
 //! comes back. Everything it returns is Berth's own type ([`types`]) or plain JSON.
 
+mod ops;
 pub mod types;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use bollard::Docker;
 use bollard::query_parameters as qp;
 use futures_util::{Stream, StreamExt};
 
+pub use ops::{BuildOutput, BuildSpec, ProgressMessage, PruneReport, RegistryAuth};
 pub use types::*;
 
 /// Which kind of object a 404 was about.

@@ -2,6 +2,9 @@
 //! to the engine or the queue.
 
 pub mod image_ref;
+pub mod credentials;
 pub mod names;
+pub mod requests;
+pub mod run;
 
 pub use image_ref::{ImageRef, RefError, validate_reference_or_id};

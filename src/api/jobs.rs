@@ -1,0 +1,355 @@
+//! `/v1/jobs` and `/v1/events`: the job records, their event streams, cancel and delete.
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, Responder, delete, get, http::header, post, web};
+use actix_web_lab::sse;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::{IntoParams, ToSchema};
+
+use super::Qs;
+use super::containers::{SSE_KEEP_ALIVE, sse_json};
+use crate::auth::{Authorized, Operator, Principal, Viewer};
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
+use crate::jobs::{Job, JobEvent, JobFilter, JobKind, JobState, Jobs, NewJob, StateEvent, Submitted};
+use crate::startup::AppState;
+
+/// A page of jobs, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobPage {
+    pub items: Vec<Job>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobListQuery {
+    /// `queued`, `running`, `succeeded`, `failed`, `canceled` or `interrupted`.
+    pub state: Option<String>,
+    /// `build`, `pull`, `push`, `run`, `prune_images` or `prune_containers`.
+    pub kind: Option<String>,
+    /// Only this owner's jobs (admins; others may only name themselves).
+    pub owner: Option<String>,
+    /// Page size, 1-1000 (default 100).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn job_id_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// List the jobs the caller may see, newest first.
+#[utoipa::path(
+    tag = "jobs",
+    params(JobListQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 400, description = "Bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another owner's jobs, without admin", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/jobs")]
+pub async fn list_jobs(
+    who: Authorized<Viewer>,
+    state: web::Data<AppState>,
+    Qs(q): Qs<JobListQuery>,
+) -> ApiResult<web::Json<JobPage>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("`limit` must be between 1 and 1000"));
+    }
+    let job_state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
+            ApiError::invalid("`state` must be queued, running, succeeded, failed, canceled or interrupted")
+        })?),
+    };
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some(s) => Some(JobKind::parse(s).ok_or_else(|| {
+            ApiError::invalid("`kind` must be build, pull, push, run, prune_images or prune_containers")
+        })?),
+    };
+    if let Some(c) = &q.cursor {
+        if !job_id_ok(c) {
+            return Err(ApiError::invalid("`cursor` is not a cursor this server gave out"));
+        }
+    }
+    let owner = match (q.owner, who.is_admin()) {
+        (Some(o), true) => Some(o),
+        (None, true) => None,
+        (Some(o), false) if o != who.subject => {
+            return Err(ApiError::new(ErrorCode::Forbidden, "Only admins may list other owners' jobs."));
+        }
+        _ => Some(who.subject.clone()),
+    };
+    let filter = JobFilter { owner, state: job_state, kind, before: q.cursor, limit: limit as usize + 1 };
+    let mut items = state.jobs.store().list(filter).await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|j| j.id.clone())
+    } else {
+        None
+    };
+    Ok(web::Json(JobPage { items, next_cursor }))
+}
+
+/// One job.
+#[utoipa::path(
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job, or not the caller's (`job_not_found`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/jobs/{id}")]
+pub async fn get_job(who: Authorized<Viewer>, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<web::Json<Job>> {
+    Ok(web::Json(state.jobs.visible(&id, &who).await?))
+}
+
+/// Cancel a job: a queued one ends at once, a running one stops its engine call (a run's
+/// container is stopped, and removed if `auto_remove`) and ends `canceled` within seconds.
+/// Owners cancel their own jobs; admins any.
+#[utoipa::path(
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job after the cancel", body = Job),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already ended", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/jobs/{id}/cancel")]
+pub async fn cancel_job(who: Authorized<Operator>, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<web::Json<Job>> {
+    Ok(web::Json(state.jobs.cancel(&id, &who).await?))
+}
+
+/// Forget a finished job and its events.
+#[utoipa::path(
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 204, description = "Forgotten"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Still queued or running", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/jobs/{id}")]
+pub async fn delete_job(who: Authorized<Operator>, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    state.jobs.delete(&id, &who).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobEventsQuery {
+    /// Replay events after this sequence number (as `Last-Event-ID`; the header wins).
+    pub since: Option<u64>,
+    /// The bearer token, for clients that cannot set headers (EventSource).
+    pub access_token: Option<String>,
+}
+
+fn event_to_sse(ev: &JobEvent) -> sse::Event {
+    sse_json(&ev.event, &ev.data).id(ev.seq.to_string()).into()
+}
+
+/// Stream a job's events as server-sent events.
+///
+/// Replays the stored events after `Last-Event-ID` (or `?since=`), then follows live,
+/// and closes after `end`. Events: `state` (`{state}`), `progress` (Progress), `layer`
+/// (LayerEvent), `log` (`{stream, text}`), `result`, `error` (`{code, message}`), `end`
+/// (`{state}`). Each has `id:` = its per-job sequence number, from 1. A comment line is
+/// sent every 10 s while idle. A finished job replays its whole record, then `end`.
+#[utoipa::path(
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id"), JobEventsQuery,
+           ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
+    responses(
+        (status = 200, description = "SSE stream of `state`, `progress`, `layer`, `log`, `result`, `error`, then `end`", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Bad Last-Event-ID or since", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/jobs/{id}/events")]
+pub async fn stream_job_events(
+    who: Authorized<Viewer>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    Qs(q): Qs<JobEventsQuery>,
+    req: HttpRequest,
+) -> ApiResult<impl Responder> {
+    let job = state.jobs.visible(&id, &who).await?;
+    let after = match req.headers().get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| ApiError::invalid("`Last-Event-ID` must be an event id (a whole number)"))?,
+        None => q.since.unwrap_or(0),
+    };
+    let jobs = state.jobs.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(64);
+    tokio::spawn(async move {
+        follow_job(&jobs, &job.id, after, &tx).await;
+        jobs.hub().release(&job.id);
+    });
+    Ok(sse::Sse::from_infallible_receiver(rx).with_keep_alive(SSE_KEEP_ALIVE))
+}
+
+/// Replay from the store, then follow live; back to the store whenever the live feed
+/// skips (a lagging subscriber) — the worker never waits for us.
+async fn follow_job(jobs: &Arc<Jobs>, id: &str, mut last: u64, tx: &tokio::sync::mpsc::Sender<sse::Event>) {
+    const PAGE: usize = 500;
+    let mut live = jobs.hub().subscribe(id);
+    loop {
+        let page = match jobs.store().events_after(id, last, PAGE).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(job_id = id, error = %e, "replaying job events failed");
+                return;
+            }
+        };
+        for ev in &page {
+            if tx.send(event_to_sse(ev)).await.is_err() {
+                return;
+            }
+            last = ev.seq;
+            if ev.event == "end" {
+                return;
+            }
+        }
+        if page.len() == PAGE {
+            continue;
+        }
+        loop {
+            let r = tokio::select! {
+                r = live.recv() => r,
+                _ = tx.closed() => return,
+            };
+            match r {
+                Ok(ev) if ev.seq <= last => {}
+                Ok(ev) if ev.seq == last + 1 => {
+                    if tx.send(event_to_sse(&ev)).await.is_err() {
+                        return;
+                    }
+                    last = ev.seq;
+                    if ev.event == "end" {
+                        return;
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Closed) => {
+                    // The job ended (its channel closes after `end`), or was deleted.
+                    match jobs.store().get(id).await {
+                        Ok(Some(_)) => {
+                            live = jobs.hub().subscribe(id);
+                            break;
+                        }
+                        _ => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// The bearer token, for clients that cannot set headers (EventSource).
+    pub access_token: Option<String>,
+}
+
+/// Stream the `state` events of every job the caller may see (own jobs; admins all):
+/// `data: {state, job_id, kind, owner}`, `id:` = the job's event sequence number.
+#[utoipa::path(
+    tag = "jobs",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "SSE stream of `state` events (StateEvent)", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/events")]
+pub async fn stream_events(who: Authorized<Viewer>, state: web::Data<AppState>, Qs(_q): Qs<EventsQuery>) -> impl Responder {
+    let mut rx = state.jobs.hub().subscribe_states();
+    let principal: Principal = who.principal.clone();
+    let (tx, out) = tokio::sync::mpsc::channel::<sse::Event>(64);
+    tokio::spawn(async move {
+        loop {
+            let change = tokio::select! {
+                r = rx.recv() => r,
+                _ = tx.closed() => return,
+            };
+            match change {
+                Ok(c) if principal.is_admin() || c.owner == principal.subject => {
+                    let job_state = c.event.data.get("state").and_then(|s| serde_json::from_value(s.clone()).ok());
+                    let Some(job_state) = job_state else { continue };
+                    let payload = StateEvent { state: job_state, job_id: Some(c.job_id), kind: Some(c.kind), owner: Some(c.owner) };
+                    if tx.send(sse_json("state", &payload).id(c.event.seq.to_string()).into()).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    sse::Sse::from_infallible_receiver(out).with_keep_alive(SSE_KEEP_ALIVE)
+}
+
+// ---- shared by the job-making routes ------------------------------------------------------
+
+/// The `Idempotency-Key` header: 1-255 visible ASCII characters.
+pub fn idempotency_key(req: &HttpRequest) -> ApiResult<Option<String>> {
+    match req.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => {
+            let s = v.to_str().map_err(|_| ApiError::invalid("`Idempotency-Key` must be visible ASCII"))?;
+            if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+                return Err(ApiError::invalid("`Idempotency-Key` must be 1-255 visible ASCII characters"));
+            }
+            Ok(Some(s.to_string()))
+        }
+    }
+}
+
+/// 202 with the new job, or 200 with the one made before with the same key.
+pub fn job_response(submitted: Submitted) -> HttpResponse {
+    let (mut res, job) = match submitted {
+        Submitted::New(j) => (HttpResponse::Accepted(), j),
+        Submitted::Existing(j) => (HttpResponse::Ok(), j),
+    };
+    res.insert_header((header::LOCATION, format!("/v1/jobs/{}", job.id))).json(job)
+}
+
+/// Record and queue a job made from a JSON request.
+pub async fn submit_job(
+    state: &AppState,
+    req: &HttpRequest,
+    who: &Principal,
+    kind: JobKind,
+    request: serde_json::Value,
+    secret: Option<crate::docker::RegistryAuth>,
+) -> ApiResult<HttpResponse> {
+    let new = NewJob { kind, owner: who.subject.clone(), request, idempotency_key: idempotency_key(req)?, spool: None };
+    Ok(job_response(state.jobs.submit(new, secret).await?))
+}

@@ -1,0 +1,335 @@
+//! Engine operations behind jobs: build, pull, push, run, prune. Streams yield Berth's
+//! own message types; an error item in a 200 stream is an `Err` item.
+
+use std::collections::HashMap;
+
+use bollard::auth::DockerCredentials;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters as qp;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::{Engine, EngineError, LogLine, ObjectKind, Result, log_line};
+use crate::domain::run::RunSpec;
+
+/// One pull/push status message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProgressMessage {
+    pub id: Option<String>,
+    pub status: Option<String>,
+    pub current: Option<i64>,
+    pub total: Option<i64>,
+}
+
+/// Registry credentials, sent to the engine as `X-Registry-Auth`; never stored.
+#[derive(Clone, Default)]
+pub struct RegistryAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub identity_token: Option<String>,
+    pub server: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryAuth {
+    fn to_bollard(&self) -> DockerCredentials {
+        DockerCredentials {
+            username: self.username.clone(),
+            password: self.password.clone(),
+            identitytoken: self.identity_token.clone(),
+            serveraddress: self.server.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// What a build asks of the engine.
+#[derive(Debug, Clone, Default)]
+pub struct BuildSpec {
+    pub tags: Vec<String>,
+    pub dockerfile: Option<String>,
+    pub target: Option<String>,
+    pub build_args: HashMap<String, String>,
+    pub labels: HashMap<String, String>,
+    pub nocache: bool,
+    pub pull: bool,
+    pub remote: Option<String>,
+}
+
+/// One item of build output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuildOutput {
+    Log(String),
+    ImageId(String),
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Default)]
+pub struct PruneReport {
+    pub deleted: Vec<String>,
+    pub space_reclaimed: i64,
+}
+
+fn progress_message(
+    id: Option<String>,
+    status: Option<String>,
+    detail: Option<bollard::models::ProgressDetail>,
+) -> ProgressMessage {
+    let (current, total) = detail.map(|d| (d.current, d.total)).unwrap_or((None, None));
+    ProgressMessage { id, status, current, total }
+}
+
+fn prune_filters(label: &[String], until: Option<&str>) -> HashMap<String, Vec<String>> {
+    let mut f = HashMap::new();
+    if !label.is_empty() {
+        f.insert("label".to_string(), label.to_vec());
+    }
+    if let Some(u) = until {
+        f.insert("until".to_string(), vec![u.to_string()]);
+    }
+    f
+}
+
+impl Engine {
+    /// Build from a tar (or gzip tar) context streamed from `context`, or from `remote`.
+    pub async fn build(
+        &self,
+        spec: &BuildSpec,
+        context: Option<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static>,
+    ) -> Result<tokio_stream::wrappers::ReceiverStream<Result<BuildOutput>>> {
+        let d = self.docker().await?;
+        let opts = qp::BuildImageOptions {
+            dockerfile: spec.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into()),
+            t: spec.tags.first().cloned(),
+            remote: spec.remote.clone(),
+            nocache: spec.nocache,
+            pull: spec.pull.then(|| "1".to_string()),
+            rm: true,
+            forcerm: true,
+            buildargs: (!spec.build_args.is_empty()).then(|| spec.build_args.clone()),
+            labels: (!spec.labels.is_empty()).then(|| spec.labels.clone()),
+            target: spec.target.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        let body = match context {
+            Some(s) => bollard::body_try_stream(s),
+            None => bollard::body_full(Bytes::new()),
+        };
+        // The build stream borrows the client: drive it in a task that owns both, and hand
+        // the items over a small channel. Dropping the receiver ends the task, which drops
+        // the request: the engine stops the build.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<BuildOutput>>(64);
+        tokio::spawn(async move {
+            let mut stream = d.build_image(opts, None, Some(body));
+            loop {
+                let item = tokio::select! {
+                    item = stream.next() => item,
+                    _ = tx.closed() => return,
+                };
+                let out = match item {
+                    None => return,
+                    Some(Err(e)) => Err(EngineError::from_bollard(ObjectKind::Image, e)),
+                    Some(Ok(info)) => {
+                        if let Some(id) = info.aux.and_then(|a| a.id) {
+                            Ok(BuildOutput::ImageId(id))
+                        } else if let Some(s) = info.stream {
+                            Ok(BuildOutput::Log(s))
+                        } else if let Some(s) = info.status {
+                            Ok(BuildOutput::Log(match info.id {
+                                Some(id) => format!("{id}: {s}\n"),
+                                None => format!("{s}\n"),
+                            }))
+                        } else {
+                            continue;
+                        }
+                    }
+                };
+                if tx.send(out).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+
+    pub async fn pull(
+        &self,
+        repository: &str,
+        tag: &str,
+        platform: Option<&str>,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<impl Stream<Item = Result<ProgressMessage>> + Send + 'static + use<>> {
+        let d = self.docker().await?;
+        let opts = qp::CreateImageOptions {
+            from_image: Some(repository.to_string()),
+            tag: Some(tag.to_string()),
+            platform: platform.unwrap_or_default().to_string(),
+            ..Default::default()
+        };
+        let stream = d.create_image(Some(opts), None, auth.map(|a| a.to_bollard()));
+        Ok(stream.map(|item| match item {
+            Ok(i) => Ok(progress_message(i.id, i.status, i.progress_detail)),
+            Err(e) => Err(EngineError::from_bollard(ObjectKind::Image, e)),
+        }))
+    }
+
+    pub async fn push(
+        &self,
+        repository: &str,
+        tag: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<impl Stream<Item = Result<ProgressMessage>> + Send + 'static + use<>> {
+        let d = self.docker().await?;
+        let opts = qp::PushImageOptions { tag: Some(tag.to_string()), platform: None };
+        let stream = d.push_image(repository, Some(opts), auth.map(|a| a.to_bollard()));
+        Ok(stream.map(|item| match item {
+            Ok(i) => Ok(progress_message(None, i.status, i.progress_detail)),
+            Err(e) => Err(EngineError::from_bollard(ObjectKind::Image, e)),
+        }))
+    }
+
+    /// `(id, repo_digests, repo_tags)` of an image, `None` when it is not on the engine.
+    pub async fn image_identity(&self, reference: &str) -> Result<Option<(String, Vec<String>, Vec<String>)>> {
+        let d = self.docker().await?;
+        match d.inspect_image(reference).await {
+            Ok(i) => Ok(Some((
+                i.id.unwrap_or_default(),
+                i.repo_digests.unwrap_or_default(),
+                i.repo_tags.unwrap_or_default(),
+            ))),
+            Err(e) => match self.fail(ObjectKind::Image, e) {
+                EngineError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Create (not start) a container; returns its id.
+    pub async fn create_container(&self, spec: &RunSpec) -> Result<String> {
+        let d = self.docker().await?;
+        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for p in &spec.ports {
+            let entry = port_bindings.entry(p.container_port.clone()).or_insert_with(|| Some(Vec::new()));
+            if p.host_port.is_some() || p.host_ip.is_some() {
+                entry.get_or_insert_with(Vec::new).push(PortBinding {
+                    host_ip: p.host_ip.clone(),
+                    host_port: p.host_port.clone(),
+                });
+            }
+        }
+        let restart_policy = spec.restart.as_ref().map(|r| RestartPolicy {
+            name: Some(match r.name.as_str() {
+                "always" => RestartPolicyNameEnum::ALWAYS,
+                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                _ => RestartPolicyNameEnum::NO,
+            }),
+            maximum_retry_count: r.max_retries,
+        });
+        let host_config = HostConfig {
+            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings.clone()),
+            // An attached run removes its container itself once it has the exit code.
+            auto_remove: Some(spec.auto_remove && spec.detach),
+            restart_policy,
+            memory: spec.memory_bytes,
+            nano_cpus: spec.nano_cpus,
+            network_mode: spec.network.clone(),
+            privileged: Some(spec.privileged),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.to_string()),
+            cmd: spec.cmd.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+            labels: (!spec.labels.is_empty()).then(|| spec.labels.clone()),
+            exposed_ports: (!port_bindings.is_empty()).then(|| port_bindings.keys().cloned().collect()),
+            volumes: (!spec.anonymous_volumes.is_empty()).then(|| spec.anonymous_volumes.clone()),
+            working_dir: spec.workdir.clone(),
+            user: spec.user.clone(),
+            tty: Some(spec.tty),
+            open_stdin: Some(spec.open_stdin),
+            attach_stdout: Some(!spec.detach),
+            attach_stderr: Some(!spec.detach),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let opts = qp::CreateContainerOptions { name: spec.name.clone(), platform: String::new() };
+        let res = d.create_container(Some(opts), body).await.map_err(|e| match self.fail(ObjectKind::Image, e) {
+            // A create 404 is about the image; a 409 is the name.
+            EngineError::NotFound { message, .. } => EngineError::NotFound { kind: ObjectKind::Image, message },
+            other => other,
+        })?;
+        Ok(res.id)
+    }
+
+    /// Attach to a created container's output before it starts, so nothing is missed.
+    pub async fn attach_output(
+        &self,
+        id: &str,
+    ) -> Result<impl Stream<Item = Result<LogLine>> + Send + 'static + use<>> {
+        let d = self.docker().await?;
+        let opts = qp::AttachContainerOptions {
+            stdout: true,
+            stderr: true,
+            stream: true,
+            logs: true,
+            stdin: false,
+            detach_keys: None,
+        };
+        let res = d.attach_container(id, Some(opts)).await.map_err(|e| self.fail(ObjectKind::Container, e))?;
+        Ok(res.output.map(|item| item.map(log_line).map_err(|e| EngineError::from_bollard(ObjectKind::Container, e))))
+    }
+
+    /// Wait until the container is not running; its exit code.
+    pub async fn wait_exit(&self, id: &str) -> Result<i64> {
+        let d = self.docker().await?;
+        let opts = qp::WaitContainerOptions { condition: "not-running".into() };
+        let mut stream = d.wait_container(id, Some(opts));
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(self.fail(ObjectKind::Container, e)),
+            None => Err(EngineError::Docker("the engine closed the wait without an exit code".into())),
+        }
+    }
+
+    pub async fn prune_images(&self, all: bool, label: &[String], until: Option<&str>) -> Result<PruneReport> {
+        let d = self.docker().await?;
+        let mut filters = prune_filters(label, until);
+        filters.insert("dangling".into(), vec![(!all).to_string()]);
+        let res = d
+            .prune_images(Some(qp::PruneImagesOptions { filters: Some(filters) }))
+            .await
+            .map_err(|e| self.fail(ObjectKind::Image, e))?;
+        let deleted = res
+            .images_deleted
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|i| i.deleted.or(i.untagged))
+            .collect();
+        Ok(PruneReport { deleted, space_reclaimed: res.space_reclaimed.unwrap_or(0) })
+    }
+
+    pub async fn prune_containers(&self, label: &[String], until: Option<&str>) -> Result<PruneReport> {
+        let d = self.docker().await?;
+        let filters = prune_filters(label, until);
+        let res = d
+            .prune_containers(Some(qp::PruneContainersOptions { filters: Some(filters) }))
+            .await
+            .map_err(|e| self.fail(ObjectKind::Container, e))?;
+        Ok(PruneReport {
+            deleted: res.containers_deleted.unwrap_or_default(),
+            space_reclaimed: res.space_reclaimed.unwrap_or(0),
+        })
+    }
+}

@@ -1,0 +1,152 @@
+//! Registry credentials: from a request, or from the server's per-registry file (the
+//! `auths` section of a docker `config.json`). Held in memory only: never stored in a
+//! job, an event or a log line (`Debug` redacts them).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::docker::RegistryAuth;
+use crate::error::ApiError;
+
+/// `{username, password}` or `{identity_token}` for the image's registry.
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredentials {
+    pub username: Option<String>,
+    #[schema(format = Password)]
+    pub password: Option<String>,
+    /// An OAuth identity token, instead of username and password.
+    #[schema(format = Password)]
+    pub identity_token: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+impl RegistryCredentials {
+    pub fn into_auth(self, server: &str) -> Result<RegistryAuth, ApiError> {
+        match (&self.username, &self.password, &self.identity_token) {
+            (Some(u), Some(p), None) if !u.is_empty() && u.len() <= 512 && p.len() <= 8192 => Ok(RegistryAuth {
+                username: Some(u.clone()),
+                password: Some(p.clone()),
+                identity_token: None,
+                server: Some(server.to_string()),
+            }),
+            (None, None, Some(t)) if !t.is_empty() && t.len() <= 16384 => Ok(RegistryAuth {
+                identity_token: Some(t.clone()),
+                server: Some(server.to_string()),
+                ..Default::default()
+            }),
+            _ => Err(ApiError::invalid(
+                "`credentials` must be {username, password} or {identity_token}",
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    auths: HashMap<String, AuthEntry>,
+}
+
+#[derive(Deserialize)]
+struct AuthEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    identitytoken: Option<String>,
+}
+
+/// Credentials per registry host, from a docker `config.json`.
+#[derive(Default, Clone)]
+pub struct CredentialStore {
+    by_host: HashMap<String, RegistryAuth>,
+}
+
+impl std::fmt::Debug for CredentialStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialStore").field("hosts", &self.by_host.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// `https://index.docker.io/v1/` -> `docker.io`; `http://host:5000/` -> `host:5000`.
+fn normalize_host(key: &str) -> String {
+    let h = key.trim_start_matches("https://").trim_start_matches("http://");
+    let h = h.split('/').next().unwrap_or(h);
+    match h {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".into(),
+        other => other.to_string(),
+    }
+}
+
+impl CredentialStore {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("parsing {} (docker config.json `auths` format)", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let file: ConfigFile = serde_json::from_str(text)?;
+        let mut by_host = HashMap::new();
+        for (key, e) in file.auths {
+            let host = normalize_host(&key);
+            let (username, password) = match (&e.auth, e.username, e.password) {
+                (Some(auth), _, _) if !auth.is_empty() => {
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(auth.trim())
+                        .with_context(|| format!("`auth` of {key} is not base64"))?;
+                    let raw = String::from_utf8(raw).with_context(|| format!("`auth` of {key} is not UTF-8"))?;
+                    let (u, p) = raw.split_once(':').with_context(|| format!("`auth` of {key} is not user:password"))?;
+                    (Some(u.to_string()), Some(p.to_string()))
+                }
+                (_, u, p) => (u, p),
+            };
+            by_host.insert(
+                host.clone(),
+                RegistryAuth { username, password, identity_token: e.identitytoken, server: Some(host) },
+            );
+        }
+        Ok(Self { by_host })
+    }
+
+    pub fn for_host(&self, host: &str) -> Option<RegistryAuth> {
+        self.by_host.get(host).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_config_auths() {
+        let auth = base64::engine::general_purpose::STANDARD.encode("bob:hunter2");
+        let text = format!(
+            r#"{{"auths": {{"127.0.0.1:5001": {{"auth": "{auth}"}}, "https://index.docker.io/v1/": {{"identitytoken": "tok"}}}}}}"#
+        );
+        let store = CredentialStore::parse(&text).unwrap();
+        let a = store.for_host("127.0.0.1:5001").unwrap();
+        assert_eq!((a.username.as_deref(), a.password.as_deref()), (Some("bob"), Some("hunter2")));
+        assert_eq!(store.for_host("docker.io").unwrap().identity_token.as_deref(), Some("tok"));
+        assert!(store.for_host("other").is_none());
+        assert!(!format!("{store:?} {a:?}").contains("hunter2"), "Debug redacts");
+    }
+
+    #[test]
+    fn request_credentials_shape() {
+        let ok = RegistryCredentials { username: Some("u".into()), password: Some("p".into()), identity_token: None };
+        assert!(ok.clone().into_auth("h").is_ok());
+        assert!(!format!("{ok:?}").contains("\"p\""), "Debug redacts the password");
+        let bad = RegistryCredentials { username: Some("u".into()), password: None, identity_token: None };
+        assert!(bad.into_auth("h").is_err());
+    }
+}

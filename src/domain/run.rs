@@ -1,0 +1,369 @@
+//! The `run` request: what `POST /v1/containers` takes, validated into a [`RunSpec`].
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::ImageRef;
+use crate::error::{ApiError, ErrorCode};
+
+/// When to pull the image before creating the container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Pull only when the image is not on the engine (default).
+    #[default]
+    Missing,
+    /// Always pull first.
+    Always,
+    /// Never pull: a missing image fails the job with `image_not_found`.
+    Never,
+}
+
+/// Create and start a container (`docker run`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunContainerRequest {
+    /// Image reference, e.g. `127.0.0.1:5000/team/app:1.2`.
+    #[schema(example = "berth-test/busybox:latest")]
+    pub image: String,
+    /// Container name (`--name`).
+    pub name: Option<String>,
+    /// Command (replaces the image's CMD).
+    #[schema(example = json!(["sh", "-c", "echo hello"]))]
+    pub cmd: Option<Vec<String>>,
+    /// Entrypoint (replaces the image's ENTRYPOINT).
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE` entries.
+    pub env: Option<Vec<String>>,
+    pub labels: Option<HashMap<String, String>>,
+    /// Published ports, as `docker run -p`: `8080:80`, `127.0.0.1:8443:443/tcp`, `53/udp`.
+    pub ports: Option<Vec<String>>,
+    /// Volumes, as `docker run -v`: `/data` (anonymous) or `name:/data[:ro]` (named).
+    /// A host path source (`/srv:/data`) is a bind mount, reserved to admins.
+    pub volumes: Option<Vec<String>>,
+    /// Working directory (`-w`).
+    pub workdir: Option<String>,
+    /// User (`-u`), `name|uid[:group|gid]`.
+    pub user: Option<String>,
+    /// Remove the container when it exits (`--rm`).
+    pub auto_remove: Option<bool>,
+    /// `true` (default): the job ends once the container started, with `{container_id}`.
+    /// `false`: the job streams the output as `log` events and ends with `exit_code`.
+    pub detach: Option<bool>,
+    pub pull: Option<PullPolicy>,
+    /// `no`, `always`, `unless-stopped`, `on-failure` or `on-failure:N`.
+    pub restart_policy: Option<String>,
+    /// Memory limit in bytes (`--memory`).
+    pub memory_bytes: Option<i64>,
+    /// CPU quota in units of 1e-9 CPUs (`--cpus 1.5` = 1500000000).
+    pub nano_cpus: Option<i64>,
+    /// Network to join (`--network`); `host` is reserved to admins.
+    pub network: Option<String>,
+    /// Privileged mode: reserved to admins.
+    pub privileged: Option<bool>,
+    /// Host bind mounts `/host/path:/container/path[:ro]`: reserved to admins.
+    pub binds: Option<Vec<String>>,
+    /// Allocate a TTY (`-t`).
+    pub tty: Option<bool>,
+    /// Keep stdin open (`-i`).
+    pub open_stdin: Option<bool>,
+}
+
+/// A published port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    pub host_ip: Option<String>,
+    pub host_port: Option<String>,
+    /// `80/tcp`
+    pub container_port: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartSpec {
+    pub name: String,
+    pub max_retries: Option<i64>,
+}
+
+/// A validated run request.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub image: ImageRef,
+    pub name: Option<String>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub ports: Vec<PortSpec>,
+    /// Anonymous volume paths.
+    pub anonymous_volumes: Vec<String>,
+    /// Named volumes and (admin) binds, `src:dst[:mode]`.
+    pub binds: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub auto_remove: bool,
+    pub detach: bool,
+    pub pull: PullPolicy,
+    pub restart: Option<RestartSpec>,
+    pub memory_bytes: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub network: Option<String>,
+    pub privileged: bool,
+    pub tty: bool,
+    pub open_stdin: bool,
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::invalid(msg)
+}
+
+fn policy(option: &str, why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::PolicyViolation,
+        format!("`{option}` is reserved to the admin role: {why}"),
+    )
+}
+
+fn check_text(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+    if s.len() > max || s.contains('\0') {
+        return Err(invalid(format!("`{field}` must be at most {max} bytes, without NUL characters")));
+    }
+    Ok(())
+}
+
+fn parse_port(s: &str) -> Result<PortSpec, ApiError> {
+    let bad = || invalid(format!("`ports` entry `{}` is not [ip:][host_port:]container_port[/tcp|udp|sctp]", s.escape_debug()));
+    let (rest, proto) = match s.rsplit_once('/') {
+        Some((r, p)) if ["tcp", "udp", "sctp"].contains(&p) => (r, p),
+        Some(_) => return Err(bad()),
+        None => (s, "tcp"),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let is_port = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
+    let (ip, host, ctr) = match parts.as_slice() {
+        [c] => (None, None, *c),
+        [h, c] => (None, Some(*h), *c),
+        [ip, h, c] => (Some(*ip), Some(*h), *c),
+        _ => return Err(bad()),
+    };
+    if !is_port(ctr) || host.is_some_and(|h| !h.is_empty() && !is_port(h)) {
+        return Err(bad());
+    }
+    if let Some(ip) = ip {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad());
+        }
+    }
+    Ok(PortSpec {
+        host_ip: ip.map(String::from),
+        host_port: host.filter(|h| !h.is_empty()).map(String::from),
+        container_port: format!("{ctr}/{proto}"),
+    })
+}
+
+fn check_mount(field: &str, spec: &str) -> Result<(String, String), ApiError> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let bad = || invalid(format!("`{field}` entry `{}` is not source:/container/path[:ro|rw]", spec.escape_debug()));
+    let (src, dst) = match parts.as_slice() {
+        [s, d] => (*s, *d),
+        [s, d, mode] if ["ro", "rw", "z", "Z"].contains(mode) => (*s, *d),
+        _ => return Err(bad()),
+    };
+    if src.is_empty() || !dst.starts_with('/') || spec.chars().any(char::is_control) {
+        return Err(bad());
+    }
+    Ok((src.to_string(), dst.to_string()))
+}
+
+impl RunContainerRequest {
+    /// Validate, and apply the run policy: options that give a container power over the
+    /// host need `admin` (403 `policy_violation` naming the option).
+    pub fn validate(&self, is_admin: bool) -> Result<RunSpec, ApiError> {
+        let image = ImageRef::parse(&self.image)?;
+        if let Some(name) = &self.name {
+            let b = name.as_bytes();
+            let ok = !b.is_empty()
+                && b.len() <= 128
+                && b[0].is_ascii_alphanumeric()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
+            if !ok {
+                return Err(invalid("`name` must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 characters)"));
+            }
+        }
+        for (field, list) in [("cmd", &self.cmd), ("entrypoint", &self.entrypoint)] {
+            if let Some(list) = list {
+                for a in list {
+                    check_text(field, a, 64 * 1024)?;
+                }
+            }
+        }
+        let env = self.env.clone().unwrap_or_default();
+        for e in &env {
+            let key = e.split('=').next().unwrap_or("");
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-') {
+                return Err(invalid(format!(
+                    "`env` entries must be KEY=VALUE with KEY of [A-Za-z0-9_.-]; got key `{}`",
+                    key.escape_debug()
+                )));
+            }
+            check_text("env", e, 64 * 1024)?;
+        }
+        let labels = self.labels.clone().unwrap_or_default();
+        for (k, v) in &labels {
+            if k.is_empty() || k.len() > 256 || k.chars().any(|c| c.is_control() || c == '=') {
+                return Err(invalid(format!("label key `{}` must be 1-256 printable characters without `=`", k.escape_debug())));
+            }
+            check_text("labels", v, 4096)?;
+        }
+        let ports = self.ports.iter().flatten().map(|p| parse_port(p)).collect::<Result<Vec<_>, _>>()?;
+        let mut anonymous_volumes = Vec::new();
+        let mut binds = Vec::new();
+        for v in self.volumes.iter().flatten() {
+            if v.starts_with('/') && !v.contains(':') {
+                anonymous_volumes.push(v.clone());
+                continue;
+            }
+            let (src, _) = check_mount("volumes", v)?;
+            if src.starts_with('/') || src.starts_with('.') || src.starts_with('~') {
+                if !is_admin {
+                    return Err(policy("volumes", &format!("`{v}` bind-mounts a host path")));
+                }
+            } else if !src.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+                return Err(invalid(format!("volume name `{}` must be [a-zA-Z0-9_.-]", src.escape_debug())));
+            }
+            binds.push(v.clone());
+        }
+        for b in self.binds.iter().flatten() {
+            check_mount("binds", b)?;
+            if !is_admin {
+                return Err(policy("binds", "host bind mounts give the container the host's files"));
+            }
+            binds.push(b.clone());
+        }
+        if self.privileged == Some(true) && !is_admin {
+            return Err(policy("privileged", "a privileged container owns the host"));
+        }
+        if let Some(net) = &self.network {
+            if net.is_empty() || net.len() > 128 || net.chars().any(|c| c.is_control() || c == '/') {
+                return Err(invalid("`network` must be a network name"));
+            }
+            if (net == "host" || net.starts_with("container:")) && !is_admin {
+                return Err(policy("network", &format!("network mode `{net}` shares a namespace")));
+            }
+        }
+        let restart = match self.restart_policy.as_deref() {
+            None | Some("") | Some("no") => None,
+            Some(p @ ("always" | "unless-stopped")) => Some(RestartSpec { name: p.into(), max_retries: None }),
+            Some("on-failure") => Some(RestartSpec { name: "on-failure".into(), max_retries: None }),
+            Some(p) => match p.strip_prefix("on-failure:").map(|n| n.parse::<i64>()) {
+                Some(Ok(n)) if n >= 0 => Some(RestartSpec { name: "on-failure".into(), max_retries: Some(n) }),
+                _ => return Err(invalid("`restart_policy` must be no, always, unless-stopped, on-failure or on-failure:N")),
+            },
+        };
+        let detach = self.detach.unwrap_or(true);
+        if restart.is_some() && self.auto_remove == Some(true) {
+            return Err(invalid("`auto_remove` cannot be combined with a restart policy"));
+        }
+        if self.memory_bytes.is_some_and(|m| m < 6 * 1024 * 1024) {
+            return Err(invalid("`memory_bytes` must be at least 6 MiB (6291456)"));
+        }
+        if self.nano_cpus.is_some_and(|c| c <= 0) {
+            return Err(invalid("`nano_cpus` must be positive"));
+        }
+        for (field, v) in [("workdir", &self.workdir), ("user", &self.user)] {
+            if let Some(v) = v {
+                check_text(field, v, 4096)?;
+                if v.chars().any(char::is_control) {
+                    return Err(invalid(format!("`{field}` must not contain control characters")));
+                }
+            }
+        }
+        if self.workdir.as_ref().is_some_and(|w| !w.starts_with('/')) {
+            return Err(invalid("`workdir` must be an absolute path"));
+        }
+        Ok(RunSpec {
+            image,
+            name: self.name.clone(),
+            cmd: self.cmd.clone(),
+            entrypoint: self.entrypoint.clone(),
+            env,
+            labels,
+            ports,
+            anonymous_volumes,
+            binds,
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            auto_remove: self.auto_remove.unwrap_or(false),
+            detach,
+            pull: self.pull.unwrap_or_default(),
+            restart,
+            memory_bytes: self.memory_bytes,
+            nano_cpus: self.nano_cpus,
+            network: self.network.clone(),
+            privileged: self.privileged.unwrap_or(false),
+            tty: self.tty.unwrap_or(false),
+            open_stdin: self.open_stdin.unwrap_or(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(image: &str) -> RunContainerRequest {
+        RunContainerRequest { image: image.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(parse_port("80").unwrap().container_port, "80/tcp");
+        let p = parse_port("127.0.0.1:8443:443/udp").unwrap();
+        assert_eq!((p.host_ip.as_deref(), p.host_port.as_deref(), p.container_port.as_str()), (Some("127.0.0.1"), Some("8443"), "443/udp"));
+        assert_eq!(parse_port("8080:80").unwrap().host_port.as_deref(), Some("8080"));
+        for bad in ["", "0", "x:80", "80/icmp", "1.2.3:1:80", "1:2:3:4", "70000"] {
+            assert!(parse_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn policy_reserves_host_power_to_admins() {
+        let cases: Vec<(&str, RunContainerRequest)> = vec![
+            ("privileged", RunContainerRequest { privileged: Some(true), ..req("a") }),
+            ("binds", RunContainerRequest { binds: Some(vec!["/:/host".into()]), ..req("a") }),
+            ("volumes", RunContainerRequest { volumes: Some(vec!["/etc:/x:ro".into()]), ..req("a") }),
+            ("network", RunContainerRequest { network: Some("host".into()), ..req("a") }),
+        ];
+        for (option, r) in cases {
+            let e = r.validate(false).unwrap_err();
+            assert_eq!(e.code, ErrorCode::PolicyViolation, "{option}");
+            assert!(e.detail.contains(option), "{option}: {}", e.detail);
+            assert!(r.validate(true).is_ok(), "admin may use {option}");
+        }
+        let ok = RunContainerRequest { volumes: Some(vec!["data:/data".into(), "/anon".into()]), ..req("a") };
+        let spec = ok.validate(false).unwrap();
+        assert_eq!(spec.binds, vec!["data:/data".to_string()]);
+        assert_eq!(spec.anonymous_volumes, vec!["/anon".to_string()]);
+    }
+
+    #[test]
+    fn rejects_bad_fields() {
+        for r in [
+            req("UPPER"),
+            RunContainerRequest { name: Some("a/b".into()), ..req("a") },
+            RunContainerRequest { env: Some(vec!["=x".into()]), ..req("a") },
+            RunContainerRequest { env: Some(vec!["A B=x".into()]), ..req("a") },
+            RunContainerRequest { restart_policy: Some("sometimes".into()), ..req("a") },
+            RunContainerRequest { memory_bytes: Some(10), ..req("a") },
+            RunContainerRequest { workdir: Some("rel".into()), ..req("a") },
+            RunContainerRequest { ports: Some(vec!["x".into()]), ..req("a") },
+        ] {
+            let e = r.validate(true).unwrap_err();
+            assert!(matches!(e.code, ErrorCode::InvalidRequest | ErrorCode::InvalidReference), "{r:?}");
+        }
+        let spec = RunContainerRequest { restart_policy: Some("on-failure:3".into()), ..req("a") }.validate(false).unwrap();
+        assert_eq!(spec.restart, Some(RestartSpec { name: "on-failure".into(), max_retries: Some(3) }));
+        assert!(spec.detach, "detach defaults to true");
+    }
+}

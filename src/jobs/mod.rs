@@ -1,0 +1,416 @@
+//! The job engine: a persistent, bounded queue of builds, pulls, pushes, runs and prunes.
+//!
+//! Design (after Meilisearch's scheduler and crates.io's worker):
+//! - A handler records the job in the [`store`] (one transaction that also enforces the
+//!   queue bound and the idempotency key), then wakes the dispatcher of its kind.
+//! - One dispatcher per kind claims the oldest queued job with a conditional UPDATE when a
+//!   concurrency permit is free, and runs it in its own task. No polling: dispatchers
+//!   sleep on a `Notify` until a job of their kind is queued.
+//! - Every event gets the next per-job sequence number in the store, then goes to the
+//!   [`hub`] for live subscribers; SSE replays from the store, so a reconnecting client
+//!   (or one arriving after a restart) sees the whole record.
+//! - Cancellation is cooperative: each running job has a `CancellationToken` that the
+//!   [`executor`] `select!`s against its engine stream; dropping the stream aborts the
+//!   engine call.
+//! - Start-up marks rows left `running` by a dead process `interrupted`; queued rows run.
+//!   Shutdown stops claiming, gives running jobs a grace period, then interrupts them.
+
+pub mod executor;
+pub mod hub;
+pub mod model;
+pub mod progress;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Principal;
+use crate::config::Settings;
+use crate::docker::{Engine, RegistryAuth};
+use crate::domain::credentials::CredentialStore;
+use crate::error::{ApiError, ErrorCode};
+pub use model::*;
+use store::{Inserted, JobStore, StoreError};
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::new(ErrorCode::Internal, "The job store failed; the request id identifies the cause in the log.")
+            .with_source(anyhow::Error::new(e))
+    }
+}
+
+/// Why a running job's token fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Canceled,
+    Shutdown,
+}
+
+struct Running {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+/// Outcome of a submission.
+pub enum Submitted {
+    New(Job),
+    Existing(Job),
+}
+
+pub struct Jobs {
+    store: Arc<dyn JobStore>,
+    hub: hub::EventHub,
+    engine: Arc<Engine>,
+    capacity: usize,
+    log_events_max: u64,
+    spool_dir: PathBuf,
+    credentials: CredentialStore,
+    limits: HashMap<JobKind, Arc<Semaphore>>,
+    wake: HashMap<JobKind, Arc<Notify>>,
+    running: Mutex<HashMap<String, Running>>,
+    /// Request credentials, by job id, in memory only.
+    secrets: Mutex<HashMap<String, RegistryAuth>>,
+    stopping: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Jobs {
+    pub fn new(
+        settings: &Settings,
+        store: Arc<dyn JobStore>,
+        engine: Arc<Engine>,
+        credentials: CredentialStore,
+    ) -> anyhow::Result<Arc<Self>> {
+        let spool_dir = settings.data_dir.join("contexts");
+        std::fs::create_dir_all(&spool_dir)?;
+        let c = settings.concurrency;
+        let limit = |k: JobKind| match k {
+            JobKind::Build => c.build,
+            JobKind::Pull => c.pull,
+            JobKind::Push => c.push,
+            JobKind::Run => c.run,
+            JobKind::PruneImages | JobKind::PruneContainers => c.prune,
+        };
+        Ok(Arc::new(Self {
+            store,
+            hub: hub::EventHub::default(),
+            engine,
+            capacity: settings.queue_capacity,
+            log_events_max: settings.job_log_events_max,
+            spool_dir,
+            credentials,
+            limits: JobKind::ALL.into_iter().map(|k| (k, Arc::new(Semaphore::new(limit(k))))).collect(),
+            wake: JobKind::ALL.into_iter().map(|k| (k, Arc::new(Notify::new()))).collect(),
+            running: Mutex::new(HashMap::new()),
+            secrets: Mutex::new(HashMap::new()),
+            stopping: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }))
+    }
+
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
+    }
+    pub fn hub(&self) -> &hub::EventHub {
+        &self.hub
+    }
+    pub fn spool_dir(&self) -> &PathBuf {
+        &self.spool_dir
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Recover after a restart, then start one dispatcher per kind.
+    pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        for id in self.store.running_ids().await? {
+            let Some(job) = self.store.get(&id).await? else { continue };
+            let err = JobError {
+                code: ErrorCode::Interrupted,
+                message: "The service stopped while this job was running; it was not resumed.".into(),
+            };
+            self.finish(&job, JobState::Interrupted, None, Some(err)).await;
+        }
+        for kind in JobKind::ALL {
+            let me = self.clone();
+            tokio::spawn(async move { me.run_dispatcher_until_stopped(kind).await });
+        }
+        Ok(())
+    }
+
+    async fn run_dispatcher_until_stopped(self: Arc<Self>, kind: JobKind) {
+        let limit = self.limits[&kind].clone();
+        let wake = self.wake[&kind].clone();
+        loop {
+            let permit = tokio::select! {
+                p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = self.stopping.cancelled() => return,
+            };
+            // Register for a wake-up before looking, so an enqueue in between is not lost.
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.store.claim_next(kind).await {
+                Ok(Some(job)) => {
+                    let me = self.clone();
+                    self.tasks.spawn(async move {
+                        me.execute(job).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = self.stopping.cancelled() => return,
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::error!(kind = kind.as_str(), error = %e, "claiming a job failed; retrying in 1 s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = self.stopping.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn execute(self: &Arc<Self>, job: Job) {
+        let token = CancellationToken::new();
+        let reason = Arc::new(Mutex::new(None));
+        self.running
+            .lock()
+            .unwrap()
+            .insert(job.id.clone(), Running { token: token.clone(), reason: reason.clone() });
+        self.emit(&job, "state", json!({"state": "running"})).await;
+        let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(), owner = %job.owner);
+        let outcome = {
+            let _enter = span.enter();
+            tracing::info!("job started");
+            drop(_enter);
+            let mut ctx = executor::JobCtx::new(self.clone(), job.clone(), token.clone());
+            tracing::Instrument::instrument(executor::run(&mut ctx), span.clone()).await
+        };
+        self.running.lock().unwrap().remove(&job.id);
+        self.secrets.lock().unwrap().remove(&job.id);
+        let stop = *reason.lock().unwrap();
+        match outcome {
+            Ok(result) => self.finish(&job, JobState::Succeeded, Some(result), None).await,
+            Err(executor::Failure::Canceled) => match stop {
+                Some(StopReason::Shutdown) => {
+                    let err = JobError {
+                        code: ErrorCode::Interrupted,
+                        message: "The service shut down while this job was running.".into(),
+                    };
+                    self.finish(&job, JobState::Interrupted, None, Some(err)).await
+                }
+                _ => self.finish(&job, JobState::Canceled, None, None).await,
+            },
+            Err(executor::Failure::Error { code, message, result }) => {
+                self.finish(&job, JobState::Failed, result, Some(JobError { code, message })).await
+            }
+        }
+        span.in_scope(|| tracing::info!("job ended"));
+    }
+
+    /// Record a terminal state: the transition, then `result`/`error`, `state`, `end`.
+    async fn finish(&self, job: &Job, to: JobState, result: Option<Value>, error: Option<JobError>) {
+        let from = if job.state == JobState::Queued { JobState::Queued } else { JobState::Running };
+        match self.store.transition(&job.id, from, to, result.clone(), error.clone()).await {
+            Ok(true) => {}
+            Ok(false) => return, // someone else finished it
+            Err(e) => {
+                tracing::error!(job_id = %job.id, error = %e, "recording the end of a job failed");
+                return;
+            }
+        }
+        let mut progress = job.progress.clone();
+        if let Ok(Some(current)) = self.store.get(&job.id).await {
+            progress = current.progress;
+        }
+        progress.phase = "done".into();
+        let _ = self.store.set_progress(&job.id, &progress).await;
+        if let Some(r) = result {
+            self.emit(job, "result", r).await;
+        }
+        if let Some(e) = error {
+            self.emit(job, "error", json!({"code": e.code, "message": e.message})).await;
+        }
+        self.emit(job, "state", json!({"state": to})).await;
+        self.emit(job, "end", json!({"state": to})).await;
+        if let Ok(Some(spool)) = self.store.spool(&job.id).await {
+            let _ = tokio::fs::remove_file(spool).await;
+        }
+    }
+
+    /// Persist an event, then publish it. A store failure is logged, not fatal to the job.
+    pub(crate) async fn emit(&self, job: &Job, event: &str, data: Value) {
+        match self.store.append_event(&job.id, event, data).await {
+            Ok(ev) => self.hub.publish(job.kind, &job.owner, ev),
+            Err(e) => tracing::warn!(job_id = %job.id, event, error = %e, "storing a job event failed"),
+        }
+    }
+
+    /// Queue a job. Credentials stay in memory for the job's run.
+    pub async fn submit(&self, new: NewJob, secret: Option<RegistryAuth>) -> Result<Submitted, ApiError> {
+        let kind = new.kind;
+        match self.store.insert(new, self.capacity).await? {
+            Inserted::Existing(job) => Ok(Submitted::Existing(job)),
+            Inserted::QueueFull => Err(self.queue_full()),
+            Inserted::New(job) => {
+                if let Some(s) = secret {
+                    self.secrets.lock().unwrap().insert(job.id.clone(), s);
+                }
+                if let Ok(evs) = self.store.events_after(&job.id, 0, 1).await {
+                    for ev in evs {
+                        self.hub.publish(job.kind, &job.owner, ev);
+                    }
+                }
+                self.wake[&kind].notify_one();
+                Ok(Submitted::New(job))
+            }
+        }
+    }
+
+    pub fn queue_full(&self) -> ApiError {
+        ApiError::new(
+            ErrorCode::QueueFull,
+            format!("The job queue holds its limit of {} queued jobs; retry later.", self.capacity),
+        )
+        .with_retry_after(5)
+    }
+
+    pub(crate) fn take_secret(&self, id: &str) -> Option<RegistryAuth> {
+        self.secrets.lock().unwrap().remove(id)
+    }
+
+    pub(crate) fn configured_credentials(&self, host: &str) -> Option<RegistryAuth> {
+        self.credentials.for_host(host)
+    }
+
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub(crate) fn log_events_max(&self) -> u64 {
+        self.log_events_max
+    }
+
+    /// A job the caller may see (its owner, or admin), else 404 `job_not_found`.
+    pub async fn visible(&self, id: &str, who: &Principal) -> Result<Job, ApiError> {
+        let not_found = || ApiError::new(ErrorCode::JobNotFound, format!("No job `{}`.", id.escape_debug()));
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(not_found());
+        }
+        match self.store.get(id).await? {
+            Some(job) if who.is_admin() || job.owner == who.subject => Ok(job),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// Cancel: a queued job ends at once; a running one is told to stop and ends within
+    /// seconds. Answers the job as it is after the request.
+    pub async fn cancel(&self, id: &str, who: &Principal) -> Result<Job, ApiError> {
+        let job = self.visible(id, who).await?;
+        match job.state {
+            JobState::Queued => {
+                self.finish(&job, JobState::Canceled, None, None).await;
+                // Lost the race to a dispatcher: it is running now; cancel that.
+                if self.signal(&job.id) {
+                    self.wait_terminal(&job.id, Duration::from_secs(10)).await;
+                }
+            }
+            JobState::Running => {
+                if self.signal(&job.id) {
+                    self.wait_terminal(&job.id, Duration::from_secs(10)).await;
+                }
+            }
+            s => {
+                return Err(ApiError::new(ErrorCode::Conflict, format!("The job has already ended ({}).", s.as_str())));
+            }
+        }
+        Ok(self.store.get(&job.id).await?.unwrap_or(job))
+    }
+
+    fn signal(&self, id: &str) -> bool {
+        let running = self.running.lock().unwrap();
+        match running.get(id) {
+            Some(r) => {
+                r.reason.lock().unwrap().get_or_insert(StopReason::Canceled);
+                r.token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn wait_terminal(&self, id: &str, max: Duration) {
+        let mut rx = self.hub.subscribe(id);
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            if let Ok(Some(j)) = self.store.get(id).await {
+                if j.state.is_terminal() {
+                    break;
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => break,
+                Ok(Ok(ev)) if ev.event == "end" => break,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Ok(_) => {}
+            }
+        }
+        drop(rx);
+        self.hub.release(id);
+    }
+
+    /// Forget a finished job and its events.
+    pub async fn delete(&self, id: &str, who: &Principal) -> Result<(), ApiError> {
+        let job = self.visible(id, who).await?;
+        if !job.state.is_terminal() {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("The job is {}; cancel it first, or wait for it to end.", job.state.as_str()),
+            ));
+        }
+        match self.store.delete_finished(&job.id).await? {
+            Some(spool) => {
+                if let Some(s) = spool {
+                    let _ = tokio::fs::remove_file(s).await;
+                }
+                Ok(())
+            }
+            None => Err(ApiError::new(ErrorCode::Conflict, "The job is not finished.")),
+        }
+    }
+
+    /// Stop taking work; give running jobs `grace` to end, then interrupt them.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
+            return;
+        }
+        let ids: Vec<String> = self.running.lock().unwrap().keys().cloned().collect();
+        tracing::warn!(jobs = ids.len(), "grace period over; interrupting running jobs");
+        {
+            let running = self.running.lock().unwrap();
+            for r in running.values() {
+                *r.reason.lock().unwrap() = Some(StopReason::Shutdown);
+                r.token.cancel();
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.tasks.wait()).await;
+    }
+}

@@ -1,0 +1,478 @@
+//! The job store: the only module that writes SQL.
+//!
+//! [`JobStore`] is the seam for a PostgreSQL store serving several replicas later;
+//! [`SqliteStore`] is the embedded default (one file in `BERTH_DATA_DIR`, WAL mode). Every
+//! state change is one conditional UPDATE: the affected-row count decides races.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
+
+use super::model::{Job, JobError, JobEvent, JobFilter, JobKind, JobState, NewJob, Progress};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("job store: corrupt row: {0}")]
+    Corrupt(String),
+    #[error("job store task failed: {0}")]
+    Join(String),
+}
+
+/// Outcome of an insert.
+#[derive(Debug)]
+pub enum Inserted {
+    New(Job),
+    /// Same owner and idempotency key: the job made before.
+    Existing(Job),
+    /// The queue holds `capacity` queued jobs already.
+    QueueFull,
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Insert a queued job unless the queue is full, or return the job with the same key.
+    async fn insert(&self, job: NewJob, capacity: usize) -> Result<Inserted, StoreError>;
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
+    /// The job `owner` made with `key`, if any.
+    async fn find_idempotent(&self, owner: &str, key: &str) -> Result<Option<Job>, StoreError>;
+    /// Newest first.
+    async fn list(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError>;
+    /// Oldest queued job of `kind`, now `running`.
+    async fn claim_next(&self, kind: JobKind) -> Result<Option<Job>, StoreError>;
+    /// `from` -> `to` with result/error; false when the job was not in `from`.
+    async fn transition(
+        &self,
+        id: &str,
+        from: JobState,
+        to: JobState,
+        result: Option<Value>,
+        error: Option<JobError>,
+    ) -> Result<bool, StoreError>;
+    async fn set_progress(&self, id: &str, progress: &Progress) -> Result<(), StoreError>;
+    /// Append an event; returns it with its sequence number.
+    async fn append_event(&self, id: &str, event: &str, data: Value) -> Result<JobEvent, StoreError>;
+    /// Events with `seq > after`, in order, at most `limit`.
+    async fn events_after(&self, id: &str, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError>;
+    /// Forget a finished job and its events; returns its spool path, if any.
+    async fn delete_finished(&self, id: &str) -> Result<Option<Option<String>>, StoreError>;
+    /// Jobs left `running` by a dead process.
+    async fn running_ids(&self) -> Result<Vec<String>, StoreError>;
+    async fn count_queued(&self) -> Result<usize, StoreError>;
+    /// A write that changes nothing: is the store writable?
+    async fn check_writable(&self) -> Result<(), StoreError>;
+    /// The spool path of a job.
+    async fn spool(&self, id: &str) -> Result<Option<String>, StoreError>;
+}
+
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs and their events
+    "CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        request TEXT NOT NULL,
+        progress TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        idempotency_key TEXT,
+        spool TEXT
+     );
+     CREATE UNIQUE INDEX jobs_idempotency ON jobs(owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
+     CREATE INDEX jobs_queue ON jobs(state, kind, id);
+     CREATE INDEX jobs_owner ON jobs(owner, id);
+     CREATE TABLE job_events (
+        job_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)
+     ) WITHOUT ROWID;
+     CREATE TABLE health (id INTEGER PRIMARY KEY, checked_at TEXT NOT NULL);",
+];
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+const COLUMNS: &str =
+    "id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, idempotency_key";
+
+fn json_col(row: &Row, idx: usize) -> rusqlite::Result<Option<Value>> {
+    let s: Option<String> = row.get(idx)?;
+    Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
+    let kind: String = row.get(1)?;
+    let state: String = row.get(2)?;
+    let bad = |what: &str, v: &str| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("{what} `{v}`").into())
+    };
+    Ok(Job {
+        id: row.get(0)?,
+        kind: JobKind::parse(&kind).ok_or_else(|| bad("kind", &kind))?,
+        state: JobState::parse(&state).ok_or_else(|| bad("state", &state))?,
+        owner: row.get(3)?,
+        created_at: row.get(4)?,
+        started_at: row.get(5)?,
+        finished_at: row.get(6)?,
+        request: json_col(row, 7)?.unwrap_or(Value::Null),
+        progress: json_col(row, 8)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+        result: json_col(row, 9)?,
+        error: json_col(row, 10)?.and_then(|v| serde_json::from_value(v).ok()),
+        idempotency_key: row.get(11)?,
+    })
+}
+
+impl SqliteStore {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(dir.join("berth.db"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Run `f` on the connection off the async workers.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+}
+
+fn get_job(conn: &Connection, id: &str) -> rusqlite::Result<Option<Job>> {
+    conn.query_row(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"), [id], job_from_row).optional()
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn insert(&self, job: NewJob, capacity: usize) -> Result<Inserted, StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(key) = &job.idempotency_key {
+                let existing = tx
+                    .query_row(
+                        &format!("SELECT {COLUMNS} FROM jobs WHERE owner = ?1 AND idempotency_key = ?2"),
+                        params![job.owner, key],
+                        job_from_row,
+                    )
+                    .optional()?;
+                if let Some(j) = existing {
+                    return Ok(Inserted::Existing(j));
+                }
+            }
+            let queued: usize = tx.query_row("SELECT count(*) FROM jobs WHERE state = 'queued'", [], |r| r.get(0))?;
+            if queued >= capacity {
+                return Ok(Inserted::QueueFull);
+            }
+            let id = ulid::Ulid::new().to_string();
+            let progress = Progress { phase: "queued".into(), ..Default::default() };
+            tx.execute(
+                "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool)
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    id,
+                    job.kind.as_str(),
+                    job.owner,
+                    now(),
+                    job.request.to_string(),
+                    serde_json::to_string(&progress).unwrap_or_default(),
+                    job.idempotency_key,
+                    job.spool,
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO job_events (job_id, seq, event, data) VALUES (?1, 1, 'state', ?2)",
+                params![id, serde_json::json!({"state": "queued"}).to_string()],
+            )?;
+            let j = get_job(&tx, &id)?.ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))?;
+            tx.commit()?;
+            Ok(Inserted::New(j))
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| Ok(get_job(conn, &id)?)).await
+    }
+
+    async fn find_idempotent(&self, owner: &str, key: &str) -> Result<Option<Job>, StoreError> {
+        let (owner, key) = (owner.to_string(), key.to_string());
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {COLUMNS} FROM jobs WHERE owner = ?1 AND idempotency_key = ?2"),
+                    params![owner, key],
+                    job_from_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn list(&self, f: JobFilter) -> Result<Vec<Job>, StoreError> {
+        self.with(move |conn| {
+            let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1=1");
+            let mut args: Vec<String> = Vec::new();
+            if let Some(o) = f.owner {
+                args.push(o);
+                sql.push_str(&format!(" AND owner = ?{}", args.len()));
+            }
+            if let Some(s) = f.state {
+                args.push(s.as_str().into());
+                sql.push_str(&format!(" AND state = ?{}", args.len()));
+            }
+            if let Some(k) = f.kind {
+                args.push(k.as_str().into());
+                sql.push_str(&format!(" AND kind = ?{}", args.len()));
+            }
+            if let Some(b) = f.before {
+                args.push(b);
+                sql.push_str(&format!(" AND id < ?{}", args.len()));
+            }
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", f.limit));
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), job_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn claim_next(&self, kind: JobKind) -> Result<Option<Job>, StoreError> {
+        self.with(move |conn| {
+            let id: Option<String> = conn
+                .query_row(
+                    "UPDATE jobs SET state = 'running', started_at = ?2
+                     WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND kind = ?1 ORDER BY id LIMIT 1)
+                       AND state = 'queued'
+                     RETURNING id",
+                    params![kind.as_str(), now()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match id {
+                Some(id) => Ok(get_job(conn, &id)?),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        from: JobState,
+        to: JobState,
+        result: Option<Value>,
+        error: Option<JobError>,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            let finished = to.is_terminal().then(now);
+            let n = conn.execute(
+                "UPDATE jobs SET state = ?3, finished_at = COALESCE(?4, finished_at),
+                        result = COALESCE(?5, result), error = COALESCE(?6, error)
+                 WHERE id = ?1 AND state = ?2",
+                params![
+                    id,
+                    from.as_str(),
+                    to.as_str(),
+                    finished,
+                    result.map(|r| r.to_string()),
+                    error.map(|e| serde_json::to_string(&e).unwrap_or_default()),
+                ],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn set_progress(&self, id: &str, progress: &Progress) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let p = serde_json::to_string(progress).unwrap_or_default();
+        self.with(move |conn| {
+            conn.execute("UPDATE jobs SET progress = ?2 WHERE id = ?1", params![id, p])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn append_event(&self, id: &str, event: &str, data: Value) -> Result<JobEvent, StoreError> {
+        let (id, event) = (id.to_string(), event.to_string());
+        self.with(move |conn| {
+            let seq: u64 = conn.query_row(
+                "INSERT INTO job_events (job_id, seq, event, data)
+                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_events WHERE job_id = ?1), ?2, ?3)
+                 RETURNING seq",
+                params![id, event, data.to_string()],
+                |r| r.get(0),
+            )?;
+            Ok(JobEvent { job_id: id, seq, event, data })
+        })
+        .await
+    }
+
+    async fn events_after(&self, id: &str, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, event, data FROM job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![id, after, limit as i64], |r| {
+                let data: String = r.get(2)?;
+                Ok(JobEvent {
+                    job_id: id.clone(),
+                    seq: r.get(0)?,
+                    event: r.get(1)?,
+                    data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn delete_finished(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let spool: Option<Option<String>> = tx
+                .query_row(
+                    "DELETE FROM jobs WHERE id = ?1 AND state NOT IN ('queued', 'running') RETURNING spool",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if spool.is_some() {
+                tx.execute("DELETE FROM job_events WHERE job_id = ?1", [&id])?;
+            }
+            tx.commit()?;
+            Ok(spool)
+        })
+        .await
+    }
+
+    async fn running_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare("SELECT id FROM jobs WHERE state = 'running' ORDER BY id")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
+    async fn count_queued(&self) -> Result<usize, StoreError> {
+        self.with(|conn| Ok(conn.query_row("SELECT count(*) FROM jobs WHERE state = 'queued'", [], |r| r.get(0))?))
+            .await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO health (id, checked_at) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET checked_at = ?1",
+                [now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn spool(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row("SELECT spool FROM jobs WHERE id = ?1", [&id], |r| r.get::<_, Option<String>>(0))
+                .optional()?
+                .flatten())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_job(owner: &str, key: Option<&str>) -> NewJob {
+        NewJob {
+            kind: JobKind::Pull,
+            owner: owner.into(),
+            request: serde_json::json!({"image": "x"}),
+            idempotency_key: key.map(String::from),
+            spool: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn queue_lifecycle_and_races() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let Inserted::New(a) = store.insert(new_job("alice", Some("k1")), 10).await.unwrap() else { panic!() };
+        let Inserted::Existing(a2) = store.insert(new_job("alice", Some("k1")), 10).await.unwrap() else { panic!() };
+        assert_eq!(a.id, a2.id);
+        // The same key for another owner is another job.
+        let Inserted::New(b) = store.insert(new_job("bob", Some("k1")), 10).await.unwrap() else { panic!() };
+        assert_ne!(a.id, b.id);
+        assert!(matches!(store.insert(new_job("carol", None), 2).await.unwrap(), Inserted::QueueFull));
+
+        // FIFO within a kind; a claimed job cannot be claimed twice.
+        let c = store.claim_next(JobKind::Pull).await.unwrap().unwrap();
+        assert_eq!(c.id, a.id);
+        assert_eq!(c.state, JobState::Running);
+        assert!(!store.transition(&a.id, JobState::Queued, JobState::Canceled, None, None).await.unwrap());
+        assert!(store.transition(&a.id, JobState::Running, JobState::Succeeded, Some(serde_json::json!({"ok": 1})), None).await.unwrap());
+        assert!(!store.transition(&a.id, JobState::Running, JobState::Failed, None, None).await.unwrap());
+        let a = store.get(&a.id).await.unwrap().unwrap();
+        assert_eq!(a.state, JobState::Succeeded);
+        assert!(a.finished_at.is_some());
+
+        // Events count from 1 (the queued state event) per job.
+        let e = store.append_event(&a.id, "log", serde_json::json!({"text": "hi"})).await.unwrap();
+        assert_eq!(e.seq, 2);
+        let evs = store.events_after(&a.id, 1, 100).await.unwrap();
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].event, "log");
+
+        // Newest first, with a cursor.
+        let all = store.list(JobFilter { limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(all.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![b.id.clone(), a.id.clone()]);
+        let page = store.list(JobFilter { limit: 10, before: Some(b.id.clone()), ..Default::default() }).await.unwrap();
+        assert_eq!(page.len(), 1);
+
+        // Only finished jobs can be deleted.
+        assert!(store.delete_finished(&b.id).await.unwrap().is_none());
+        assert!(store.delete_finished(&a.id).await.unwrap().is_some());
+        assert!(store.get(&a.id).await.unwrap().is_none());
+        assert!(store.events_after(&a.id, 0, 10).await.unwrap().is_empty());
+    }
+}
