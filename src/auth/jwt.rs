@@ -54,7 +54,16 @@ impl JwtVerifier {
         validation.leeway = settings.leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer/audience must be present in the token, not merely not
+        // contradicted: jsonwebtoken only compares iss/aud when the token carries them.
+        let mut required = vec!["exp", "sub"];
+        if settings.issuer.is_some() {
+            required.push("iss");
+        }
+        if settings.audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         match &settings.issuer {
             Some(iss) => validation.set_issuer(&[iss]),
             None => validation.iss = None,
@@ -77,7 +86,7 @@ impl JwtVerifier {
                 }
                 ErrorKind::InvalidIssuer => "the token's issuer (iss) is not accepted",
                 ErrorKind::InvalidAudience => "the token's audience (aud) is not accepted",
-                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, sub)",
+                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, sub, and iss/aud where configured)",
                 _ => "the token is malformed",
             };
             ApiError::new(ErrorCode::Unauthorized, format!("Invalid bearer token: {why}."))

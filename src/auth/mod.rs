@@ -75,11 +75,18 @@ impl Principal {
 
 /// Paths whose responses are event streams (or WebSockets): browsers cannot set headers
 /// there, so `?access_token=` is accepted in place of the `Authorization` header.
-fn accepts_query_token(path: &str) -> bool {
-    path == "/v1/events"
-        || (path.starts_with("/v1/jobs/") && path.ends_with("/events"))
-        || (path.starts_with("/v1/containers/") && (path.ends_with("/logs") || path.ends_with("/attach")))
-        || (path.starts_with("/v1/exec/") && path.ends_with("/ws"))
+/// Matched segment by segment and for GET only, so that `GET /v1/containers/logs` (inspect
+/// of a container named `logs`) or `DELETE …` never authenticates with a query token.
+fn accepts_query_token(method: &actix_web::http::Method, path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').collect();
+    method == actix_web::http::Method::GET
+        && matches!(
+            segments.as_slice(),
+            ["", "v1", "events"]
+                | ["", "v1", "jobs", _, "events"]
+                | ["", "v1", "containers", _, "logs" | "attach"]
+                | ["", "v1", "exec", _, "ws"]
+        )
 }
 
 fn bearer_token(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
@@ -93,7 +100,7 @@ fn bearer_token(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "The Authorization header must be `Bearer <token>`."))?;
         return Ok(Some(token.trim().to_string()));
     }
-    if accepts_query_token(req.path()) {
+    if accepts_query_token(req.method(), req.path()) {
         let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
             .map(|q| q.into_inner())
             .unwrap_or_default();

@@ -141,7 +141,9 @@ impl ImageRef {
         }
         let (domain, path) = match name.split_once('/') {
             Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+                // Not "or has an upper-case letter": newer Docker reads `Foo/app` as host `Foo`,
+                // but Engine 20.10 refuses it (with a 500 on tag), so it is invalid here.
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
             {
                 if !is_domain(first) {
                     return Err(err("the registry host is not a valid host[:port]"));
@@ -196,6 +198,11 @@ pub fn validate_reference_or_id(input: &str) -> Result<(), RefError> {
         if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Ok(());
         }
+        // Not a repository named `sha256` with a tag: an id that is not hex.
+        return Err(RefError {
+            input: input.chars().take(300).collect(),
+            why: "an image id is `sha256:` followed by at most 64 hex digits",
+        });
     }
     ImageRef::parse(input).map(|_| ())
 }
@@ -252,6 +259,7 @@ mod tests {
             "app:tag:tag",
             "-app",
             "a..b",
+            "Upper/app",
         ] {
             assert!(ImageRef::parse(input).is_err(), "accepted {input:?}");
         }
