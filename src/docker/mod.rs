@@ -8,6 +8,7 @@
 //! comes back. Everything it returns is Berth's own type ([`types`]) or plain JSON.
 
 mod ops;
+mod raw;
 pub mod types;
 
 use std::collections::HashMap;
@@ -105,13 +106,17 @@ impl Engine {
         Ok(docker)
     }
 
-    /// Map a bollard error, forgetting the client when the transport failed.
-    fn fail(&self, kind: ObjectKind, e: bollard::errors::Error) -> EngineError {
-        let err = EngineError::from_bollard(kind, e);
+    /// Forget the client when the transport failed, so the next call reconnects.
+    fn forget_if_unavailable(&self, err: EngineError) -> EngineError {
         if err.is_unavailable() {
             self.client.write().expect("engine lock").take();
         }
         err
+    }
+
+    /// Map a bollard error, forgetting the client when the transport failed.
+    fn fail(&self, kind: ObjectKind, e: bollard::errors::Error) -> EngineError {
+        self.forget_if_unavailable(EngineError::from_bollard(kind, e))
     }
 
     pub async fn ping(&self) -> Result<()> {

@@ -8,6 +8,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolic
 use bollard::query_parameters as qp;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use serde_json::Value;
 
 use super::{Engine, EngineError, LogLine, ObjectKind, Result, log_line};
 use crate::domain::run::RunSpec;
@@ -19,6 +20,8 @@ pub struct ProgressMessage {
     pub status: Option<String>,
     pub current: Option<i64>,
     pub total: Option<i64>,
+    /// The pushed manifest's digest (push's `aux.Digest`).
+    pub digest: Option<String>,
 }
 
 /// Registry credentials, sent to the engine as `X-Registry-Auth`; never stored.
@@ -84,7 +87,37 @@ fn progress_message(
     detail: Option<bollard::models::ProgressDetail>,
 ) -> ProgressMessage {
     let (current, total) = detail.map(|d| (d.current, d.total)).unwrap_or((None, None));
-    ProgressMessage { id, status, current, total }
+    ProgressMessage { id, status, current, total, digest: None }
+}
+
+/// A message of the engine's JSON progress stream; an `error` item is an error.
+fn progress_from_json(v: Value) -> Result<ProgressMessage> {
+    if let Some(err) = v.get("errorDetail").and_then(|e| e.get("message")).or_else(|| v.get("error")) {
+        return Err(EngineError::Docker(err.as_str().unwrap_or("error").to_string()));
+    }
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+    let detail = v.get("progressDetail");
+    let n = |k: &str| detail.and_then(|d| d.get(k)).and_then(|x| x.as_i64());
+    Ok(ProgressMessage {
+        id: s("id"),
+        status: s("status"),
+        current: n("current"),
+        total: n("total"),
+        digest: v.get("aux").and_then(|a| a.get("Digest")).and_then(|d| d.as_str()).map(String::from),
+    })
+}
+
+/// `X-Registry-Auth`: base64url of the JSON credentials (`{}` when none).
+fn registry_auth_header(auth: Option<&RegistryAuth>) -> String {
+    use base64::Engine as _;
+    let json = match auth {
+        Some(a) => serde_json::json!({
+            "username": a.username, "password": a.password,
+            "identitytoken": a.identity_token, "serveraddress": a.server,
+        }),
+        None => serde_json::json!({}),
+    };
+    base64::engine::general_purpose::URL_SAFE.encode(json.to_string())
 }
 
 fn prune_filters(label: &[String], until: Option<&str>) -> HashMap<String, Vec<String>> {
@@ -186,14 +219,27 @@ impl Engine {
         repository: &str,
         tag: &str,
         auth: Option<&RegistryAuth>,
-    ) -> Result<impl Stream<Item = Result<ProgressMessage>> + Send + 'static + use<>> {
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<ProgressMessage>>> {
         let d = self.docker().await?;
+        if super::raw::supported(&self.host) {
+            // bollard's push model drops the layer ids and the digest: read the raw stream.
+            let v = d.client_version();
+            let query: String = form_urlencoded::Serializer::new(String::new()).append_pair("tag", tag).finish();
+            let path = format!("/v{}.{}/images/{repository}/push?{query}", v.major_version, v.minor_version);
+            let headers = [("X-Registry-Auth", registry_auth_header(auth))];
+            let stream = super::raw::raw_post_stream(&self.host, &path, &headers, ObjectKind::Image)
+                .await
+                .map_err(|e| self.forget_if_unavailable(e))?;
+            return Ok(stream.map(|item| item.and_then(progress_from_json)).boxed());
+        }
         let opts = qp::PushImageOptions { tag: Some(tag.to_string()), platform: None };
         let stream = d.push_image(repository, Some(opts), auth.map(|a| a.to_bollard()));
-        Ok(stream.map(|item| match item {
-            Ok(i) => Ok(progress_message(None, i.status, i.progress_detail)),
-            Err(e) => Err(EngineError::from_bollard(ObjectKind::Image, e)),
-        }))
+        Ok(stream
+            .map(|item| match item {
+                Ok(i) => Ok(progress_message(None, i.status, i.progress_detail)),
+                Err(e) => Err(EngineError::from_bollard(ObjectKind::Image, e)),
+            })
+            .boxed())
     }
 
     /// `(id, repo_digests, repo_tags)` of an image, `None` when it is not on the engine.

@@ -260,15 +260,19 @@ async fn fold_progress(
     image: &ImageRef,
     phase: &str,
     stream: impl Stream<Item = Result<ProgressMessage, EngineError>>,
-) -> Result<Vec<String>, Failure> {
+) -> Result<(Vec<String>, Option<String>), Failure> {
     let mut tracker = ProgressTracker::new(phase);
     let mut statuses = Vec::new();
+    let mut digest = None;
     let mut stream = Box::pin(stream);
     loop {
         match ctx.next(&mut stream).await? {
             None => break,
             Some(Err(e)) => return Err(registry_failure(e, image)),
             Some(Ok(msg)) => {
+                if msg.digest.is_some() {
+                    digest = msg.digest.clone();
+                }
                 if let Some(s) = &msg.status {
                     if msg.id.is_none() {
                         statuses.push(s.clone());
@@ -282,7 +286,7 @@ async fn fold_progress(
         }
     }
     ctx.progress(&tracker.progress(), true).await;
-    Ok(statuses)
+    Ok((statuses, digest))
 }
 
 async fn pull(
@@ -331,11 +335,13 @@ async fn push(ctx: &mut JobCtx) -> Result<Value, Failure> {
         .cancellable(engine.push(&image.repository(), image.tag_or_latest(), auth.as_ref()))
         .await?
         .map_err(|e| registry_failure(e, &image))?;
-    let statuses = fold_progress(ctx, &image, "pushing", stream).await?;
-    // "<tag>: digest: sha256:… size: N"
-    let digest = statuses.iter().rev().find_map(|s| {
-        let i = s.find("digest: ")?;
-        s[i + 8..].split_whitespace().next().map(String::from)
+    let (statuses, aux_digest) = fold_progress(ctx, &image, "pushing", stream).await?;
+    // The engine's `aux.Digest`, else its status line "<tag>: digest: sha256:… size: N".
+    let digest = aux_digest.or_else(|| {
+        statuses.iter().rev().find_map(|s| {
+            let i = s.find("digest: ")?;
+            s[i + 8..].split_whitespace().next().map(String::from)
+        })
     });
     Ok(json!({"digest": digest}))
 }

@@ -112,7 +112,7 @@ mod tests {
     use super::*;
 
     fn m(id: Option<&str>, status: &str, current: Option<i64>, total: Option<i64>) -> ProgressMessage {
-        ProgressMessage { id: id.map(String::from), status: Some(status.into()), current, total }
+        ProgressMessage { id: id.map(String::from), status: Some(status.into()), current, total, digest: None }
     }
 
     const A: &str = "aaaaaaaaaaaa";
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn no_layers_no_numbers() {
         let mut t = ProgressTracker::new("pulling");
-        t.apply(&ProgressMessage { id: None, status: None, current: None, total: None });
+        t.apply(&ProgressMessage::default());
         let p = t.progress();
         assert_eq!((p.current, p.total, p.percent, p.layers_total), (None, None, None, 0));
         assert_eq!(p.phase, "pulling");

@@ -19,6 +19,8 @@ pub const TEST_SECRET: &str = "berth-test-secret-0123456789abcdef";
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// Stops the app as SIGTERM would (graceful: jobs get the grace period).
+    pub handle: berth::startup::AppHandle,
     pub client: reqwest::Client,
     pub settings: Settings,
     pub data_dir: tempfile::TempDir,
@@ -51,10 +53,12 @@ pub async fn start(settings: Settings, data_dir: tempfile::TempDir) -> TestApp {
     }
     let app = Application::build(settings.clone()).await.expect("application builds");
     let port = app.port();
+    let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        handle,
         client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         settings,
         data_dir,
@@ -83,6 +87,30 @@ impl TestApp {
     }
     pub fn delete(&self, path: &str, role: Role) -> reqwest::RequestBuilder {
         self.client.delete(self.url(path)).bearer_auth(self.token(role))
+    }
+
+    /// Poll a job (as `test-<role>`) until it ends; its final record. Panics after 120 s.
+    pub async fn wait_for_job(&self, id: &str, role: Role) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let res = self.get(&format!("/v1/jobs/{id}"), role).send().await.unwrap();
+            assert_eq!(res.status(), 200, "job {id} readable");
+            let job: Value = res.json().await.unwrap();
+            let state = job["state"].as_str().unwrap().to_string();
+            if !["queued", "running"].contains(&state.as_str()) {
+                return job;
+            }
+            assert!(std::time::Instant::now() < deadline, "job {id} still {state} after 120 s: {job}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A job's whole event stream (replayed and followed until `end`).
+    pub async fn job_events(&self, id: &str, role: Role) -> Vec<(String, Option<String>, Value)> {
+        let res = self.get(&format!("/v1/jobs/{id}/events"), role).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        read_sse(res).await
     }
 }
 
