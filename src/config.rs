@@ -173,3 +173,47 @@ fn public_key_algorithm(pem: &[u8]) -> anyhow::Result<jsonwebtoken::Algorithm> {
         bail!("BERTH_JWT_PUBLIC_KEY_FILE does not hold an RSA or EC public key in PEM form")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn refuses_to_start_without_a_key_and_says_how() {
+        let err = Settings::from_lookup(env(&[])).unwrap_err().to_string();
+        assert!(err.contains("BERTH_JWT_SECRET") && err.contains("BERTH_JWT_PUBLIC_KEY_FILE"), "{err}");
+        let err = Settings::from_lookup(env(&[("BERTH_JWT_SECRET", "short")])).unwrap_err().to_string();
+        assert!(err.contains("at least 16"), "{err}");
+    }
+
+    #[test]
+    fn reads_the_environment() {
+        let s = Settings::from_lookup(env(&[
+            ("BERTH_JWT_SECRET", "0123456789abcdef0123"),
+            ("BERTH_LISTEN", "0.0.0.0:9000"),
+            ("BERTH_QUEUE_CAPACITY", "7"),
+            ("BERTH_CONCURRENCY_BUILD", "3"),
+            ("BERTH_LOG_FORMAT", "json"),
+            ("BERTH_SHUTDOWN_GRACE", "2s"),
+            ("BERTH_JWT_ISSUER", "idp"),
+        ]))
+        .unwrap();
+        assert_eq!(s.listen, "0.0.0.0:9000");
+        assert_eq!(s.queue_capacity, 7);
+        assert_eq!(s.concurrency.build, 3);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.shutdown_grace, Duration::from_secs(2));
+        assert_eq!(s.jwt.issuer.as_deref(), Some("idp"));
+        assert!(!format!("{:?}", s.jwt.key).contains("0123456789abcdef0123"), "Debug redacts the secret");
+        let err = Settings::from_lookup(env(&[("BERTH_JWT_SECRET", "0123456789abcdef0123"), ("BERTH_QUEUE_CAPACITY", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BERTH_QUEUE_CAPACITY"), "{err}");
+    }
+}

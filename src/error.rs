@@ -268,11 +268,44 @@ pub mod handlers {
                 ErrorCode::UnsupportedMediaType,
                 "The body must be JSON, sent with `Content-Type: application/json`.",
             ),
-            JsonPayloadError::Deserialize(e) => ApiError::invalid(format!("Invalid JSON body: {e}")),
+            JsonPayloadError::Deserialize(e) => ApiError::invalid(format!("Invalid JSON body: {}", redact_values(&e.to_string()))),
             JsonPayloadError::Serialize(e) => ApiError::internal(anyhow::anyhow!("{e}")),
             other => ApiError::invalid(format!("Could not read the JSON body: {other}")),
         };
         actix_web::error::InternalError::from_response(err, api.error_response()).into()
+    }
+
+    /// serde quotes the offending value (`invalid type: string "hunter2", expected …`);
+    /// that value may be a password sent in the wrong place, so it never reaches a
+    /// response or a log line.
+    pub fn redact_values(msg: &str) -> String {
+        let mut out = String::with_capacity(msg.len());
+        let mut rest = msg;
+        while let Some(i) = rest.find("string \"") {
+            out.push_str(&rest[..i]);
+            out.push_str("a string");
+            let after = &rest[i + 8..];
+            let mut end = None;
+            let mut escaped = false;
+            for (j, c) in after.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '"' if !escaped => {
+                        end = Some(j);
+                        break;
+                    }
+                    _ => escaped = false,
+                }
+            }
+            match end {
+                Some(j) => rest = &after[j + 1..],
+                None => {
+                    rest = "";
+                }
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
@@ -285,22 +318,92 @@ pub mod handlers {
         actix_web::error::InternalError::from_response(err, api.error_response()).into()
     }
 
-    /// The default service: unknown routes are 404, known paths with another method 405.
+    /// The default service: unknown routes are 404, known paths with another method 405
+    /// (with `Allow` listing the methods the path does take).
     pub async fn not_found(req: HttpRequest) -> HttpResponse {
-        if req.resource_map().has_resource(req.path()) {
+        let allowed = req
+            .app_data::<actix_web::web::Data<RouteTable>>()
+            .map(|t| t.methods_for(req.path()))
+            .unwrap_or_default();
+        if !allowed.is_empty() {
+            let allow = allowed.join(", ");
             let mut res = ApiError::new(
                 ErrorCode::MethodNotAllowed,
-                format!("{} is not allowed on {}", req.method(), req.path()),
+                format!("{} is not allowed on {}; use {allow}.", req.method(), req.path()),
             )
             .error_response();
-            res.headers_mut().insert(
-                actix_web::http::header::ALLOW,
-                actix_web::http::header::HeaderValue::from_static("GET, POST, DELETE"),
-            );
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
+                res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+            }
             return res;
         }
         ApiError::not_found(format!("No route for {} {}", req.method(), req.path())).error_response()
     }
+
+    /// Every documented path and its methods, taken from the OpenAPI document: what the
+    /// 405 answer's `Allow` header lists.
+    #[derive(Debug, Default)]
+    pub struct RouteTable {
+        routes: Vec<(Vec<String>, Vec<String>)>,
+    }
+
+    impl RouteTable {
+        pub fn from_spec(spec: &utoipa::openapi::OpenApi) -> Self {
+            let json = serde_json::to_value(spec).unwrap_or_default();
+            let mut routes = Vec::new();
+            if let Some(paths) = json.get("paths").and_then(|p| p.as_object()) {
+                for (path, item) in paths {
+                    let methods: Vec<String> = ["get", "post", "put", "patch", "delete"]
+                        .iter()
+                        .filter(|m| item.get(**m).is_some())
+                        .map(|m| m.to_uppercase())
+                        .collect();
+                    let segments = path.trim_start_matches('/').split('/').map(String::from).collect();
+                    routes.push((segments, methods));
+                }
+            }
+            Self { routes }
+        }
+
+        /// `{reference}` takes the rest of the path (image references contain `/`);
+        /// other `{params}` one segment.
+        pub fn methods_for(&self, path: &str) -> Vec<String> {
+            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            let mut out: Vec<String> = Vec::new();
+            for (pattern, methods) in &self.routes {
+                let matches = pattern.len() <= parts.len()
+                    && pattern.iter().enumerate().all(|(i, seg)| match seg.as_str() {
+                        "{reference}" => i == pattern.len() - 1 && !parts[i..].join("/").is_empty(),
+                        s if s.starts_with('{') => !parts[i].is_empty(),
+                        s => parts[i] == s,
+                    })
+                    && (pattern.len() == parts.len() || pattern.last().is_some_and(|s| s == "{reference}"));
+                if matches {
+                    for m in methods {
+                        if !out.contains(m) {
+                            out.push(m.clone());
+                        }
+                    }
+                }
+            }
+            out
+        }
+    }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::handlers::redact_values;
+
+    #[test]
+    fn quoted_values_are_redacted() {
+        assert_eq!(
+            redact_values(r#"invalid type: string "hunter2", expected struct X at line 1"#),
+            "invalid type: a string, expected struct X at line 1"
+        );
+        assert_eq!(redact_values(r#"a string "x\"y" and string "z""#), "a a string and a string");
+        assert_eq!(redact_values("unknown field `foo`"), "unknown field `foo`");
+    }
+}

@@ -7,5 +7,6 @@ pub mod docker;
 pub mod domain;
 pub mod error;
 pub mod jobs;
+pub mod metrics;
 pub mod startup;
 pub mod telemetry;

@@ -35,6 +35,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .openapi(api::ApiDoc::openapi())
         .service(api::system::healthz)
         .service(api::system::readyz)
+        .service(api::system::metrics)
         .service(api::v1_scope())
         .split_for_parts();
     spec
@@ -87,11 +88,14 @@ impl Application {
             SqliteStore::open(&settings.data_dir)
                 .with_context(|| format!("opening the job store in {}", settings.data_dir.display()))?,
         );
-        let jobs = Jobs::new(&settings, store, engine.clone(), credentials)?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let jobs = Jobs::new(&settings, store, engine.clone(), credentials, metrics.clone())?;
+        let metrics = web::Data::from(metrics);
         jobs.start().await.context("recovering the job queue")?;
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone() });
         let spec = openapi();
+        let routes = web::Data::new(handlers::RouteTable::from_spec(&spec));
         let json_limit = settings.json_limit;
 
         let server = HttpServer::new(move || {
@@ -100,10 +104,13 @@ impl Application {
                 .openapi(api::ApiDoc::openapi())
                 .service(api::system::healthz)
                 .service(api::system::readyz)
+                .service(api::system::metrics)
                 .service(api::v1_scope())
                 .split_for_parts();
             app.app_data(state.clone())
                 .app_data(verifier.clone())
+                .app_data(metrics.clone())
+                .app_data(routes.clone())
                 .app_data(web::JsonConfig::default().limit(json_limit).error_handler(handlers::json_error))
                 .app_data(web::QueryConfig::default().error_handler(handlers::query_error))
                 .app_data(web::PathConfig::default().error_handler(handlers::path_error))

@@ -85,10 +85,15 @@ pub async fn request_span(
     if let Ok(h) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), h);
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(metrics) = res.request().app_data::<actix_web::web::Data<crate::metrics::Metrics>>() {
+        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+        metrics.observe_request(res.request().method().as_str(), &route, res.status().as_u16(), elapsed);
+    }
     span.in_scope(|| {
         tracing::info!(
             status = res.status().as_u16(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            elapsed_ms = elapsed * 1000.0,
             "request served"
         )
     });

@@ -90,3 +90,35 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let body = HealthView { status: if ready { "ok" } else { "unavailable" }.into(), checks: Some(checks) };
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
+
+/// Prometheus metrics (OpenMetrics text): requests by route and status, request
+/// latency, jobs finished by kind and state, jobs queued and running. Unauthenticated
+/// when `BERTH_METRICS_PUBLIC` is set, else the admin role.
+#[utoipa::path(
+    tag = "system",
+    responses(
+        (status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "No or bad token (unless BERTH_METRICS_PUBLIC)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not admin (unless BERTH_METRICS_PUBLIC)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+#[get("/metrics")]
+pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    if !state.settings.metrics_public {
+        let who = crate::auth::principal(&req)?;
+        if !who.is_admin() {
+            return Err(crate::error::ApiError::new(
+                crate::error::ErrorCode::Forbidden,
+                "/metrics needs the admin role (or BERTH_METRICS_PUBLIC=true).",
+            ));
+        }
+    }
+    let metrics = state.jobs.metrics();
+    if let Ok(n) = state.jobs.store().count_queued().await {
+        metrics.jobs_queued.set(n as i64);
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(metrics.encode()))
+}

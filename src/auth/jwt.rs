@@ -14,7 +14,9 @@ use crate::error::{ApiError, ErrorCode};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
-    #[serde(default)]
+    /// An array of role names; a single string is taken too (some identity providers
+    /// emit one), and a space-separated string is split.
+    #[serde(default, deserialize_with = "roles_claim")]
     pub roles: Vec<String>,
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -25,6 +27,20 @@ pub struct Claims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<serde_json::Value>,
+}
+
+fn roles_claim<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Roles {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<Roles>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Roles::One(s)) => s.split_whitespace().map(String::from).collect(),
+        Some(Roles::Many(v)) => v,
+    })
 }
 
 /// Verifies bearer tokens with one fixed algorithm.

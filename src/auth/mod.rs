@@ -89,7 +89,7 @@ fn accepts_query_token(method: &actix_web::http::Method, path: &str) -> bool {
         )
 }
 
-fn bearer_token(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
+fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
         let value = value
             .to_str()
@@ -116,7 +116,7 @@ pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
-    match principal(&req) {
+    match principal(req.request()) {
         Ok(principal) => {
             tracing::Span::current().record("subject", principal.subject.as_str());
             req.extensions_mut().insert(principal);
@@ -127,7 +127,8 @@ pub async fn authenticate(
     }
 }
 
-fn principal(req: &ServiceRequest) -> Result<Principal, ApiError> {
+/// The verified caller of a request, or why not (401).
+pub fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
     let verifier = req
         .app_data::<web::Data<JwtVerifier>>()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("JwtVerifier missing from app data")))?;

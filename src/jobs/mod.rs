@@ -36,6 +36,7 @@ use crate::config::Settings;
 use crate::docker::{Engine, RegistryAuth};
 use crate::domain::credentials::CredentialStore;
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::{JobLabels, Metrics};
 pub use model::*;
 use store::{Inserted, JobStore, StoreError};
 
@@ -79,6 +80,7 @@ pub struct Jobs {
     secrets: Mutex<HashMap<String, RegistryAuth>>,
     stopping: CancellationToken,
     tasks: TaskTracker,
+    metrics: Arc<Metrics>,
 }
 
 impl Jobs {
@@ -87,6 +89,7 @@ impl Jobs {
         store: Arc<dyn JobStore>,
         engine: Arc<Engine>,
         credentials: CredentialStore,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Self>> {
         let spool_dir = settings.data_dir.join("contexts");
         std::fs::create_dir_all(&spool_dir)?;
@@ -112,6 +115,7 @@ impl Jobs {
             secrets: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            metrics,
         }))
     }
 
@@ -123,6 +127,9 @@ impl Jobs {
     }
     pub fn spool_dir(&self) -> &PathBuf {
         &self.spool_dir
+    }
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
     pub fn capacity(&self) -> usize {
         self.capacity
@@ -191,6 +198,7 @@ impl Jobs {
             .lock()
             .unwrap()
             .insert(job.id.clone(), Running { token: token.clone(), reason: reason.clone() });
+        self.metrics.jobs_running.inc();
         self.emit(&job, "state", json!({"state": "running"})).await;
         let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(), owner = %job.owner);
         let outcome = {
@@ -202,6 +210,7 @@ impl Jobs {
         };
         self.running.lock().unwrap().remove(&job.id);
         self.secrets.lock().unwrap().remove(&job.id);
+        self.metrics.jobs_running.dec();
         let stop = *reason.lock().unwrap();
         match outcome {
             Ok(result) => self.finish(&job, JobState::Succeeded, Some(result), None).await,
@@ -226,7 +235,10 @@ impl Jobs {
     async fn finish(&self, job: &Job, to: JobState, result: Option<Value>, error: Option<JobError>) {
         let from = if job.state == JobState::Queued { JobState::Queued } else { JobState::Running };
         match self.store.transition(&job.id, from, to, result.clone(), error.clone()).await {
-            Ok(true) => {}
+            Ok(true) => {
+                let labels = JobLabels { kind: job.kind.as_str().into(), state: to.as_str().into() };
+                self.metrics.jobs_finished.get_or_create(&labels).inc();
+            }
             Ok(false) => return, // someone else finished it
             Err(e) => {
                 tracing::error!(job_id = %job.id, error = %e, "recording the end of a job failed");
