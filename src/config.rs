@@ -69,6 +69,8 @@ pub struct Settings {
     pub build_context_max: u64,
     /// Registry credentials per host (docker `config.json` format).
     pub registry_auth_file: Option<PathBuf>,
+    /// Image allow-list and default container limits.
+    pub policy: crate::domain::policy::RunPolicy,
 }
 
 impl Settings {
@@ -88,6 +90,7 @@ impl Settings {
             metrics_public: false,
             build_context_max: 16 * 1024 * 1024 * 1024,
             registry_auth_file: None,
+            policy: crate::domain::policy::RunPolicy::default(),
         }
     }
 
@@ -155,6 +158,17 @@ impl Settings {
         }
         s.build_context_max = num("BERTH_BUILD_CONTEXT_MAX", s.build_context_max)?;
         s.registry_auth_file = get("BERTH_REGISTRY_AUTH_FILE").map(PathBuf::from);
+        if let Some(v) = get("BERTH_ALLOWED_IMAGES") {
+            s.policy.allowed_images = v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+        }
+        if let Some(v) = get("BERTH_DEFAULT_MEMORY_BYTES") {
+            s.policy.default_memory_bytes =
+                Some(v.parse().with_context(|| format!("BERTH_DEFAULT_MEMORY_BYTES must be bytes, not `{v}`"))?);
+        }
+        if let Some(v) = get("BERTH_DEFAULT_NANO_CPUS") {
+            s.policy.default_nano_cpus =
+                Some(v.parse().with_context(|| format!("BERTH_DEFAULT_NANO_CPUS must be a whole number, not `{v}`"))?);
+        }
         if let Some(v) = get("BERTH_METRICS_PUBLIC") {
             s.metrics_public = matches!(v.as_str(), "1" | "true" | "yes");
         }

@@ -420,8 +420,9 @@ pub async fn run_container(
     req: actix_web::HttpRequest,
     body: web::Json<crate::domain::run::RunContainerRequest>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.into_inner();
+    let mut body = body.into_inner();
     body.validate(who.is_admin())?;
+    body.apply_policy(&state.settings.policy)?;
     let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
     crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::Run, request, None).await
 }

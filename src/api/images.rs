@@ -166,8 +166,10 @@ pub struct TagImageView {
 pub async fn tag_image(
     _: Authorized<Operator>,
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     body: web::Json<TagImageRequest>,
 ) -> ApiResult<HttpResponse> {
+    crate::audit::set_target(&req, format!("source={} target={}", body.source, body.target));
     validate_reference_or_id(&body.source)?;
     let target = ImageRef::parse(&body.target)?;
     if target.digest.is_some() {
@@ -268,6 +270,7 @@ pub async fn build_image(
         Some(path)
     };
     let request = serde_json::to_value(&params).map_err(|e| ApiError::internal(e.into()))?;
+    crate::audit::set_target(&req, crate::api::jobs::audit_target(&request));
     let new = crate::jobs::NewJob {
         kind: crate::jobs::JobKind::Build,
         owner: who.subject.clone(),
@@ -352,6 +355,7 @@ pub async fn pull_image(
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let image = ImageRef::parse(&body.image)?;
+    state.settings.policy.check_image(&image, "pull")?;
     if let Some(p) = &body.platform {
         if p.is_empty() || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b)) {
             return Err(ApiError::invalid("`platform` must look like os[/arch[/variant]]"));
@@ -390,6 +394,7 @@ pub async fn push_image(
     if image.digest.is_some() {
         return Err(ApiError::new(crate::error::ErrorCode::InvalidReference, "Push a tag, not a digest."));
     }
+    state.settings.policy.check_image(&image, "push")?;
     let secret = body.credentials.clone().map(|c| c.into_auth(image.registry_host())).transpose()?;
     let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
     crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::Push, request, secret).await

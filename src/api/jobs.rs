@@ -350,6 +350,22 @@ pub async fn submit_job(
     request: serde_json::Value,
     secret: Option<crate::docker::RegistryAuth>,
 ) -> ApiResult<HttpResponse> {
+    crate::audit::set_target(req, audit_target(&request));
     let new = NewJob { kind, owner: who.subject.clone(), request, idempotency_key: idempotency_key(req)?, spool: None };
     Ok(job_response(state.jobs.submit(new, secret).await?))
+}
+
+/// What a job request acts on, for the audit log: its image, tags or filters.
+pub fn audit_target(request: &serde_json::Value) -> String {
+    if let Some(image) = request.get("image").and_then(|v| v.as_str()) {
+        return match request.get("name").and_then(|v| v.as_str()) {
+            Some(name) => format!("image={image} name={name}"),
+            None => format!("image={image}"),
+        };
+    }
+    if let Some(tags) = request.get("tags").and_then(|v| v.as_array()) {
+        let tags: Vec<&str> = tags.iter().filter_map(|t| t.as_str()).collect();
+        return format!("tags={}", tags.join(","));
+    }
+    request.to_string()
 }

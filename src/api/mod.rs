@@ -1,5 +1,6 @@
 //! HTTP handlers, one file per resource, and the OpenAPI document they make up.
 
+pub mod audit;
 pub mod containers;
 pub mod images;
 pub mod jobs;
@@ -120,4 +121,5 @@ pub fn v1_scope() -> Scope<
         .service(jobs::delete_job)
         .service(jobs::stream_job_events)
         .service(jobs::stream_events)
+        .service(audit::list_audit)
 }

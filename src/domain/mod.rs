@@ -4,6 +4,7 @@
 pub mod image_ref;
 pub mod credentials;
 pub mod names;
+pub mod policy;
 pub mod requests;
 pub mod run;
 

@@ -42,8 +42,12 @@ use store::{Inserted, JobStore, StoreError};
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::new(ErrorCode::Internal, "The job store failed; the request id identifies the cause in the log.")
-            .with_source(anyhow::Error::new(e))
+        ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "The job store cannot be read or written (disk full, read-only or locked?); nothing was changed. Retry later.",
+        )
+        .with_retry_after(5)
+        .with_source(anyhow::Error::new(e))
     }
 }
 

@@ -97,6 +97,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job_id, seq)
      ) WITHOUT ROWID;
      CREATE TABLE health (id INTEGER PRIMARY KEY, checked_at TEXT NOT NULL);",
+    // 2: the audit log
+    "CREATE TABLE audit (
+        id TEXT PRIMARY KEY,
+        at TEXT NOT NULL,
+        subject TEXT,
+        role TEXT,
+        action TEXT NOT NULL,
+        target TEXT,
+        outcome TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        code TEXT,
+        job_id TEXT,
+        client TEXT,
+        request_id TEXT
+     );
+     CREATE INDEX audit_subject ON audit(subject, id);
+     CREATE INDEX audit_outcome ON audit(outcome, id);",
 ];
 
 pub struct SqliteStore {
@@ -414,6 +431,102 @@ impl JobStore for SqliteStore {
                 .query_row("SELECT spool FROM jobs WHERE id = ?1", [&id], |r| r.get::<_, Option<String>>(0))
                 .optional()?
                 .flatten())
+        })
+        .await
+    }
+}
+
+/// One audited request.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AuditRecord {
+    /// Sortable by time (a ULID).
+    pub id: String,
+    pub at: String,
+    /// The token's subject; `null` when the request had no valid token.
+    pub subject: Option<String>,
+    pub role: Option<String>,
+    /// `METHOD /route/pattern`, e.g. `POST /v1/images/build`.
+    pub action: String,
+    /// What it acted on: path parameters, or the image/tags a job names.
+    pub target: Option<String>,
+    /// `success`, `denied` (401/403), `rejected` (other 4xx) or `failed` (5xx).
+    pub outcome: String,
+    pub status: u16,
+    /// The problem `code` when it failed.
+    pub code: Option<String>,
+    pub job_id: Option<String>,
+    /// Client address.
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Audit filters.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub subject: Option<String>,
+    pub outcome: Option<String>,
+    pub action: Option<String>,
+    pub job_id: Option<String>,
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
+    async fn record(&self, rec: AuditRecord) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn query(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn record(&self, r: AuditRecord) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO audit (id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![r.id, r.at, r.subject, r.role, r.action, r.target, r.outcome, r.status, r.code, r.job_id, r.client, r.request_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query(&self, f: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.with(move |conn| {
+            let mut sql = String::from(
+                "SELECT id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id FROM audit WHERE 1=1",
+            );
+            let mut args: Vec<String> = Vec::new();
+            for (col, v) in [("subject", f.subject), ("outcome", f.outcome), ("action", f.action), ("job_id", f.job_id)] {
+                if let Some(v) = v {
+                    args.push(v);
+                    sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+                }
+            }
+            if let Some(b) = f.before {
+                args.push(b);
+                sql.push_str(&format!(" AND id < ?{}", args.len()));
+            }
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", f.limit));
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok(AuditRecord {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    subject: r.get(2)?,
+                    role: r.get(3)?,
+                    action: r.get(4)?,
+                    target: r.get(5)?,
+                    outcome: r.get(6)?,
+                    status: r.get(7)?,
+                    code: r.get(8)?,
+                    job_id: r.get(9)?,
+                    client: r.get(10)?,
+                    request_id: r.get(11)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
