@@ -40,7 +40,7 @@ pub struct ImageListQuery {
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/images")]
 pub async fn list_images(
@@ -73,7 +73,7 @@ pub async fn list_images(
         (status = 404, description = "No such image (`image_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/images/{reference:.+}")]
 pub async fn inspect_image(
@@ -111,7 +111,7 @@ pub struct ImageRemoveQuery {
         (status = 409, description = "In use by a container (`conflict`); retry with `force`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[delete("/images/{reference:.+}")]
 pub async fn remove_image(
@@ -160,7 +160,7 @@ pub struct TagImageView {
         (status = 404, description = "No such source image", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/images/tag")]
 pub async fn tag_image(
@@ -204,7 +204,7 @@ pub async fn tag_image(
         (status = 415, description = "Not a tar or gzip body", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/images/build")]
 pub async fn build_image(
@@ -344,7 +344,7 @@ async fn spool_context(state: &AppState, mut payload: web::Payload, max: u64) ->
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/images/pull")]
 pub async fn pull_image(
@@ -380,7 +380,7 @@ pub async fn pull_image(
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/images/push")]
 pub async fn push_image(
@@ -414,7 +414,7 @@ pub async fn push_image(
         (status = 403, description = "Not admin", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 #[post("/images/prune")]
 pub async fn prune_images(

@@ -56,7 +56,8 @@ impl Modify for SecurityAddon {
                     .bearer_format("JWT")
                     .description(Some(
                         "HS256 (BERTH_JWT_SECRET) or RS256/ES256 (BERTH_JWT_PUBLIC_KEY_FILE) JWT with a `roles` \
-                         claim (viewer, operator, admin). Event streams also take `?access_token=`.",
+                         claim (viewer, operator, admin). Each operation lists the least role it needs as \
+                         this scheme's scope. Event streams also take `?access_token=`.",
                     ))
                     .build(),
             ),

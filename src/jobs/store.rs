@@ -116,9 +116,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX audit_outcome ON audit(outcome, id);",
 ];
 
+/// One writer connection and one reader: in WAL mode reads go on while a write waits
+/// for the file lock.
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
 }
+
+/// How long a write waits for the file lock before it fails (and the request gets 503).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -157,7 +163,7 @@ fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
 impl SqliteStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(dir.join("berth.db"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -168,15 +174,31 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", i + 1)?;
             tx.commit()?;
         }
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        let reader = Connection::open(dir.join("berth.db"))?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(Self { writer: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)) })
     }
 
-    /// Run `f` on the connection off the async workers.
+    /// Run a write on the writer connection, off the async workers.
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
+        Self::on(self.writer.clone(), f).await
+    }
+
+    /// Run a read on the reader connection.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        Self::on(self.reader.clone(), f).await
+    }
+
+    async fn on<T: Send + 'static>(
+        conn: Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut guard)
@@ -240,12 +262,12 @@ impl JobStore for SqliteStore {
 
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let id = id.to_string();
-        self.with(move |conn| Ok(get_job(conn, &id)?)).await
+        self.read(move |conn| Ok(get_job(conn, &id)?)).await
     }
 
     async fn find_idempotent(&self, owner: &str, key: &str) -> Result<Option<Job>, StoreError> {
         let (owner, key) = (owner.to_string(), key.to_string());
-        self.with(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .query_row(
                     &format!("SELECT {COLUMNS} FROM jobs WHERE owner = ?1 AND idempotency_key = ?2"),
@@ -258,7 +280,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn list(&self, f: JobFilter) -> Result<Vec<Job>, StoreError> {
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1=1");
             let mut args: Vec<String> = Vec::new();
             if let Some(o) = f.owner {
@@ -361,7 +383,7 @@ impl JobStore for SqliteStore {
 
     async fn events_after(&self, id: &str, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError> {
         let id = id.to_string();
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, event, data FROM job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
@@ -400,7 +422,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn running_ids(&self) -> Result<Vec<String>, StoreError> {
-        self.with(|conn| {
+        self.read(|conn| {
             let mut stmt = conn.prepare("SELECT id FROM jobs WHERE state = 'running' ORDER BY id")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
@@ -409,7 +431,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn count_queued(&self) -> Result<usize, StoreError> {
-        self.with(|conn| Ok(conn.query_row("SELECT count(*) FROM jobs WHERE state = 'queued'", [], |r| r.get(0))?))
+        self.read(|conn| Ok(conn.query_row("SELECT count(*) FROM jobs WHERE state = 'queued'", [], |r| r.get(0))?))
             .await
     }
 
@@ -426,7 +448,7 @@ impl JobStore for SqliteStore {
 
     async fn spool(&self, id: &str) -> Result<Option<String>, StoreError> {
         let id = id.to_string();
-        self.with(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .query_row("SELECT spool FROM jobs WHERE id = ?1", [&id], |r| r.get::<_, Option<String>>(0))
                 .optional()?
@@ -493,7 +515,7 @@ impl AuditLog for SqliteStore {
     }
 
     async fn query(&self, f: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut sql = String::from(
                 "SELECT id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id FROM audit WHERE 1=1",
             );

@@ -6,6 +6,8 @@ mod helpers;
 mod auth;
 mod containers;
 mod errors;
+mod faults;
 mod images;
 mod openapi;
+mod roles;
 mod system;
