@@ -78,7 +78,7 @@ pub fn record_for(req: &HttpRequest, status: u16, code: Option<ErrorCode>, actio
         .map(|t| t.0.clone())
         .or_else(|| (!params.is_empty()).then(|| params.join(" ")));
     AuditRecord {
-        id: ulid::Ulid::new().to_string(),
+        id: crate::jobs::store::new_id(),
         at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         subject: principal.as_ref().map(|p| p.subject.clone()),
         role: principal.and_then(|p| p.role).map(|r| r.as_str().to_string()),

@@ -126,6 +126,15 @@ pub struct SqliteStore {
 /// How long a write waits for the file lock before it fails (and the request gets 503).
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
 
+/// A ULID that sorts after every id this process made before, even within one
+/// millisecond: job order (FIFO, newest first) is id order.
+pub fn new_id() -> String {
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut g = GENERATOR.lock().unwrap_or_else(|p| p.into_inner());
+    let g = g.get_or_insert_with(ulid::Generator::new);
+    g.generate().map(|u| u.to_string()).unwrap_or_else(|_| ulid::Ulid::new().to_string())
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -233,7 +242,7 @@ impl JobStore for SqliteStore {
             if queued >= capacity {
                 return Ok(Inserted::QueueFull);
             }
-            let id = ulid::Ulid::new().to_string();
+            let id = new_id();
             let progress = Progress { phase: "queued".into(), ..Default::default() };
             tx.execute(
                 "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool)
