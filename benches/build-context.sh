@@ -38,7 +38,7 @@ token=$(./target/release/berth token --sub bench --role operator)
 
 t0=$(now)
 job=$(curl -fsS -X POST "http://127.0.0.1:$PORT/v1/images/build?tag=berth-bench/ctx:berth" \
-  -H "Authorization: Bearer $token" -H 'Content-Type: application/x-tar' --data-binary @"$work/ctx.tar" \
+  -H "Authorization: Bearer $token" -H 'Content-Type: application/x-tar' -T "$work/ctx.tar" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 t_upload=$(now)
 # Follow the job's events until `end`.

@@ -47,6 +47,7 @@ const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "pa
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -86,6 +87,7 @@ fn container_id(path: web::Path<String>) -> ApiResult<String> {
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -151,6 +153,7 @@ fn stop_timeout(q: &StopQuery) -> ApiResult<Option<i32>> {
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -177,6 +180,7 @@ pub async fn stop_container(
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -211,6 +215,7 @@ pub struct KillQuery {
         (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not running", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -253,6 +258,7 @@ pub struct RemoveQuery {
         (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Running, and `force` not set", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -328,6 +334,7 @@ fn parse_since(s: &str) -> ApiResult<i64> {
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -407,6 +414,7 @@ pub fn sse_json(event: &str, payload: &impl Serialize) -> sse::Data {
         (status = 202, description = "Queued", body = crate::jobs::Job),
         (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
         (status = 400, description = "Bad body", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role below operator, or `policy_violation`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
@@ -436,6 +444,7 @@ pub async fn run_container(
         (status = 202, description = "Queued", body = crate::jobs::Job),
         (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
         (status = 400, description = "Bad filters", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not admin", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),

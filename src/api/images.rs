@@ -39,6 +39,7 @@ pub struct ImageListQuery {
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -72,6 +73,7 @@ pub async fn list_images(
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image (`image_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -110,6 +112,7 @@ pub struct ImageRemoveQuery {
         (status = 404, description = "No such image", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "In use by a container (`conflict`); retry with `force`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -155,10 +158,12 @@ pub struct TagImageView {
     responses(
         (status = 201, description = "Tagged", body = TagImageView),
         (status = 400, description = "Bad body or reference", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such source image", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -184,6 +189,11 @@ pub async fn tag_image(
 
 // ---- jobs ---------------------------------------------------------------------------------
 
+/// A build context: the bytes of a tar (optionally gzip-compressed).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct BuildContext(#[allow(dead_code)] Vec<u8>);
+
 /// Build an image from a tar (or gzip tar) context in the body, or from `remote=`.
 ///
 /// The context is streamed to disk as it arrives (never held in memory), the job is
@@ -193,7 +203,10 @@ pub async fn tag_image(
     tag = "images",
     params(crate::domain::requests::BuildQuery,
            ("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
-    request_body(content = Vec<u8>, description = "Build context: a tar, or a gzip-compressed tar", content_type = "application/x-tar"),
+    request_body(
+        description = "Build context: a tar, or a gzip-compressed tar (`application/octet-stream` is read as either)",
+        content((BuildContext = "application/x-tar"), (BuildContext = "application/gzip"), (BuildContext = "application/octet-stream"))
+    ),
     responses(
         (status = 202, description = "Queued; `Location` names the job", body = crate::jobs::Job),
         (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
@@ -238,6 +251,8 @@ pub async fn build_image(
         let format = match req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
             Some(ct) => match ct.split(';').next().unwrap_or("").trim() {
                 "application/x-tar" | "application/tar" => "tar",
+                // The engine detects compression itself.
+                "application/octet-stream" => "tar or gzip",
                 "application/gzip" | "application/x-gzip" | "application/tar+gzip" => "gzip",
                 other => {
                     return Err(ApiError::new(
@@ -340,6 +355,7 @@ async fn spool_context(state: &AppState, mut payload: web::Payload, max: u64) ->
         (status = 202, description = "Queued", body = crate::jobs::Job),
         (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
         (status = 400, description = "Bad body or reference", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
@@ -376,6 +392,7 @@ pub async fn pull_image(
         (status = 202, description = "Queued", body = crate::jobs::Job),
         (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
         (status = 400, description = "Bad body or reference", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
@@ -410,6 +427,7 @@ pub async fn push_image(
         (status = 202, description = "Queued", body = crate::jobs::Job),
         (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
         (status = 400, description = "Bad filters", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not admin", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),

@@ -42,6 +42,7 @@ pub struct HealthView {
         (status = 200, description = "Engine and service information", body = SystemView),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
