@@ -24,7 +24,7 @@ calc() { python3 -c "print($1)"; }
 
 # Baseline: the docker CLI sending the same tar to the same engine.
 t0=$(now)
-docker build -q -t berth-bench/ctx:docker - <"$work/ctx.tar" >/dev/null
+docker build -q --no-cache -t berth-bench/ctx:docker - <"$work/ctx.tar" >/dev/null
 t1=$(now)
 docker_s=$(calc "$t1 - $t0")
 
@@ -37,7 +37,7 @@ idle_kib=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 token=$(./target/release/berth token --sub bench --role operator)
 
 t0=$(now)
-job=$(curl -fsS -X POST "http://127.0.0.1:$PORT/v1/images/build?tag=berth-bench/ctx:berth" \
+job=$(curl -fsS -X POST "http://127.0.0.1:$PORT/v1/images/build?tag=berth-bench/ctx:berth&nocache=true" \
   -H "Authorization: Bearer $token" -H 'Content-Type: application/x-tar' -T "$work/ctx.tar" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 t_upload=$(now)
