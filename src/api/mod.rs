@@ -2,6 +2,7 @@
 
 pub mod containers;
 pub mod images;
+pub mod interactive;
 pub mod jobs;
 pub mod system;
 
@@ -55,7 +56,7 @@ impl Modify for SecurityAddon {
                     .bearer_format("JWT")
                     .description(Some(
                         "HS256 (BERTH_JWT_SECRET) or RS256/ES256 (BERTH_JWT_PUBLIC_KEY_FILE) JWT with a `roles` \
-                         claim (viewer, operator, admin). Event streams also take `?access_token=`.",
+                         claim (viewer, operator, admin). Event streams and WebSockets also take `?access_token=`.",
                     ))
                     .build(),
             ),
@@ -73,10 +74,11 @@ impl Modify for SecurityAddon {
     ),
     modifiers(&SecurityAddon),
     components(schemas(crate::error::Problem, crate::error::ErrorCode, crate::docker::LogLine, crate::docker::LogStream, containers::LogEndEvent,
-        crate::jobs::StateEvent, crate::jobs::LayerEvent, crate::jobs::Progress, crate::jobs::JobError)),
+        crate::jobs::StateEvent, crate::jobs::LayerEvent, crate::jobs::Progress, crate::jobs::JobError,
+        crate::domain::exec::ClientControl, crate::domain::exec::ServerControl)),
     tags(
         (name = "images", description = "Images on the engine"),
-        (name = "containers", description = "Containers on the engine"),
+        (name = "containers", description = "Containers on the engine, and interactive sessions with them (attach, exec) over WebSocket"),
         (name = "jobs", description = "Builds, pulls, pushes, runs and prunes: queued jobs with SSE progress"),
         (name = "system", description = "Health, readiness and engine information"),
     )
@@ -114,6 +116,9 @@ pub fn v1_scope() -> Scope<
         .service(containers::kill_container)
         .service(containers::remove_container)
         .service(containers::container_logs)
+        .service(interactive::attach_container)
+        .service(interactive::create_exec)
+        .service(interactive::exec_session)
         .service(jobs::list_jobs)
         .service(jobs::get_job)
         .service(jobs::cancel_job)

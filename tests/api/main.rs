@@ -9,3 +9,4 @@ mod errors;
 mod images;
 mod openapi;
 mod system;
+mod ws;
