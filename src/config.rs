@@ -74,6 +74,8 @@ pub struct Settings {
     pub ws_idle_timeout: Duration,
     /// Interactive sessions open at once; beyond it `429 too_many_sessions`.
     pub ws_max_sessions: usize,
+    /// Image allow-list and default container limits.
+    pub policy: crate::domain::policy::RunPolicy,
 }
 
 impl Settings {
@@ -95,6 +97,7 @@ impl Settings {
             registry_auth_file: None,
             ws_idle_timeout: Duration::from_secs(600),
             ws_max_sessions: 64,
+            policy: crate::domain::policy::RunPolicy::default(),
         }
     }
 
@@ -172,6 +175,17 @@ impl Settings {
         }
         s.ws_max_sessions = num("BERTH_WS_MAX_SESSIONS", s.ws_max_sessions as u64)?.max(1) as usize;
         s.registry_auth_file = get("BERTH_REGISTRY_AUTH_FILE").map(PathBuf::from);
+        if let Some(v) = get("BERTH_ALLOWED_IMAGES") {
+            s.policy.allowed_images = v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+        }
+        if let Some(v) = get("BERTH_DEFAULT_MEMORY_BYTES") {
+            s.policy.default_memory_bytes =
+                Some(v.parse().with_context(|| format!("BERTH_DEFAULT_MEMORY_BYTES must be bytes, not `{v}`"))?);
+        }
+        if let Some(v) = get("BERTH_DEFAULT_NANO_CPUS") {
+            s.policy.default_nano_cpus =
+                Some(v.parse().with_context(|| format!("BERTH_DEFAULT_NANO_CPUS must be a whole number, not `{v}`"))?);
+        }
         if let Some(v) = get("BERTH_METRICS_PUBLIC") {
             s.metrics_public = matches!(v.as_str(), "1" | "true" | "yes");
         }

@@ -36,6 +36,8 @@ pub enum ErrorCode {
     DockerError,
     Interrupted,
     Canceled,
+    RegistryAuthFailed,
+    StoreUnavailable,
     Internal,
 }
 
@@ -55,6 +57,8 @@ impl ErrorCode {
             DockerUnavailable | Interrupted => StatusCode::SERVICE_UNAVAILABLE,
             DockerError => StatusCode::BAD_GATEWAY,
             Canceled => StatusCode::CONFLICT,
+            RegistryAuthFailed => StatusCode::FORBIDDEN,
+            StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,6 +85,8 @@ impl ErrorCode {
             DockerError => "Docker engine error",
             Interrupted => "Interrupted",
             Canceled => "Canceled",
+            RegistryAuthFailed => "The registry refused the credentials",
+            StoreUnavailable => "Job store unavailable",
             Internal => "Internal server error",
         }
     }
@@ -107,6 +113,8 @@ impl ErrorCode {
             DockerError => "docker_error",
             Interrupted => "interrupted",
             Canceled => "canceled",
+            RegistryAuthFailed => "registry_auth_failed",
+            StoreUnavailable => "store_unavailable",
             Internal => "internal",
         }
     }
@@ -222,7 +230,10 @@ impl ResponseError for ApiError {
         if self.code == ErrorCode::Unauthorized {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        res.body(serde_json::to_vec(&problem).unwrap_or_default())
+        let mut res = res.body(serde_json::to_vec(&problem).unwrap_or_default());
+        // For the audit record of this request.
+        res.extensions_mut().insert(self.code);
+        res
     }
 }
 

@@ -1,6 +1,7 @@
 //! Berth: an authenticated HTTP/JSON control plane for the Docker Engine.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod docker;

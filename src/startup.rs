@@ -91,6 +91,7 @@ impl Application {
                 .with_context(|| format!("opening the job store in {}", settings.data_dir.display()))?,
         );
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        let auditor = web::Data::new(crate::audit::Auditor::new(store.clone()));
         let jobs = Jobs::new(&settings, store, engine.clone(), credentials, metrics.clone())?;
         let metrics = web::Data::from(metrics);
         jobs.start().await.context("recovering the job queue")?;
@@ -114,6 +115,7 @@ impl Application {
                 .app_data(verifier.clone())
                 .app_data(metrics.clone())
                 .app_data(routes.clone())
+                .app_data(auditor.clone())
                 .app_data(web::JsonConfig::default().limit(json_limit).error_handler(handlers::json_error))
                 .app_data(web::QueryConfig::default().error_handler(handlers::query_error))
                 .app_data(web::PathConfig::default().error_handler(handlers::path_error))
@@ -126,6 +128,7 @@ impl Application {
                 )
                 .default_service(web::to(handlers::not_found))
                 .wrap(ErrorHandlers::new().default_handler(problem_safety_net))
+                .wrap(from_fn(crate::audit::audit_requests))
                 .wrap(from_fn(crate::telemetry::request_span))
         })
         .listen(listener)?

@@ -48,7 +48,7 @@ const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "pa
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/containers")]
 pub async fn list_containers(
@@ -87,7 +87,7 @@ pub(crate) fn container_id(path: web::Path<String>) -> ApiResult<String> {
         (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/containers/{id}")]
 pub async fn inspect_container(
@@ -112,7 +112,7 @@ pub async fn inspect_container(
         (status = 502, description = "The engine refused (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/containers/{id}/start")]
 pub async fn start_container(
@@ -152,7 +152,7 @@ fn stop_timeout(q: &StopQuery) -> ApiResult<Option<i32>> {
         (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/containers/{id}/stop")]
 pub async fn stop_container(
@@ -178,7 +178,7 @@ pub async fn stop_container(
         (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/containers/{id}/restart")]
 pub async fn restart_container(
@@ -212,7 +212,7 @@ pub struct KillQuery {
         (status = 409, description = "Not running", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/containers/{id}/kill")]
 pub async fn kill_container(
@@ -254,7 +254,7 @@ pub struct RemoveQuery {
         (status = 409, description = "Running, and `force` not set", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[delete("/containers/{id}")]
 pub async fn remove_container(
@@ -329,7 +329,7 @@ fn parse_since(s: &str) -> ApiResult<i64> {
         (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/containers/{id}/logs")]
 pub async fn container_logs(
@@ -411,7 +411,7 @@ pub fn sse_json(event: &str, payload: &impl Serialize) -> sse::Data {
         (status = 403, description = "Role below operator, or `policy_violation`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/containers")]
 pub async fn run_container(
@@ -420,8 +420,9 @@ pub async fn run_container(
     req: actix_web::HttpRequest,
     body: web::Json<crate::domain::run::RunContainerRequest>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.into_inner();
+    let mut body = body.into_inner();
     body.validate(who.is_admin())?;
+    body.apply_policy(&state.settings.policy)?;
     let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
     crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::Run, request, None).await
 }
@@ -439,7 +440,7 @@ pub async fn run_container(
         (status = 403, description = "Not admin", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 #[post("/containers/prune")]
 pub async fn prune_containers(

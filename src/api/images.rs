@@ -40,7 +40,7 @@ pub struct ImageListQuery {
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/images")]
 pub async fn list_images(
@@ -73,7 +73,7 @@ pub async fn list_images(
         (status = 404, description = "No such image (`image_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/images/{reference:.+}")]
 pub async fn inspect_image(
@@ -111,7 +111,7 @@ pub struct ImageRemoveQuery {
         (status = 409, description = "In use by a container (`conflict`); retry with `force`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[delete("/images/{reference:.+}")]
 pub async fn remove_image(
@@ -160,14 +160,16 @@ pub struct TagImageView {
         (status = 404, description = "No such source image", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/images/tag")]
 pub async fn tag_image(
     _: Authorized<Operator>,
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     body: web::Json<TagImageRequest>,
 ) -> ApiResult<HttpResponse> {
+    crate::audit::set_target(&req, format!("source={} target={}", body.source, body.target));
     validate_reference_or_id(&body.source)?;
     let target = ImageRef::parse(&body.target)?;
     if target.digest.is_some() {
@@ -202,7 +204,7 @@ pub async fn tag_image(
         (status = 415, description = "Not a tar or gzip body", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/images/build")]
 pub async fn build_image(
@@ -268,6 +270,7 @@ pub async fn build_image(
         Some(path)
     };
     let request = serde_json::to_value(&params).map_err(|e| ApiError::internal(e.into()))?;
+    crate::audit::set_target(&req, crate::api::jobs::audit_target(&request));
     let new = crate::jobs::NewJob {
         kind: crate::jobs::JobKind::Build,
         owner: who.subject.clone(),
@@ -341,7 +344,7 @@ async fn spool_context(state: &AppState, mut payload: web::Payload, max: u64) ->
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/images/pull")]
 pub async fn pull_image(
@@ -352,6 +355,7 @@ pub async fn pull_image(
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let image = ImageRef::parse(&body.image)?;
+    state.settings.policy.check_image(&image, "pull")?;
     if let Some(p) = &body.platform {
         if p.is_empty() || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b)) {
             return Err(ApiError::invalid("`platform` must look like os[/arch[/variant]]"));
@@ -376,7 +380,7 @@ pub async fn pull_image(
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/images/push")]
 pub async fn push_image(
@@ -390,6 +394,7 @@ pub async fn push_image(
     if image.digest.is_some() {
         return Err(ApiError::new(crate::error::ErrorCode::InvalidReference, "Push a tag, not a digest."));
     }
+    state.settings.policy.check_image(&image, "push")?;
     let secret = body.credentials.clone().map(|c| c.into_auth(image.registry_host())).transpose()?;
     let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
     crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::Push, request, secret).await
@@ -409,7 +414,7 @@ pub async fn push_image(
         (status = 403, description = "Not admin", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 #[post("/images/prune")]
 pub async fn prune_images(

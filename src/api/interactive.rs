@@ -73,7 +73,7 @@ pub struct AttachQuery {
         (status = 429, description = "Too many interactive sessions (`too_many_sessions`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[get("/containers/{id}/attach")]
 pub async fn attach_container(
@@ -144,7 +144,7 @@ pub struct ExecCreatedView {
         (status = 409, description = "The container is not running (`conflict`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/containers/{id}/exec")]
 pub async fn create_exec(
@@ -212,7 +212,7 @@ fn exec_id(path: web::Path<String>) -> ApiResult<String> {
         (status = 429, description = "Too many interactive sessions (`too_many_sessions`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[get("/exec/{id}/ws")]
 pub async fn exec_session(

@@ -52,7 +52,7 @@ fn job_id_ok(s: &str) -> bool {
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another owner's jobs, without admin", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/jobs")]
 pub async fn list_jobs(
@@ -109,7 +109,7 @@ pub async fn list_jobs(
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job, or not the caller's (`job_not_found`)", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/jobs/{id}")]
 pub async fn get_job(who: Authorized<Viewer>, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<web::Json<Job>> {
@@ -129,7 +129,7 @@ pub async fn get_job(who: Authorized<Viewer>, state: web::Data<AppState>, id: we
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already ended", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[post("/jobs/{id}/cancel")]
 pub async fn cancel_job(who: Authorized<Operator>, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<web::Json<Job>> {
@@ -147,7 +147,7 @@ pub async fn cancel_job(who: Authorized<Operator>, state: web::Data<AppState>, i
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Still queued or running", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["operator"]))
 )]
 #[delete("/jobs/{id}")]
 pub async fn delete_job(who: Authorized<Operator>, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -185,7 +185,7 @@ fn event_to_sse(ev: &JobEvent) -> sse::Event {
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/jobs/{id}/events")]
 pub async fn stream_job_events(
@@ -286,7 +286,7 @@ pub struct EventsQuery {
         (status = 200, description = "SSE stream of `state` events (StateEvent)", content_type = "text/event-stream", body = String),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/events")]
 pub async fn stream_events(who: Authorized<Viewer>, state: web::Data<AppState>, Qs(_q): Qs<EventsQuery>) -> impl Responder {
@@ -350,6 +350,22 @@ pub async fn submit_job(
     request: serde_json::Value,
     secret: Option<crate::docker::RegistryAuth>,
 ) -> ApiResult<HttpResponse> {
+    crate::audit::set_target(req, audit_target(&request));
     let new = NewJob { kind, owner: who.subject.clone(), request, idempotency_key: idempotency_key(req)?, spool: None };
     Ok(job_response(state.jobs.submit(new, secret).await?))
+}
+
+/// What a job request acts on, for the audit log: its image, tags or filters.
+pub fn audit_target(request: &serde_json::Value) -> String {
+    if let Some(image) = request.get("image").and_then(|v| v.as_str()) {
+        return match request.get("name").and_then(|v| v.as_str()) {
+            Some(name) => format!("image={image} name={name}"),
+            None => format!("image={image}"),
+        };
+    }
+    if let Some(tags) = request.get("tags").and_then(|v| v.as_array()) {
+        let tags: Vec<&str> = tags.iter().filter_map(|t| t.as_str()).collect();
+        return format!("tags={}", tags.join(","));
+    }
+    request.to_string()
 }

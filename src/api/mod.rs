@@ -1,5 +1,6 @@
 //! HTTP handlers, one file per resource, and the OpenAPI document they make up.
 
+pub mod audit;
 pub mod containers;
 pub mod images;
 pub mod interactive;
@@ -56,7 +57,8 @@ impl Modify for SecurityAddon {
                     .bearer_format("JWT")
                     .description(Some(
                         "HS256 (BERTH_JWT_SECRET) or RS256/ES256 (BERTH_JWT_PUBLIC_KEY_FILE) JWT with a `roles` \
-                         claim (viewer, operator, admin). Event streams and WebSockets also take `?access_token=`.",
+                         claim (viewer, operator, admin). Each operation lists the least role it needs as \
+                         this scheme's scope. Event streams and WebSockets also take `?access_token=`.",
                     ))
                     .build(),
             ),
@@ -125,4 +127,5 @@ pub fn v1_scope() -> Scope<
         .service(jobs::delete_job)
         .service(jobs::stream_job_events)
         .service(jobs::stream_events)
+        .service(audit::list_audit)
 }

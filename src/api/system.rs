@@ -43,7 +43,7 @@ pub struct HealthView {
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["viewer"]))
 )]
 #[get("/system")]
 pub async fn system_info(_: Authorized<Viewer>, state: web::Data<AppState>) -> ApiResult<web::Json<SystemView>> {
@@ -101,7 +101,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         (status = 401, description = "No or bad token (unless BERTH_METRICS_PUBLIC)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not admin (unless BERTH_METRICS_PUBLIC)", body = Problem, content_type = "application/problem+json"),
     ),
-    security((), ("bearer" = []))
+    security((), ("bearer" = ["admin"]))
 )]
 #[get("/metrics")]
 pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {

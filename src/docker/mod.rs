@@ -66,6 +66,8 @@ impl EngineError {
             B::HyperLegacyError { err } => EngineError::Unavailable(format!("{err}")),
             B::IOError { err } => EngineError::Unavailable(err.to_string()),
             B::RequestTimeoutError => EngineError::Unavailable("the engine did not answer in time".into()),
+            // The connection broke while a body was streaming: the engine went away.
+            B::HyperResponseError { err } => EngineError::Unavailable(format!("the engine connection broke: {err}")),
             B::DockerStreamError { error } => EngineError::Docker(error),
             other => EngineError::Docker(other.to_string()),
         }

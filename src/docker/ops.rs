@@ -290,6 +290,20 @@ impl Engine {
             nano_cpus: spec.nano_cpus,
             network_mode: spec.network.clone(),
             privileged: Some(spec.privileged),
+            cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+            devices: (!spec.devices.is_empty()).then(|| {
+                spec.devices
+                    .iter()
+                    .map(|(h, c, p)| bollard::models::DeviceMapping {
+                        path_on_host: Some(h.clone()),
+                        path_in_container: Some(c.clone()),
+                        cgroup_permissions: Some(p.clone()),
+                    })
+                    .collect()
+            }),
+            security_opt: (!spec.security_opt.is_empty()).then(|| spec.security_opt.clone()),
+            pid_mode: spec.pid_mode.clone(),
+            ipc_mode: spec.ipc_mode.clone(),
             ..Default::default()
         };
         let body = ContainerCreateBody {

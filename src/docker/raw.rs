@@ -60,7 +60,7 @@ pub async fn raw_post_stream(
     let lines = FramedRead::new(tokio_util::io::StreamReader::new(body), LinesCodec::new_with_max_length(1 << 20));
     Ok(lines.filter_map(|line| async move {
         match line {
-            Err(e) => Some(Err(EngineError::Docker(format!("reading the engine's stream: {e}")))),
+            Err(e) => Some(Err(EngineError::Unavailable(format!("the engine connection broke: {e}")))),
             Ok(l) if l.trim().is_empty() => None,
             Ok(l) => Some(serde_json::from_str::<Value>(&l).map_err(|e| EngineError::Docker(format!("bad engine JSON: {e}")))),
         }

@@ -5,6 +5,7 @@ pub mod image_ref;
 pub mod credentials;
 pub mod exec;
 pub mod names;
+pub mod policy;
 pub mod requests;
 pub mod run;
 

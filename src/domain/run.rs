@@ -69,6 +69,17 @@ pub struct RunContainerRequest {
     pub tty: Option<bool>,
     /// Keep stdin open (`-i`).
     pub open_stdin: Option<bool>,
+    /// Extra kernel capabilities (`--cap-add`): reserved to admins.
+    pub cap_add: Option<Vec<String>>,
+    /// Host devices `/dev/x[:/dev/y[:rwm]]` (`--device`): reserved to admins.
+    pub devices: Option<Vec<String>>,
+    /// Security options (`--security-opt`, e.g. `seccomp=unconfined`): reserved to admins.
+    pub security_opt: Option<Vec<String>>,
+    /// PID namespace (`--pid host`): reserved to admins.
+    pub pid_mode: Option<String>,
+    /// IPC namespace (`--ipc`): `private`, `shareable`, `none`; `host` and
+    /// `container:…` are reserved to admins.
+    pub ipc_mode: Option<String>,
 }
 
 /// A published port.
@@ -112,6 +123,12 @@ pub struct RunSpec {
     pub privileged: bool,
     pub tty: bool,
     pub open_stdin: bool,
+    pub cap_add: Vec<String>,
+    /// `(host path, container path, permissions)`
+    pub devices: Vec<(String, String, String)>,
+    pub security_opt: Vec<String>,
+    pub pid_mode: Option<String>,
+    pub ipc_mode: Option<String>,
 }
 
 fn invalid(msg: impl Into<String>) -> ApiError {
@@ -282,6 +299,55 @@ impl RunContainerRequest {
         if self.workdir.as_ref().is_some_and(|w| !w.starts_with('/')) {
             return Err(invalid("`workdir` must be an absolute path"));
         }
+        let cap_add = self.cap_add.clone().unwrap_or_default();
+        for c in &cap_add {
+            if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(invalid(format!("`cap_add` entry `{}` is not a capability name", c.escape_debug())));
+            }
+        }
+        if !cap_add.is_empty() && !is_admin {
+            return Err(policy("cap_add", "added capabilities widen what the container may do to the host"));
+        }
+        let mut devices = Vec::new();
+        for d in self.devices.iter().flatten() {
+            let parts: Vec<&str> = d.split(':').collect();
+            let (host, ctr, perm) = match parts.as_slice() {
+                [h] => (*h, *h, "rwm"),
+                [h, c] => (*h, *c, "rwm"),
+                [h, c, p] => (*h, *c, *p),
+                _ => ("", "", ""),
+            };
+            if !host.starts_with("/dev/") || !ctr.starts_with('/') || perm.is_empty() || !perm.bytes().all(|b| b"rwm".contains(&b)) {
+                return Err(invalid(format!("`devices` entry `{}` is not /dev/host[:/container[:rwm]]", d.escape_debug())));
+            }
+            devices.push((host.to_string(), ctr.to_string(), perm.to_string()));
+        }
+        if !devices.is_empty() && !is_admin {
+            return Err(policy("devices", "host devices give the container the host's hardware"));
+        }
+        let security_opt = self.security_opt.clone().unwrap_or_default();
+        for o in &security_opt {
+            check_text("security_opt", o, 1024)?;
+        }
+        if !security_opt.is_empty() && !is_admin {
+            return Err(policy("security_opt", "security options can switch off confinement"));
+        }
+        if let Some(p) = &self.pid_mode {
+            check_text("pid_mode", p, 256)?;
+            if !is_admin {
+                return Err(policy("pid_mode", "sharing a PID namespace exposes other processes"));
+            }
+        }
+        if let Some(i) = &self.ipc_mode {
+            check_text("ipc_mode", i, 256)?;
+            let reserved = i == "host" || i.starts_with("container:");
+            if !reserved && !["private", "shareable", "none", ""].contains(&i.as_str()) {
+                return Err(invalid("`ipc_mode` must be private, shareable, none, host or container:<id>"));
+            }
+            if reserved && !is_admin {
+                return Err(policy("ipc_mode", &format!("IPC mode `{i}` shares a namespace")));
+            }
+        }
         Ok(RunSpec {
             image,
             name: self.name.clone(),
@@ -304,7 +370,26 @@ impl RunContainerRequest {
             privileged: self.privileged.unwrap_or(false),
             tty: self.tty.unwrap_or(false),
             open_stdin: self.open_stdin.unwrap_or(false),
+            cap_add,
+            devices,
+            security_opt,
+            pid_mode: self.pid_mode.clone(),
+            ipc_mode: self.ipc_mode.clone().filter(|i| !i.is_empty()),
         })
+    }
+
+    /// Apply the configured policy: the image allow-list, and default limits for a
+    /// container that sets none (written into the request, so the job shows them).
+    pub fn apply_policy(&mut self, policy: &super::policy::RunPolicy) -> Result<(), ApiError> {
+        let image = ImageRef::parse(&self.image)?;
+        policy.check_image(&image, "run")?;
+        if self.memory_bytes.is_none() {
+            self.memory_bytes = policy.default_memory_bytes;
+        }
+        if self.nano_cpus.is_none() {
+            self.nano_cpus = policy.default_nano_cpus;
+        }
+        Ok(())
     }
 }
 
@@ -334,6 +419,11 @@ mod tests {
             ("binds", RunContainerRequest { binds: Some(vec!["/:/host".into()]), ..req("a") }),
             ("volumes", RunContainerRequest { volumes: Some(vec!["/etc:/x:ro".into()]), ..req("a") }),
             ("network", RunContainerRequest { network: Some("host".into()), ..req("a") }),
+            ("cap_add", RunContainerRequest { cap_add: Some(vec!["SYS_ADMIN".into()]), ..req("a") }),
+            ("devices", RunContainerRequest { devices: Some(vec!["/dev/kmsg".into()]), ..req("a") }),
+            ("security_opt", RunContainerRequest { security_opt: Some(vec!["seccomp=unconfined".into()]), ..req("a") }),
+            ("pid_mode", RunContainerRequest { pid_mode: Some("host".into()), ..req("a") }),
+            ("ipc_mode", RunContainerRequest { ipc_mode: Some("host".into()), ..req("a") }),
         ];
         for (option, r) in cases {
             let e = r.validate(false).unwrap_err();

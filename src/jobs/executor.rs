@@ -174,12 +174,15 @@ fn credentials_for(ctx: &JobCtx, image: &ImageRef) -> Option<RegistryAuth> {
 
 /// Registry refusals get codes of their own, so a portal can tell them apart.
 fn registry_failure(e: EngineError, image: &ImageRef) -> Failure {
+    if e.is_unavailable() {
+        return Failure::from(e);
+    }
     let msg = e.to_string();
     let lower = msg.to_ascii_lowercase();
     if lower.contains("unauthorized") || lower.contains("authentication required") || lower.contains("denied") {
         return Failure::new(
-            ErrorCode::Forbidden,
-            format!("The registry {} refused the credentials: {msg}", image.registry_host()),
+            ErrorCode::RegistryAuthFailed,
+            format!("The registry {} refused the credentials (or gave none): {msg}", image.registry_host()),
         );
     }
     if lower.contains("not found") || lower.contains("manifest unknown") || lower.contains("no such image") {
@@ -230,6 +233,7 @@ async fn build(ctx: &mut JobCtx) -> Result<Value, Failure> {
                     ctx.log(LogStream::Build, line).await;
                 }
             }
+            Some(Err(e)) if e.is_unavailable() => return Err(e.into()),
             Some(Err(e)) => {
                 return Err(Failure::Error {
                     code: ErrorCode::DockerError,

@@ -42,8 +42,12 @@ use store::{Inserted, JobStore, StoreError};
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::new(ErrorCode::Internal, "The job store failed; the request id identifies the cause in the log.")
-            .with_source(anyhow::Error::new(e))
+        ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "The job store cannot be read or written (disk full, read-only or locked?); nothing was changed. Retry later.",
+        )
+        .with_retry_after(5)
+        .with_source(anyhow::Error::new(e))
     }
 }
 
@@ -155,6 +159,7 @@ impl Jobs {
     async fn run_dispatcher_until_stopped(self: Arc<Self>, kind: JobKind) {
         let limit = self.limits[&kind].clone();
         let wake = self.wake[&kind].clone();
+        let mut backoff = Duration::from_millis(500);
         loop {
             let permit = tokio::select! {
                 p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -166,6 +171,7 @@ impl Jobs {
             notified.as_mut().enable();
             match self.store.claim_next(kind).await {
                 Ok(Some(job)) => {
+                    backoff = Duration::from_millis(500);
                     let me = self.clone();
                     self.tasks.spawn(async move {
                         me.execute(job).await;
@@ -173,6 +179,7 @@ impl Jobs {
                     });
                 }
                 Ok(None) => {
+                    backoff = Duration::from_millis(500);
                     drop(permit);
                     tokio::select! {
                         _ = notified => {}
@@ -181,11 +188,12 @@ impl Jobs {
                 }
                 Err(e) => {
                     drop(permit);
-                    tracing::error!(kind = kind.as_str(), error = %e, "claiming a job failed; retrying in 1 s");
+                    tracing::error!(kind = kind.as_str(), error = %e, retry_in_ms = backoff.as_millis() as u64, "claiming a job failed");
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(backoff) => {}
                         _ = self.stopping.cancelled() => return,
                     }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }

@@ -97,10 +97,42 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job_id, seq)
      ) WITHOUT ROWID;
      CREATE TABLE health (id INTEGER PRIMARY KEY, checked_at TEXT NOT NULL);",
+    // 2: the audit log
+    "CREATE TABLE audit (
+        id TEXT PRIMARY KEY,
+        at TEXT NOT NULL,
+        subject TEXT,
+        role TEXT,
+        action TEXT NOT NULL,
+        target TEXT,
+        outcome TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        code TEXT,
+        job_id TEXT,
+        client TEXT,
+        request_id TEXT
+     );
+     CREATE INDEX audit_subject ON audit(subject, id);
+     CREATE INDEX audit_outcome ON audit(outcome, id);",
 ];
 
+/// One writer connection and one reader: in WAL mode reads go on while a write waits
+/// for the file lock.
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+/// How long a write waits for the file lock before it fails (and the request gets 503).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// A ULID that sorts after every id this process made before, even within one
+/// millisecond: job order (FIFO, newest first) is id order.
+pub fn new_id() -> String {
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut g = GENERATOR.lock().unwrap_or_else(|p| p.into_inner());
+    let g = g.get_or_insert_with(ulid::Generator::new);
+    g.generate().map(|u| u.to_string()).unwrap_or_else(|_| ulid::Ulid::new().to_string())
 }
 
 fn now() -> String {
@@ -140,7 +172,7 @@ fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
 impl SqliteStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(dir.join("berth.db"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -151,15 +183,31 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", i + 1)?;
             tx.commit()?;
         }
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        let reader = Connection::open(dir.join("berth.db"))?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(Self { writer: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)) })
     }
 
-    /// Run `f` on the connection off the async workers.
+    /// Run a write on the writer connection, off the async workers.
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
+        Self::on(self.writer.clone(), f).await
+    }
+
+    /// Run a read on the reader connection.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        Self::on(self.reader.clone(), f).await
+    }
+
+    async fn on<T: Send + 'static>(
+        conn: Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut guard)
@@ -194,7 +242,7 @@ impl JobStore for SqliteStore {
             if queued >= capacity {
                 return Ok(Inserted::QueueFull);
             }
-            let id = ulid::Ulid::new().to_string();
+            let id = new_id();
             let progress = Progress { phase: "queued".into(), ..Default::default() };
             tx.execute(
                 "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool)
@@ -223,12 +271,12 @@ impl JobStore for SqliteStore {
 
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let id = id.to_string();
-        self.with(move |conn| Ok(get_job(conn, &id)?)).await
+        self.read(move |conn| Ok(get_job(conn, &id)?)).await
     }
 
     async fn find_idempotent(&self, owner: &str, key: &str) -> Result<Option<Job>, StoreError> {
         let (owner, key) = (owner.to_string(), key.to_string());
-        self.with(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .query_row(
                     &format!("SELECT {COLUMNS} FROM jobs WHERE owner = ?1 AND idempotency_key = ?2"),
@@ -241,7 +289,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn list(&self, f: JobFilter) -> Result<Vec<Job>, StoreError> {
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1=1");
             let mut args: Vec<String> = Vec::new();
             if let Some(o) = f.owner {
@@ -344,7 +392,7 @@ impl JobStore for SqliteStore {
 
     async fn events_after(&self, id: &str, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError> {
         let id = id.to_string();
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, event, data FROM job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
@@ -383,7 +431,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn running_ids(&self) -> Result<Vec<String>, StoreError> {
-        self.with(|conn| {
+        self.read(|conn| {
             let mut stmt = conn.prepare("SELECT id FROM jobs WHERE state = 'running' ORDER BY id")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
@@ -392,7 +440,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn count_queued(&self) -> Result<usize, StoreError> {
-        self.with(|conn| Ok(conn.query_row("SELECT count(*) FROM jobs WHERE state = 'queued'", [], |r| r.get(0))?))
+        self.read(|conn| Ok(conn.query_row("SELECT count(*) FROM jobs WHERE state = 'queued'", [], |r| r.get(0))?))
             .await
     }
 
@@ -409,11 +457,107 @@ impl JobStore for SqliteStore {
 
     async fn spool(&self, id: &str) -> Result<Option<String>, StoreError> {
         let id = id.to_string();
-        self.with(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .query_row("SELECT spool FROM jobs WHERE id = ?1", [&id], |r| r.get::<_, Option<String>>(0))
                 .optional()?
                 .flatten())
+        })
+        .await
+    }
+}
+
+/// One audited request.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AuditRecord {
+    /// Sortable by time (a ULID).
+    pub id: String,
+    pub at: String,
+    /// The token's subject; `null` when the request had no valid token.
+    pub subject: Option<String>,
+    pub role: Option<String>,
+    /// `METHOD /route/pattern`, e.g. `POST /v1/images/build`.
+    pub action: String,
+    /// What it acted on: path parameters, or the image/tags a job names.
+    pub target: Option<String>,
+    /// `success`, `denied` (401/403), `rejected` (other 4xx) or `failed` (5xx).
+    pub outcome: String,
+    pub status: u16,
+    /// The problem `code` when it failed.
+    pub code: Option<String>,
+    pub job_id: Option<String>,
+    /// Client address.
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Audit filters.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub subject: Option<String>,
+    pub outcome: Option<String>,
+    pub action: Option<String>,
+    pub job_id: Option<String>,
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
+    async fn record(&self, rec: AuditRecord) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn query(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn record(&self, r: AuditRecord) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO audit (id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![r.id, r.at, r.subject, r.role, r.action, r.target, r.outcome, r.status, r.code, r.job_id, r.client, r.request_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query(&self, f: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut sql = String::from(
+                "SELECT id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id FROM audit WHERE 1=1",
+            );
+            let mut args: Vec<String> = Vec::new();
+            for (col, v) in [("subject", f.subject), ("outcome", f.outcome), ("action", f.action), ("job_id", f.job_id)] {
+                if let Some(v) = v {
+                    args.push(v);
+                    sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+                }
+            }
+            if let Some(b) = f.before {
+                args.push(b);
+                sql.push_str(&format!(" AND id < ?{}", args.len()));
+            }
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", f.limit));
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok(AuditRecord {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    subject: r.get(2)?,
+                    role: r.get(3)?,
+                    action: r.get(4)?,
+                    target: r.get(5)?,
+                    outcome: r.get(6)?,
+                    status: r.get(7)?,
+                    code: r.get(8)?,
+                    job_id: r.get(9)?,
+                    client: r.get(10)?,
+                    request_id: r.get(11)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

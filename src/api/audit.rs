@@ -1,0 +1,87 @@
+//! `GET /v1/audit`: the audit log, for admins.
+
+use actix_web::{get, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::Qs;
+use crate::audit::{AuditFilter, AuditRecord, Auditor};
+use crate::auth::{Admin, Authorized};
+use crate::error::{ApiError, ApiResult, Problem};
+
+/// A page of audit records, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditRecord>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only this subject's requests.
+    pub subject: Option<String>,
+    /// `success`, `denied`, `rejected` or `failed`.
+    pub outcome: Option<String>,
+    /// Exact action, e.g. `POST /v1/images/build`.
+    pub action: Option<String>,
+    /// Only records about this job.
+    pub job_id: Option<String>,
+    /// Page size, 1-1000 (default 100).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The audit log: every mutating request and every refused one (who, role, action,
+/// target, outcome, status, error code, job, client address, request id).
+#[utoipa::path(
+    tag = "system",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of audit records", body = AuditPage),
+        (status = 400, description = "Bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not admin", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin"]))
+)]
+#[get("/audit")]
+pub async fn list_audit(
+    _: Authorized<Admin>,
+    auditor: web::Data<Auditor>,
+    Qs(q): Qs<AuditQuery>,
+) -> ApiResult<web::Json<AuditPage>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("`limit` must be between 1 and 1000"));
+    }
+    if let Some(o) = &q.outcome {
+        if !["success", "denied", "rejected", "failed"].contains(&o.as_str()) {
+            return Err(ApiError::invalid("`outcome` must be success, denied, rejected or failed"));
+        }
+    }
+    if let Some(c) = &q.cursor {
+        if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ApiError::invalid("`cursor` is not a cursor this server gave out"));
+        }
+    }
+    let filter = AuditFilter {
+        subject: q.subject,
+        outcome: q.outcome,
+        action: q.action,
+        job_id: q.job_id,
+        before: q.cursor,
+        limit: limit as usize + 1,
+    };
+    let mut items = auditor.log().query(filter).await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    Ok(web::Json(AuditPage { items, next_cursor }))
+}

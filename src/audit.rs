@@ -1,0 +1,120 @@
+//! The audit log: every mutating request, and every request refused for want of a token
+//! or a role, becomes one record (who, what, on what, outcome, job, client, request id),
+//! stored for `GET /v1/audit` and emitted as a structured log line (target `berth::audit`).
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest, web};
+
+use crate::auth::Principal;
+use crate::error::ErrorCode;
+pub use crate::jobs::store::{AuditFilter, AuditLog, AuditRecord};
+
+/// Where audit records go.
+pub struct Auditor {
+    log: Arc<dyn AuditLog>,
+}
+
+/// What a request acted on, when the path does not say (set by handlers).
+#[derive(Debug, Clone)]
+pub struct AuditTarget(pub String);
+
+/// Name what a request acted on, for its audit record.
+pub fn set_target(req: &HttpRequest, target: impl Into<String>) {
+    req.extensions_mut().insert(AuditTarget(target.into()));
+}
+
+impl Auditor {
+    pub fn new(log: Arc<dyn AuditLog>) -> Self {
+        Self { log }
+    }
+
+    pub fn log(&self) -> &Arc<dyn AuditLog> {
+        &self.log
+    }
+
+    /// Record one event: logged at once, then stored.
+    pub async fn record(&self, rec: AuditRecord) {
+        tracing::info!(
+            target: "berth::audit",
+            subject = rec.subject.as_deref().unwrap_or("-"),
+            role = rec.role.as_deref().unwrap_or("-"),
+            action = %rec.action,
+            target_object = rec.target.as_deref().unwrap_or("-"),
+            outcome = %rec.outcome,
+            status = rec.status,
+            code = rec.code.as_deref().unwrap_or("-"),
+            job_id = rec.job_id.as_deref().unwrap_or("-"),
+            client = rec.client.as_deref().unwrap_or("-"),
+            "audit"
+        );
+        if let Err(e) = self.log.record(rec).await {
+            tracing::error!(error = %e, "storing an audit record failed");
+        }
+    }
+}
+
+fn outcome(status: u16) -> &'static str {
+    match status {
+        200..=399 => "success",
+        401 | 403 => "denied",
+        400..=499 => "rejected",
+        _ => "failed",
+    }
+}
+
+/// Build a record for a request and its status; `action` defaults to the route.
+pub fn record_for(req: &HttpRequest, status: u16, code: Option<ErrorCode>, action: Option<String>) -> AuditRecord {
+    let principal = req.extensions().get::<Principal>().cloned();
+    let route = req.match_pattern().unwrap_or_else(|| req.path().to_string());
+    let params: Vec<String> = req.match_info().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let target = req
+        .extensions()
+        .get::<AuditTarget>()
+        .map(|t| t.0.clone())
+        .or_else(|| (!params.is_empty()).then(|| params.join(" ")));
+    AuditRecord {
+        id: crate::jobs::store::new_id(),
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        subject: principal.as_ref().map(|p| p.subject.clone()),
+        role: principal.and_then(|p| p.role).map(|r| r.as_str().to_string()),
+        action: action.unwrap_or_else(|| format!("{} {route}", req.method())),
+        target,
+        outcome: outcome(status).to_string(),
+        status,
+        code: code.map(|c| c.as_str().to_string()),
+        job_id: None,
+        client: req.connection_info().peer_addr().map(String::from),
+        request_id: crate::telemetry::current_request_id(),
+    }
+}
+
+/// Middleware: audit mutating `/v1` requests and every refused one.
+pub async fn audit_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let in_api = req.path().starts_with("/v1/") || req.path() == "/v1";
+    let auditor = req.app_data::<web::Data<Auditor>>().cloned();
+    let res = next.call(req).await?;
+    let status = res.status().as_u16();
+    let refused = status == 401 || status == 403;
+    if let Some(auditor) = auditor.filter(|_| in_api && (mutating || refused)) {
+        let code = res.response().extensions().get::<ErrorCode>().copied();
+        let mut rec = record_for(res.request(), status, code, None);
+        rec.job_id = res
+            .headers()
+            .get(actix_web::http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| l.strip_prefix("/v1/jobs/"))
+            .map(String::from)
+            .or_else(|| res.request().match_info().get("id").filter(|_| res.request().path().starts_with("/v1/jobs/")).map(String::from));
+        auditor.record(rec).await;
+    }
+    Ok(res)
+}
