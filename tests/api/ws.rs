@@ -469,3 +469,26 @@ async fn an_idle_session_is_closed_by_the_server() {
     assert!(reason.contains("idle"), "{reason}");
     assert!(quiet.elapsed() < Duration::from_secs(5), "closed after {:?}", quiet.elapsed());
 }
+
+#[actix_web::test]
+async fn a_session_ends_with_an_error_when_the_engine_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = crate::faults::EngineProxy::start(dir.path());
+    let host = proxy.host();
+    let app = spawn_app_with(|s| s.docker_host = Some(host)).await;
+    let mut cleanup = Cleanup::default();
+    let name = unique("ws-gone");
+    run_container(&mut cleanup, &name, "sleep 300", &[]);
+    let id = create_exec(&app, &name, json!({"cmd": ["cat"]}), Role::Operator).await;
+    let (mut ws, _) = connect(&app, &format!("/v1/exec/{id}/ws"), Role::Operator).await;
+    let mut t = Transcript::default();
+    send_bytes(&mut ws, b"before\n").await;
+    read_until(&mut ws, &mut t, false, "cat's echo", |t| t.stdout_text() == "before\n").await;
+
+    proxy.cut();
+    let (code, _) = read_to_close(&mut ws, &mut t, false).await;
+    assert_eq!(code, 1011, "{t:?}");
+    assert_eq!(t.control("error").map(|e| e["code"].clone()), Some(json!("docker_unavailable")), "{t:?}");
+    assert!(t.control("exit").is_none(), "{t:?}");
+    proxy.restore();
+}
