@@ -69,6 +69,11 @@ pub struct Settings {
     pub build_context_max: u64,
     /// Registry credentials per host (docker `config.json` format).
     pub registry_auth_file: Option<PathBuf>,
+    /// An interactive session (attach, exec) with no frame either way for this long is
+    /// closed by the server. `Duration::ZERO`: never.
+    pub ws_idle_timeout: Duration,
+    /// Interactive sessions open at once; beyond it `429 too_many_sessions`.
+    pub ws_max_sessions: usize,
     /// Image allow-list and default container limits.
     pub policy: crate::domain::policy::RunPolicy,
 }
@@ -90,6 +95,8 @@ impl Settings {
             metrics_public: false,
             build_context_max: 16 * 1024 * 1024 * 1024,
             registry_auth_file: None,
+            ws_idle_timeout: Duration::from_secs(600),
+            ws_max_sessions: 64,
             policy: crate::domain::policy::RunPolicy::default(),
         }
     }
@@ -157,6 +164,16 @@ impl Settings {
                 .with_context(|| format!("BERTH_SHUTDOWN_GRACE must be a duration such as `30s`, not `{v}`"))?;
         }
         s.build_context_max = num("BERTH_BUILD_CONTEXT_MAX", s.build_context_max)?;
+        if let Some(v) = get("BERTH_WS_IDLE_TIMEOUT") {
+            // A bare number is seconds; `0` turns the idle timeout off.
+            s.ws_idle_timeout = match v.parse::<u64>() {
+                Ok(secs) => Duration::from_secs(secs),
+                Err(_) => humantime::parse_duration(&v).with_context(|| {
+                    format!("BERTH_WS_IDLE_TIMEOUT must be a duration such as `10m` or `90s` (0: never), not `{v}`")
+                })?,
+            };
+        }
+        s.ws_max_sessions = num("BERTH_WS_MAX_SESSIONS", s.ws_max_sessions as u64)?.max(1) as usize;
         s.registry_auth_file = get("BERTH_REGISTRY_AUTH_FILE").map(PathBuf::from);
         if let Some(v) = get("BERTH_ALLOWED_IMAGES") {
             s.policy.allowed_images = v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
@@ -216,8 +233,12 @@ mod tests {
             ("BERTH_LOG_FORMAT", "json"),
             ("BERTH_SHUTDOWN_GRACE", "2s"),
             ("BERTH_JWT_ISSUER", "idp"),
+            ("BERTH_WS_IDLE_TIMEOUT", "90s"),
+            ("BERTH_WS_MAX_SESSIONS", "3"),
         ]))
         .unwrap();
+        assert_eq!(s.ws_idle_timeout, Duration::from_secs(90));
+        assert_eq!(s.ws_max_sessions, 3);
         assert_eq!(s.listen, "0.0.0.0:9000");
         assert_eq!(s.queue_capacity, 7);
         assert_eq!(s.concurrency.build, 3);
@@ -229,5 +250,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("BERTH_QUEUE_CAPACITY"), "{err}");
+    }
+
+    #[test]
+    fn websocket_limits() {
+        let key = ("BERTH_JWT_SECRET", "0123456789abcdef0123");
+        let s = Settings::from_lookup(env(&[key])).unwrap();
+        assert_eq!((s.ws_idle_timeout, s.ws_max_sessions), (Duration::from_secs(600), 64), "defaults");
+        let s = Settings::from_lookup(env(&[key, ("BERTH_WS_IDLE_TIMEOUT", "45")])).unwrap();
+        assert_eq!(s.ws_idle_timeout, Duration::from_secs(45), "a bare number is seconds");
+        let s = Settings::from_lookup(env(&[key, ("BERTH_WS_IDLE_TIMEOUT", "0")])).unwrap();
+        assert_eq!(s.ws_idle_timeout, Duration::ZERO);
+        let err = Settings::from_lookup(env(&[key, ("BERTH_WS_IDLE_TIMEOUT", "soon")])).unwrap_err().to_string();
+        assert!(err.contains("BERTH_WS_IDLE_TIMEOUT"), "{err}");
+        let err = Settings::from_lookup(env(&[key, ("BERTH_WS_MAX_SESSIONS", "-1")])).unwrap_err().to_string();
+        assert!(err.contains("BERTH_WS_MAX_SESSIONS"), "{err}");
     }
 }

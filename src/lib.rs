@@ -9,5 +9,6 @@ pub mod domain;
 pub mod error;
 pub mod jobs;
 pub mod metrics;
+pub mod sessions;
 pub mod startup;
 pub mod telemetry;

@@ -26,6 +26,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub engine: Arc<Engine>,
     pub jobs: Arc<Jobs>,
+    /// Interactive sessions (attach, exec): limits and exec instances.
+    pub sessions: Arc<crate::sessions::Sessions>,
 }
 
 /// The OpenAPI document, generated from the handlers.
@@ -94,7 +96,8 @@ impl Application {
         let metrics = web::Data::from(metrics);
         jobs.start().await.context("recovering the job queue")?;
         let settings = Arc::new(settings);
-        let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone() });
+        let sessions = Arc::new(crate::sessions::Sessions::new(&settings));
+        let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone(), sessions });
         let spec = openapi();
         let routes = web::Data::new(handlers::RouteTable::from_spec(&spec));
         let json_limit = settings.json_limit;

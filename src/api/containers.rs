@@ -70,7 +70,7 @@ pub async fn list_containers(
     Ok(web::Json(state.engine.list_containers(&filters).await?))
 }
 
-fn container_id(path: web::Path<String>) -> ApiResult<String> {
+pub(crate) fn container_id(path: web::Path<String>) -> ApiResult<String> {
     let id = path.into_inner();
     validate_container_ref(&id)?;
     Ok(id)

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod containers;
 pub mod images;
+pub mod interactive;
 pub mod jobs;
 pub mod system;
 
@@ -57,7 +58,7 @@ impl Modify for SecurityAddon {
                     .description(Some(
                         "HS256 (BERTH_JWT_SECRET) or RS256/ES256 (BERTH_JWT_PUBLIC_KEY_FILE) JWT with a `roles` \
                          claim (viewer, operator, admin). Each operation lists the least role it needs as \
-                         this scheme's scope. Event streams also take `?access_token=`.",
+                         this scheme's scope. Event streams and WebSockets also take `?access_token=`.",
                     ))
                     .build(),
             ),
@@ -75,10 +76,11 @@ impl Modify for SecurityAddon {
     ),
     modifiers(&SecurityAddon),
     components(schemas(crate::error::Problem, crate::error::ErrorCode, crate::docker::LogLine, crate::docker::LogStream, containers::LogEndEvent,
-        crate::jobs::StateEvent, crate::jobs::LayerEvent, crate::jobs::Progress, crate::jobs::JobError)),
+        crate::jobs::StateEvent, crate::jobs::LayerEvent, crate::jobs::Progress, crate::jobs::JobError,
+        crate::domain::exec::ClientControl, crate::domain::exec::ServerControl)),
     tags(
         (name = "images", description = "Images on the engine"),
-        (name = "containers", description = "Containers on the engine"),
+        (name = "containers", description = "Containers on the engine, and interactive sessions with them (attach, exec) over WebSocket"),
         (name = "jobs", description = "Builds, pulls, pushes, runs and prunes: queued jobs with SSE progress"),
         (name = "system", description = "Health, readiness and engine information"),
     )
@@ -116,6 +118,9 @@ pub fn v1_scope() -> Scope<
         .service(containers::kill_container)
         .service(containers::remove_container)
         .service(containers::container_logs)
+        .service(interactive::attach_container)
+        .service(interactive::create_exec)
+        .service(interactive::exec_session)
         .service(jobs::list_jobs)
         .service(jobs::get_job)
         .service(jobs::cancel_job)

@@ -6,7 +6,11 @@
 //! API 1.41) and newer ones both work. A transport failure drops the client, so the next
 //! call reconnects and negotiates again: the service recovers by itself when the engine
 //! comes back. Everything it returns is Berth's own type ([`types`]) or plain JSON.
+//!
+//! Attach and exec start are hijacked connections, upgraded by Berth itself so that it
+//! reads the engine's framing exactly (see [`interactive`]).
 
+mod interactive;
 mod ops;
 mod raw;
 pub mod types;
@@ -18,6 +22,7 @@ use bollard::Docker;
 use bollard::query_parameters as qp;
 use futures_util::{Stream, StreamExt};
 
+pub use interactive::{ContainerStdioInfo, ExecInfo, MAX_CHUNK, OutputChunk, OutputStream, Stdio, StdioDecoder};
 pub use ops::{BuildOutput, BuildSpec, ProgressMessage, PruneReport, RegistryAuth};
 pub use types::*;
 

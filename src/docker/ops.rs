@@ -316,8 +316,14 @@ impl Engine {
             volumes: (!spec.anonymous_volumes.is_empty()).then(|| spec.anonymous_volumes.clone()),
             working_dir: spec.workdir.clone(),
             user: spec.user.clone(),
+            // As the docker CLI sets them: `run -dit` keeps stdin open for a later attach
+            // (`GET /v1/containers/{id}/attach`) without attaching anything now; an attached
+            // `run -i` also attaches stdin, once: when the first client attached to stdin
+            // goes away, the process reads EOF.
             tty: Some(spec.tty),
             open_stdin: Some(spec.open_stdin),
+            attach_stdin: Some(spec.open_stdin && !spec.detach),
+            stdin_once: Some(spec.open_stdin && !spec.detach),
             attach_stdout: Some(!spec.detach),
             attach_stderr: Some(!spec.detach),
             host_config: Some(host_config),

@@ -3,6 +3,7 @@
 
 pub mod image_ref;
 pub mod credentials;
+pub mod exec;
 pub mod names;
 pub mod policy;
 pub mod requests;

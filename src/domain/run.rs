@@ -142,7 +142,7 @@ fn policy(option: &str, why: &str) -> ApiError {
     )
 }
 
-fn check_text(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+pub(super) fn check_text(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
     if s.len() > max || s.contains('\0') {
         return Err(invalid(format!("`{field}` must be at most {max} bytes, without NUL characters")));
     }

@@ -15,13 +15,13 @@ use crate::helpers::{BASE_IMAGE, Cleanup, assert_problem, spawn_app_with, unique
 
 /// A unix-socket proxy to the real engine that can be cut (every connection dropped, new
 /// ones refused) and restored.
-struct EngineProxy {
+pub(crate) struct EngineProxy {
     path: PathBuf,
     cut: Arc<watch::Sender<bool>>,
 }
 
 impl EngineProxy {
-    fn start(dir: &Path) -> Self {
+    pub(crate) fn start(dir: &Path) -> Self {
         let path = dir.join("engine.sock");
         let listener = UnixListener::bind(&path).expect("bind proxy socket");
         let (tx, rx) = watch::channel(false);
@@ -46,13 +46,13 @@ impl EngineProxy {
         Self { path, cut: Arc::new(tx) }
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("unix://{}", self.path.display())
     }
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.cut.send_replace(true);
     }
-    fn restore(&self) {
+    pub(crate) fn restore(&self) {
         self.cut.send_replace(false);
     }
 }

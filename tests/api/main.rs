@@ -11,3 +11,4 @@ mod images;
 mod openapi;
 mod roles;
 mod system;
+mod ws;

@@ -40,6 +40,9 @@ async fn spec_is_served_and_documents_every_route() {
         ("/v1/containers/{id}/restart", "post"),
         ("/v1/containers/{id}/kill", "post"),
         ("/v1/containers/{id}/logs", "get"),
+        ("/v1/containers/{id}/attach", "get"),
+        ("/v1/containers/{id}/exec", "post"),
+        ("/v1/exec/{id}/ws", "get"),
     ] {
         let op = &paths.get(path).unwrap_or_else(|| panic!("{path} documented"))[method];
         assert!(op.is_object(), "{method} {path} documented");
@@ -52,6 +55,19 @@ async fn spec_is_served_and_documents_every_route() {
     assert!(spec["components"]["schemas"]["Problem"].is_object());
     let logs = &paths["/v1/containers/{id}/logs"]["get"]["responses"]["200"]["content"];
     assert!(logs.get("text/event-stream").is_some(), "logs documented as an event stream");
+    for (path, method) in [("/v1/containers/{id}/attach", "get"), ("/v1/exec/{id}/ws", "get")] {
+        let op = &paths[path][method];
+        assert!(op["responses"]["101"].is_object(), "{path}: 101 documented");
+        for status in ["403", "404", "429"] {
+            assert!(op["responses"][status].is_object(), "{path}: {status} documented");
+        }
+        let description = op["description"].as_str().unwrap_or_default();
+        for needle in ["first byte", "\"type\":\"resize\"", "\"type\":\"exit\"", "1001"] {
+            assert!(description.contains(needle), "{path}: the framing is described ({needle})");
+        }
+    }
+    assert!(spec["components"]["schemas"]["ClientControl"].is_object());
+    assert!(spec["components"]["schemas"]["ServerControl"].is_object());
 
     // Swagger UI is served, and the bare path redirects to it.
     let res = app.client.get(app.url("/swagger-ui/")).send().await.unwrap();

@@ -1,0 +1,258 @@
+//! Interactive containers over WebSocket: attach (`docker attach`), exec (`docker exec -it`).
+//! The session itself is [`crate::sessions`]; these handlers check everything that can
+//! fail while a problem can still be answered, then upgrade.
+
+use actix_web::{HttpRequest, HttpResponse, get, http::header, post, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::containers::container_id;
+use super::{Qs, de_bool_opt};
+use crate::auth::{Authorized, Operator};
+use crate::domain::exec::ExecRequest;
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
+use crate::sessions::{
+    SessionAudit, SessionParams, SessionPhase, SessionTarget, audit_session, check_handshake, initial_size,
+};
+use crate::startup::AppState;
+
+/// The framing, for the OpenAPI descriptions (OpenAPI cannot describe a WebSocket).
+macro_rules! framing {
+    () => {
+        "\n\nThe answer is `101 Switching Protocols` (a WebSocket) with `x-berth-tty: true|false`; \
+every failure before it is a problem document.\n\n\
+**Client → server.** Binary frames: bytes for the process's stdin, as they are (with a TTY, Ctrl-C is the byte \
+0x03 and reaches the process as a keypress does). Text frames: one JSON control message: \
+`{\"type\":\"resize\",\"cols\":C,\"rows\":R}` (TTY only; 1–10000) or `{\"type\":\"close_stdin\"}` (EOF on stdin, \
+output goes on). Messages up to 64 KiB.\n\n\
+**Server → client.** Binary frames: output. With a TTY, the raw bytes. Without, the first byte names the stream \
+(`1` stdout, `2` stderr, as in Docker's stdcopy header) and the rest is the payload. Text frames: one JSON control \
+message: `{\"type\":\"exit\",\"exit_code\":N}` when the process ended, `{\"type\":\"detached\"}` when the engine \
+detached while the process goes on (Ctrl-P Ctrl-Q), `{\"type\":\"error\",\"code\":C,\"message\":M}` (`code` from the \
+problem catalogue).\n\n\
+**Closing.** After `exit` or `detached` the server closes with 1000; after an engine error with 1011; after \
+`BERTH_WS_IDLE_TIMEOUT` without a frame either way with 1001; on a protocol error or an oversized message with \
+1002/1009. When the client closes, the server detaches: the container or exec goes on."
+    };
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttachQuery {
+    /// Replay the container's earlier output before the live output (`docker logs` + `docker attach`).
+    #[serde(default, deserialize_with = "de_bool_opt")]
+    #[param(value_type = Option<bool>)]
+    pub logs: Option<bool>,
+    /// Initial TTY width (with `rows`; TTY only).
+    #[param(minimum = 1, maximum = 10000)]
+    pub cols: Option<u16>,
+    /// Initial TTY height (with `cols`; TTY only).
+    #[param(minimum = 1, maximum = 10000)]
+    pub rows: Option<u16>,
+    /// The bearer token, for clients that cannot set headers (browsers' WebSocket).
+    pub access_token: Option<String>,
+}
+
+/// Attach to a running container over a WebSocket (`docker attach`).
+#[utoipa::path(
+    tag = "containers",
+    params(("id" = String, Path, description = "Container id, id prefix or name"), AttachQuery),
+    description = concat!(
+        "Attach to a running container's stdin, stdout and stderr over a WebSocket (`docker attach`). stdin is \
+         attached when the container has it open (`open_stdin`). Closing the WebSocket detaches; the container goes on. \
+         409 when it is not running. `?logs=true` replays the earlier output first.",
+        framing!()
+    ),
+    responses(
+        (status = 101, description = "Switched to a WebSocket (framing above)", headers(("x-berth-tty" = bool, description = "`true`: binary frames are raw TTY bytes; `false`: their first byte is the stream (1 stdout, 2 stderr)"))),
+        (status = 400, description = "Bad id or query, or not a WebSocket handshake", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The container is not running (`conflict`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many interactive sessions (`too_many_sessions`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["operator"]))
+)]
+#[get("/containers/{id}/attach")]
+pub async fn attach_container(
+    who: Authorized<Operator>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    Qs(q): Qs<AttachQuery>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let id = container_id(id)?;
+    check_handshake(&req)?;
+    let size = initial_size(q.cols, q.rows)?;
+    let permit = state.sessions.permit()?;
+    let c = state.engine.container_stdio_info(&id).await?;
+    if !c.running {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("Container {id} is not running: start it before attaching."),
+        ));
+    }
+    let stdio = state.engine.attach_stdio(&c.id, c.tty, c.open_stdin, q.logs.unwrap_or(false)).await?;
+    if let (true, Some((cols, rows))) = (c.tty, size) {
+        state.engine.resize_container_tty(&c.id, cols, rows).await?;
+    }
+    let audit = SessionAudit {
+        subject: who.subject.clone(),
+        target: SessionTarget::Attach { container_id: c.id },
+        tty: c.tty,
+        exec: None,
+    };
+    let params = SessionParams {
+        engine: state.engine.clone(),
+        audit,
+        stdin: c.open_stdin,
+        idle_timeout: state.sessions.idle_timeout(),
+        permit,
+        exec_claim: None,
+    };
+    state.sessions.upgrade(&req, body, params, stdio)
+}
+
+/// A new exec instance.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecCreatedView {
+    /// Start it with `GET /v1/exec/{id}/ws`.
+    pub id: String,
+    /// The container's full id.
+    pub container_id: String,
+    pub tty: bool,
+}
+
+/// Create an exec instance in a running container (`docker exec`).
+///
+/// Start it by opening the WebSocket `GET /v1/exec/{id}/ws` (the answer's `Location`). stdin, stdout and
+/// stderr are attached. An exec instance is started once, by the subject that created it
+/// (or an admin), within an hour. `privileged` needs admin (403 `policy_violation`).
+#[utoipa::path(
+    tag = "containers",
+    params(("id" = String, Path, description = "Container id, id prefix or name")),
+    request_body = ExecRequest,
+    responses(
+        (status = 201, description = "Created; `Location: /v1/exec/{id}/ws`", body = ExecCreatedView),
+        (status = 400, description = "Bad body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator, or `policy_violation` (`privileged` without admin)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The container is not running (`conflict`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["operator"]))
+)]
+#[post("/containers/{id}/exec")]
+pub async fn create_exec(
+    who: Authorized<Operator>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<ExecRequest>,
+) -> ApiResult<HttpResponse> {
+    let id = container_id(id)?;
+    let spec = body.validate(who.is_admin())?;
+    let c = state.engine.container_stdio_info(&id).await?;
+    if !c.running {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("Container {id} is not running: start it before exec."),
+        ));
+    }
+    let exec_id = state.engine.create_exec(&c.id, &spec).await?;
+    state.sessions.register_exec(&exec_id, &who.subject, &c.id, &spec);
+    let target = SessionTarget::Exec { container_id: c.id.clone(), exec_id: exec_id.clone() };
+    let audit = SessionAudit { subject: who.subject.clone(), target, tty: spec.tty, exec: Some(spec.clone()) };
+    audit_session(&audit, &SessionPhase::ExecCreated);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/exec/{exec_id}/ws")))
+        .json(ExecCreatedView { id: exec_id, container_id: c.id, tty: spec.tty }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExecWsQuery {
+    /// Initial TTY width (with `rows`; TTY only).
+    #[param(minimum = 1, maximum = 10000)]
+    pub cols: Option<u16>,
+    /// Initial TTY height (with `cols`; TTY only).
+    #[param(minimum = 1, maximum = 10000)]
+    pub rows: Option<u16>,
+    /// The bearer token, for clients that cannot set headers (browsers' WebSocket).
+    pub access_token: Option<String>,
+}
+
+fn exec_id(path: web::Path<String>) -> ApiResult<String> {
+    let id = path.into_inner();
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::invalid("An exec id is the `id` that POST /v1/containers/{id}/exec answered"));
+    }
+    Ok(id)
+}
+
+/// Start an exec instance on a WebSocket (`docker exec -i[t]`).
+#[utoipa::path(
+    tag = "containers",
+    params(("id" = String, Path, description = "Exec id, from POST /v1/containers/{id}/exec"), ExecWsQuery),
+    description = concat!(
+        "Start an exec instance and connect it to a WebSocket (`docker exec -i[t]`). The last message is \
+         `{\"type\":\"exit\",\"exit_code\":N}`, then the server closes with 1000.",
+        framing!()
+    ),
+    responses(
+        (status = 101, description = "Switched to a WebSocket (framing above)", headers(("x-berth-tty" = bool, description = "`true`: binary frames are raw TTY bytes; `false`: their first byte is the stream (1 stdout, 2 stderr)"))),
+        (status = 400, description = "Bad id or query, or not a WebSocket handshake", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such exec instance of the caller's (`not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already started, or its container stopped (`conflict`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many interactive sessions (`too_many_sessions`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["operator"]))
+)]
+#[get("/exec/{id}/ws")]
+pub async fn exec_session(
+    who: Authorized<Operator>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    Qs(q): Qs<ExecWsQuery>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let id = exec_id(id)?;
+    check_handshake(&req)?;
+    let size = initial_size(q.cols, q.rows)?;
+    let permit = state.sessions.permit()?;
+    let mut claim = state.sessions.claim_exec(&id, &who)?;
+    let info = state.engine.inspect_exec(&id).await?;
+    if info.started {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("Exec instance {id} was already started; create a new one."),
+        ));
+    }
+    if !state.engine.container_stdio_info(&info.container_id).await?.running {
+        return Err(ApiError::new(ErrorCode::Conflict, format!("The container of exec instance {id} is not running.")));
+    }
+    let stdio = state.engine.start_exec_stdio(&id, info.tty).await?;
+    claim.started();
+    if let (true, Some((cols, rows))) = (info.tty, size) {
+        state.engine.resize_exec(&id, cols, rows).await?;
+    }
+    let target = SessionTarget::Exec { container_id: info.container_id, exec_id: id };
+    let audit =
+        SessionAudit { subject: who.subject.clone(), target, tty: info.tty, exec: Some(claim.record.spec.clone()) };
+    let params = SessionParams {
+        engine: state.engine.clone(),
+        audit,
+        stdin: info.open_stdin,
+        idle_timeout: state.sessions.idle_timeout(),
+        permit,
+        exec_claim: Some(claim),
+    };
+    state.sessions.upgrade(&req, body, params, stdio)
+}

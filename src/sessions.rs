@@ -1,0 +1,620 @@
+//! Interactive sessions: `docker attach` and `docker exec -it` over a WebSocket.
+//!
+//! A handler checks everything that can fail (role, limits, the container or exec, the
+//! engine's hijacked connection) while it can still answer with a problem, then upgrades
+//! and hands the WebSocket and the engine connection to [`run_session`], which pumps
+//! both directions until one side ends.
+//!
+//! Wire protocol (also in the OpenAPI descriptions and the README):
+//! - client -> server, binary frame: bytes for the process's stdin, as they are;
+//! - client -> server, text frame: one JSON control message ([`ClientControl`]):
+//!   `{"type":"resize","cols":C,"rows":R}` or `{"type":"close_stdin"}`;
+//! - server -> client, binary frame: output. With a TTY the raw bytes; without, the first
+//!   byte names the stream (`1` stdout, `2` stderr, as in Docker's stdcopy header) and the
+//!   rest is the payload;
+//! - server -> client, text frame: one JSON control message ([`ServerControl`]):
+//!   `exit`, `detached` or `error`;
+//! - close codes: 1000 after `exit`/`detached` (or answering the client's close), 1001
+//!   idle timeout, 1011 after an engine `error`, 1002/1009 on a protocol error or an
+//!   oversized message from the client.
+//!
+//! Limits: [`Sessions`] holds a semaphore (`BERTH_WS_MAX_SESSIONS`, 429
+//! `too_many_sessions` before the upgrade) and the idle timeout (`BERTH_WS_IDLE_TIMEOUT`:
+//! no frame either way for that long closes the session). Backpressure both ways: one
+//! output chunk (at most 32 KiB) is read from the engine only once the previous one went
+//! into the WebSocket's bounded queue, and the next client message is read only once the
+//! previous stdin bytes were written to the engine. The two directions run concurrently,
+//! so a process that is blocked writing output never blocks its own input.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth::Principal;
+use crate::config::Settings;
+use crate::docker::{Engine, EngineError, OutputChunk, OutputStream, Stdio};
+use crate::domain::exec::{ClientControl, ExecSpec, ServerControl};
+use crate::error::{ApiError, ErrorCode};
+
+/// Largest WebSocket message accepted from a client (a frame, or a fragmented message
+/// put together), in bytes: a bound on the stdin held at once.
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+/// An exec instance created but not started is forgotten after this long.
+const EXEC_TTL: Duration = Duration::from_secs(3600);
+
+/// How long to wait, once the output ended, for the engine to report the exit code.
+const EXIT_CODE_WAIT: Duration = Duration::from_secs(3);
+
+/// How long the last messages may wait for a client that does not read.
+const GOODBYE_WAIT: Duration = Duration::from_secs(5);
+
+/// The limits and the exec instances of interactive sessions; one per application.
+pub struct Sessions {
+    permits: Arc<Semaphore>,
+    max: usize,
+    idle_timeout: Duration,
+    execs: Arc<Mutex<HashMap<String, ExecRecord>>>,
+}
+
+/// An exec instance made through Berth: only its creator (or an admin) may start it.
+#[derive(Debug, Clone)]
+pub struct ExecRecord {
+    pub owner: String,
+    pub container_id: String,
+    pub spec: ExecSpec,
+    created: Instant,
+    claimed: bool,
+}
+
+impl Sessions {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(settings.ws_max_sessions)),
+            max: settings.ws_max_sessions,
+            idle_timeout: settings.ws_idle_timeout,
+            execs: Arc::default(),
+        }
+    }
+
+    /// A session slot, or 429 `too_many_sessions`. Held for the whole session.
+    pub fn permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                ErrorCode::TooManySessions,
+                format!(
+                    "{} interactive sessions are open, the most this server allows (BERTH_WS_MAX_SESSIONS); retry when one ends.",
+                    self.max
+                ),
+            )
+            .with_retry_after(5)
+        })
+    }
+
+    /// Sessions open now.
+    pub fn open(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+
+    /// Remember an exec instance made by `owner`.
+    pub fn register_exec(&self, id: &str, owner: &str, container_id: &str, spec: &ExecSpec) {
+        let mut execs = self.execs.lock().expect("exec registry lock");
+        execs.retain(|_, r| r.claimed || r.created.elapsed() < EXEC_TTL);
+        execs.insert(
+            id.to_string(),
+            ExecRecord {
+                owner: owner.to_string(),
+                container_id: container_id.to_string(),
+                spec: spec.clone(),
+                created: Instant::now(),
+                claimed: false,
+            },
+        );
+    }
+
+    /// Claim an exec instance for starting: 404 `not_found` when Berth made none by this
+    /// id for this caller (admins may start anyone's), 409 `conflict` when it was started.
+    pub fn claim_exec(&self, id: &str, who: &Principal) -> Result<ExecClaim, ApiError> {
+        let mut execs = self.execs.lock().expect("exec registry lock");
+        let not_found = || {
+            ApiError::not_found(format!(
+                "No exec instance `{id}` of yours: create one with POST /v1/containers/{{id}}/exec (it can be started once, by its creator, within an hour)."
+            ))
+        };
+        let record = execs.get_mut(id).ok_or_else(not_found)?;
+        if record.owner != who.subject && !who.is_admin() {
+            return Err(not_found());
+        }
+        if record.claimed {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("Exec instance `{id}` was already started; create a new one."),
+            ));
+        }
+        record.claimed = true;
+        Ok(ExecClaim { execs: self.execs.clone(), id: id.to_string(), record: record.clone(), started: false })
+    }
+}
+
+/// A claimed exec instance. Dropped before [`ExecClaim::started`], it can be claimed
+/// again; after, it is forgotten (an exec instance runs once).
+pub struct ExecClaim {
+    execs: Arc<Mutex<HashMap<String, ExecRecord>>>,
+    pub id: String,
+    pub record: ExecRecord,
+    started: bool,
+}
+
+impl ExecClaim {
+    pub fn started(&mut self) {
+        self.started = true;
+    }
+}
+
+impl Drop for ExecClaim {
+    fn drop(&mut self) {
+        let mut execs = self.execs.lock().expect("exec registry lock");
+        if self.started {
+            execs.remove(&self.id);
+        } else if let Some(r) = execs.get_mut(&self.id) {
+            r.claimed = false;
+        }
+    }
+}
+
+/// What a session is attached to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionTarget {
+    /// A container's own stdio (`docker attach`).
+    Attach { container_id: String },
+    /// An exec instance (`docker exec`).
+    Exec { container_id: String, exec_id: String },
+}
+
+impl SessionTarget {
+    pub fn container_id(&self) -> &str {
+        match self {
+            SessionTarget::Attach { container_id } | SessionTarget::Exec { container_id, .. } => container_id,
+        }
+    }
+    pub fn exec_id(&self) -> Option<&str> {
+        match self {
+            SessionTarget::Attach { .. } => None,
+            SessionTarget::Exec { exec_id, .. } => Some(exec_id),
+        }
+    }
+    fn kind(&self) -> &'static str {
+        match self {
+            SessionTarget::Attach { .. } => "attach",
+            SessionTarget::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// Who did what, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct SessionAudit {
+    pub subject: String,
+    pub target: SessionTarget,
+    pub tty: bool,
+    /// The exec's command, user and privileges (`None` for an attach).
+    pub exec: Option<ExecSpec>,
+}
+
+/// A moment in a session's life.
+#[derive(Debug, Clone)]
+pub enum SessionPhase<'a> {
+    /// An exec instance was created (not started yet).
+    ExecCreated,
+    /// The WebSocket is open and connected to the process.
+    Started,
+    /// The session ended: why (`exited`, `detached`, `client_closed`, `client_gone`,
+    /// `idle_timeout`, `engine_error`, `protocol_error`), the exit code when known, and
+    /// what went through it.
+    Ended { reason: &'a str, exit_code: Option<i64>, duration: Duration, stdin_bytes: u64, output_bytes: u64 },
+}
+
+/// The one place interactive sessions are audited: every exec creation, session start
+/// and session end goes through here. Today a structured log line (target
+/// `berth::audit`); an audit store hooks in here. Never given stdin or output, nor the
+/// exec's environment values (secrets live there); the command line is recorded, as the
+/// engine's own events do.
+pub fn audit_session(audit: &SessionAudit, phase: &SessionPhase<'_>) {
+    let exec = audit.exec.as_ref();
+    let cmd = exec.map(|e| e.cmd.join(" "));
+    let user = exec.and_then(|e| e.user.as_deref());
+    let privileged = exec.is_some_and(|e| e.privileged);
+    let env_keys =
+        exec.map(|e| e.env.iter().map(|kv| kv.split('=').next().unwrap_or("")).collect::<Vec<_>>().join(","));
+    let kind = audit.target.kind();
+    let (subject, container_id, exec_id, tty) =
+        (audit.subject.as_str(), audit.target.container_id(), audit.target.exec_id(), audit.tty);
+    match phase {
+        SessionPhase::ExecCreated => tracing::info!(
+            target: "berth::audit", event = "exec_created", kind, subject, container_id, exec_id, tty,
+            cmd, user, privileged, env_keys, "exec instance created"
+        ),
+        SessionPhase::Started => tracing::info!(
+            target: "berth::audit", event = "session_started", kind, subject, container_id, exec_id, tty,
+            cmd, user, privileged, "interactive session started"
+        ),
+        SessionPhase::Ended { reason, exit_code, duration, stdin_bytes, output_bytes } => tracing::info!(
+            target: "berth::audit", event = "session_ended", kind, subject, container_id, exec_id, tty,
+            reason, exit_code, duration_ms = duration.as_millis() as u64, stdin_bytes, output_bytes,
+            "interactive session ended"
+        ),
+    }
+}
+
+/// Fail early, with a problem, when the request is not a WebSocket handshake.
+pub fn check_handshake(req: &HttpRequest) -> Result<(), ApiError> {
+    actix_http::ws::verify_handshake(req.head()).map_err(|e| {
+        ApiError::invalid(format!(
+            "This route is a WebSocket: connect with `Connection: Upgrade`, `Upgrade: websocket` ({e})."
+        ))
+    })
+}
+
+/// The `cols`/`rows` query pair: both or neither, 1–10000.
+pub fn initial_size(cols: Option<u16>, rows: Option<u16>) -> Result<Option<(u16, u16)>, ApiError> {
+    match (cols, rows) {
+        (None, None) => Ok(None),
+        (Some(c), Some(r)) if (1..=10_000).contains(&c) && (1..=10_000).contains(&r) => Ok(Some((c, r))),
+        _ => Err(ApiError::invalid("`cols` and `rows` go together, each between 1 and 10000")),
+    }
+}
+
+/// Everything a session needs once the engine connection is open.
+pub struct SessionParams {
+    pub engine: Arc<Engine>,
+    pub audit: SessionAudit,
+    /// Whether the client may write to stdin (the process has it open).
+    pub stdin: bool,
+    pub idle_timeout: Duration,
+    pub permit: OwnedSemaphorePermit,
+    /// The exec instance's registration, forgotten when the session ends.
+    pub exec_claim: Option<ExecClaim>,
+}
+
+impl Sessions {
+    /// Upgrade to a WebSocket and run the session on this worker. The 101 answer carries
+    /// `x-berth-tty: true|false`, which says how binary frames are framed.
+    pub fn upgrade(
+        &self,
+        req: &HttpRequest,
+        body: web::Payload,
+        params: SessionParams,
+        stdio: Stdio,
+    ) -> Result<HttpResponse, ApiError> {
+        let (mut response, session, messages) =
+            actix_ws::handle(req, body).map_err(|e| ApiError::invalid(format!("WebSocket handshake failed: {e}")))?;
+        let messages = messages
+            .max_frame_size(MAX_CLIENT_MESSAGE)
+            .aggregate_continuations()
+            .max_continuation_size(MAX_CLIENT_MESSAGE);
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-berth-tty"),
+            actix_web::http::header::HeaderValue::from_static(if params.audit.tty { "true" } else { "false" }),
+        );
+        // The session's log lines keep the upgrade request's span (request id, subject).
+        let span = tracing::Span::current();
+        actix_web::rt::spawn(tracing::Instrument::instrument(run_session(params, stdio, session, messages), span));
+        Ok(response)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+}
+
+/// Why a session ended.
+enum End {
+    /// The engine closed the output: the process ended, or the engine detached.
+    OutputEnded,
+    EngineFailed(EngineError),
+    ClientClosed,
+    ClientGone,
+    Protocol(ProtocolError),
+    Idle,
+}
+
+/// A binary frame of output: raw with a TTY, else the stream byte and the payload.
+pub fn output_frame(chunk: OutputChunk) -> Bytes {
+    let prefix = match chunk.stream {
+        OutputStream::Tty => return chunk.bytes,
+        OutputStream::Stdout => 1u8,
+        OutputStream::Stderr => 2u8,
+    };
+    let mut frame = BytesMut::with_capacity(chunk.bytes.len() + 1);
+    frame.put_u8(prefix);
+    frame.extend_from_slice(&chunk.bytes);
+    frame.freeze()
+}
+
+fn control_text(msg: &ServerControl) -> String {
+    serde_json::to_string(msg).unwrap_or_else(|_| "{\"type\":\"error\"}".into())
+}
+
+fn error_message(e: EngineError) -> ServerControl {
+    let api = ApiError::from(e);
+    ServerControl::Error { code: api.code, message: api.detail }
+}
+
+/// Pump a WebSocket and an engine connection until one side ends; then say why and close.
+pub async fn run_session(
+    params: SessionParams,
+    stdio: Stdio,
+    session: actix_ws::Session,
+    mut messages: actix_ws::AggregatedMessageStream,
+) {
+    let SessionParams { engine, audit, stdin, idle_timeout, permit, exec_claim } = params;
+    let started = Instant::now();
+    audit_session(&audit, &SessionPhase::Started);
+    let Stdio { mut output, mut input } = stdio;
+    let activity = Cell::new(Instant::now());
+    let stdin_bytes = Cell::new(0u64);
+    let output_bytes = Cell::new(0u64);
+    let tty = audit.tty;
+    let target = &audit.target;
+
+    let outbound = async {
+        let mut ws = session.clone();
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(chunk) => {
+                    output_bytes.set(output_bytes.get() + chunk.bytes.len() as u64);
+                    if ws.binary(output_frame(chunk)).await.is_err() {
+                        return End::ClientGone;
+                    }
+                    activity.set(Instant::now());
+                }
+                Err(e) => return End::EngineFailed(e),
+            }
+        }
+        End::OutputEnded
+    };
+
+    let inbound = async {
+        let mut ws = session.clone();
+        let mut stdin_open = stdin;
+        let mut said_no_stdin = false;
+        let tell = |code: ErrorCode, message: String| {
+            let text = control_text(&ServerControl::Error { code, message });
+            let mut ws = session.clone();
+            async move { ws.text(text).await.is_ok() }
+        };
+        loop {
+            let msg = match messages.next().await {
+                None => return End::ClientGone,
+                Some(Err(e)) => return End::Protocol(e),
+                Some(Ok(m)) => m,
+            };
+            activity.set(Instant::now());
+            let ok = match msg {
+                AggregatedMessage::Binary(bytes) if stdin_open => {
+                    let written = async {
+                        input.write_all(&bytes).await?;
+                        input.flush().await
+                    };
+                    match written.await {
+                        Ok(()) => {
+                            stdin_bytes.set(stdin_bytes.get() + bytes.len() as u64);
+                            true
+                        }
+                        Err(e) => {
+                            stdin_open = false;
+                            said_no_stdin = true;
+                            tell(
+                                ErrorCode::Conflict,
+                                format!("The process's stdin is closed ({e}); further input is dropped."),
+                            )
+                            .await
+                        }
+                    }
+                }
+                AggregatedMessage::Binary(_) if !said_no_stdin => {
+                    said_no_stdin = true;
+                    let why = if stdin {
+                        "stdin was closed (`close_stdin`); input is dropped."
+                    } else {
+                        "This process's stdin is not open (run the container with `open_stdin: true`); input is dropped."
+                    };
+                    tell(ErrorCode::InvalidRequest, why.into()).await
+                }
+                AggregatedMessage::Binary(_) => true,
+                AggregatedMessage::Text(text) => match ClientControl::parse(&text) {
+                    Err(message) => tell(ErrorCode::InvalidRequest, message).await,
+                    Ok(ClientControl::Resize { .. }) if !tty => {
+                        tell(ErrorCode::InvalidRequest, "There is no TTY to resize (no `tty: true`).".into()).await
+                    }
+                    Ok(ClientControl::Resize { cols, rows }) => {
+                        let resized = match target {
+                            SessionTarget::Attach { container_id } => {
+                                engine.resize_container_tty(container_id, cols, rows).await
+                            }
+                            SessionTarget::Exec { exec_id, .. } => engine.resize_exec(exec_id, cols, rows).await,
+                        };
+                        match resized {
+                            Ok(()) => true,
+                            Err(e) => {
+                                let text = control_text(&error_message(e));
+                                ws.text(text).await.is_ok()
+                            }
+                        }
+                    }
+                    Ok(ClientControl::CloseStdin) => {
+                        if stdin_open {
+                            stdin_open = false;
+                            let _ = input.shutdown().await;
+                        }
+                        true
+                    }
+                },
+                AggregatedMessage::Ping(payload) => ws.pong(&payload).await.is_ok(),
+                AggregatedMessage::Pong(_) => true,
+                AggregatedMessage::Close(_) => return End::ClientClosed,
+            };
+            if !ok {
+                return End::ClientGone;
+            }
+        }
+    };
+
+    let idle = async {
+        if idle_timeout.is_zero() {
+            return std::future::pending::<End>().await;
+        }
+        loop {
+            let deadline = activity.get() + idle_timeout;
+            if Instant::now() >= deadline {
+                return End::Idle;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    };
+
+    let end = tokio::select! {
+        end = outbound => end,
+        end = inbound => end,
+        end = idle => end,
+    };
+    // Close the engine connection first: the engine detaches, the process goes on.
+    drop(input);
+    drop(output);
+
+    let mut exit_code = None;
+    let (reason, last, close) = match end {
+        End::OutputEnded => match exit_status(&engine, target).await {
+            Ok(Some(code)) => {
+                exit_code = Some(code);
+                (
+                    "exited",
+                    Some(ServerControl::Exit { exit_code: code }),
+                    Some(close_reason(CloseCode::Normal, "exited")),
+                )
+            }
+            Ok(None) => ("detached", Some(ServerControl::Detached), Some(close_reason(CloseCode::Normal, "detached"))),
+            Err(e) => ("engine_error", Some(error_message(e)), Some(close_reason(CloseCode::Error, "engine error"))),
+        },
+        End::EngineFailed(e) => {
+            ("engine_error", Some(error_message(e)), Some(close_reason(CloseCode::Error, "engine error")))
+        }
+        End::ClientClosed => ("client_closed", None, Some(close_reason(CloseCode::Normal, "detached"))),
+        End::ClientGone => ("client_gone", None, None),
+        End::Protocol(e) => {
+            let code = if matches!(e, ProtocolError::Overflow) { CloseCode::Size } else { CloseCode::Protocol };
+            ("protocol_error", None, Some(close_reason(code, &e.to_string())))
+        }
+        End::Idle => (
+            "idle_timeout",
+            None,
+            Some(close_reason(CloseCode::Away, &format!("idle timeout: no frames for {} s", idle_timeout.as_secs()))),
+        ),
+    };
+    // A client that stopped reading must not keep the session (and its slot) forever.
+    let goodbye = async {
+        let mut ws = session.clone();
+        if let Some(msg) = last {
+            let _ = ws.text(control_text(&msg)).await;
+        }
+        if let Some(close) = close {
+            let _ = session.close(Some(close)).await;
+        }
+    };
+    let _ = tokio::time::timeout(GOODBYE_WAIT, goodbye).await;
+    audit_session(
+        &audit,
+        &SessionPhase::Ended {
+            reason,
+            exit_code,
+            duration: started.elapsed(),
+            stdin_bytes: stdin_bytes.get(),
+            output_bytes: output_bytes.get(),
+        },
+    );
+    drop(exec_claim);
+    drop(permit);
+}
+
+fn close_reason(code: CloseCode, description: &str) -> CloseReason {
+    CloseReason { code, description: Some(description.to_string()) }
+}
+
+/// Once the output ended: the exit code, or `None` when the process still runs (the
+/// engine detached: Ctrl-P Ctrl-Q).
+async fn exit_status(engine: &Engine, target: &SessionTarget) -> Result<Option<i64>, EngineError> {
+    match target {
+        SessionTarget::Attach { container_id } => {
+            match tokio::time::timeout(EXIT_CODE_WAIT, engine.wait_exit(container_id)).await {
+                Ok(code) => code.map(Some),
+                Err(_) => Ok(None),
+            }
+        }
+        SessionTarget::Exec { exec_id, .. } => {
+            let deadline = Instant::now() + EXIT_CODE_WAIT;
+            loop {
+                let info = engine.inspect_exec(exec_id).await?;
+                if !info.running {
+                    return Ok(Some(info.exit_code.unwrap_or(-1)));
+                }
+                if Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_frames() {
+        let f = |stream, b: &'static [u8]| output_frame(OutputChunk { stream, bytes: Bytes::from_static(b) });
+        assert_eq!(&f(OutputStream::Tty, b"\x01hi")[..], b"\x01hi");
+        assert_eq!(&f(OutputStream::Stdout, b"hi")[..], b"\x01hi");
+        assert_eq!(&f(OutputStream::Stderr, b"")[..], b"\x02");
+    }
+
+    #[test]
+    fn sizes_go_together() {
+        assert_eq!(initial_size(None, None).unwrap(), None);
+        assert_eq!(initial_size(Some(80), Some(24)).unwrap(), Some((80, 24)));
+        for (c, r) in [(Some(80), None), (None, Some(3)), (Some(0), Some(3)), (Some(80), Some(20_000))] {
+            assert!(initial_size(c, r).is_err());
+        }
+    }
+
+    fn principal(sub: &str, role: crate::auth::Role) -> Principal {
+        Principal { subject: sub.into(), role: Some(role) }
+    }
+
+    #[test]
+    fn exec_instances_start_once_by_their_creator() {
+        let settings = Settings::with_key(crate::config::JwtKey::Secret("0123456789abcdef".to_string().into()));
+        let sessions = Sessions::new(&settings);
+        let spec =
+            ExecSpec { cmd: vec!["sh".into()], tty: false, env: vec![], workdir: None, user: None, privileged: false };
+        sessions.register_exec("e1", "alice", "c1", &spec);
+        use crate::auth::Role::*;
+        assert_eq!(sessions.claim_exec("e1", &principal("bob", Operator)).err().unwrap().code, ErrorCode::NotFound);
+        assert_eq!(sessions.claim_exec("nope", &principal("alice", Operator)).err().unwrap().code, ErrorCode::NotFound);
+        let claim = sessions.claim_exec("e1", &principal("alice", Operator)).unwrap();
+        assert_eq!(sessions.claim_exec("e1", &principal("root", Admin)).err().unwrap().code, ErrorCode::Conflict);
+        drop(claim); // not started: may be claimed again
+        let mut claim = sessions.claim_exec("e1", &principal("root", Admin)).unwrap();
+        claim.started();
+        drop(claim); // started: forgotten
+        assert_eq!(sessions.claim_exec("e1", &principal("alice", Operator)).err().unwrap().code, ErrorCode::NotFound);
+    }
+}
