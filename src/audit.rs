@@ -1,5 +1,5 @@
-//! The audit log: every mutating request, and every request refused for want of a token
-//! or a role, becomes one record (who, what, on what, outcome, job, client, request id),
+//! The audit log: every mutating request, every interactive session (attach, exec) and
+//! every request refused for want of a token or a role, becomes one record (who, what, on what, outcome, job, client, request id),
 //! stored for `GET /v1/audit` and emitted as a structured log line (target `berth::audit`).
 
 use std::sync::Arc;
@@ -99,12 +99,14 @@ pub async fn audit_requests(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // Opening a shell in a container is as strong as any write.
+    let session = req.path().ends_with("/attach") || (req.path().starts_with("/v1/exec/") && req.path().ends_with("/ws"));
     let in_api = req.path().starts_with("/v1/") || req.path() == "/v1";
     let auditor = req.app_data::<web::Data<Auditor>>().cloned();
     let res = next.call(req).await?;
     let status = res.status().as_u16();
     let refused = status == 401 || status == 403;
-    if let Some(auditor) = auditor.filter(|_| in_api && (mutating || refused)) {
+    if let Some(auditor) = auditor.filter(|_| in_api && (mutating || session || refused)) {
         let code = res.response().extensions().get::<ErrorCode>().copied();
         let mut rec = record_for(res.request(), status, code, None);
         rec.job_id = res

@@ -89,6 +89,7 @@ pub async fn attach_container(
     let size = initial_size(q.cols, q.rows)?;
     let permit = state.sessions.permit()?;
     let c = state.engine.container_stdio_info(&id).await?;
+    crate::audit::set_target(&req, format!("container={}", c.id));
     if !c.running {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -229,6 +230,7 @@ pub async fn exec_session(
     let permit = state.sessions.permit()?;
     let mut claim = state.sessions.claim_exec(&id, &who)?;
     let info = state.engine.inspect_exec(&id).await?;
+    crate::audit::set_target(&req, format!("exec={id} container={}", info.container_id));
     if info.started {
         return Err(ApiError::new(
             ErrorCode::Conflict,
