@@ -238,6 +238,18 @@ async fn follow_job(jobs: &Arc<Jobs>, id: &str, mut last: u64, tx: &tokio::sync:
         if page.len() == PAGE {
             continue;
         }
+        // Resumed at or past the `end` of a finished job (an EventSource reconnecting after
+        // `end`): nothing will follow, so close instead of idling forever.
+        if page.is_empty() && last > 0 {
+            let at_last = jobs.store().events_after(id, last - 1, 1).await.unwrap_or_default();
+            let ended = match at_last.first() {
+                Some(ev) => ev.event == "end",
+                None => matches!(jobs.store().get(id).await, Ok(Some(j)) if j.state.is_terminal()),
+            };
+            if ended {
+                return;
+            }
+        }
         loop {
             let r = tokio::select! {
                 r = live.recv() => r,

@@ -339,6 +339,9 @@ impl Engine {
     }
 
     /// Attach to a created container's output before it starts, so nothing is missed.
+    /// Without `logs`: the engine subscribes the live streams before it answers the
+    /// attach, and replaying the log as well sent the first lines twice when the
+    /// container started (and wrote) before the replay ran. `docker run` attaches so too.
     pub async fn attach_output(
         &self,
         id: &str,
@@ -348,7 +351,7 @@ impl Engine {
             stdout: true,
             stderr: true,
             stream: true,
-            logs: true,
+            logs: false,
             stdin: false,
             detach_keys: None,
         };

@@ -179,7 +179,12 @@ fn registry_failure(e: EngineError, image: &ImageRef) -> Failure {
     }
     let msg = e.to_string();
     let lower = msg.to_ascii_lowercase();
-    if lower.contains("unauthorized") || lower.contains("authentication required") || lower.contains("denied") {
+    // Without credentials the engine says "no basic auth credentials" (pull and push).
+    if lower.contains("unauthorized")
+        || lower.contains("authentication required")
+        || lower.contains("denied")
+        || lower.contains("no basic auth credentials")
+    {
         return Failure::new(
             ErrorCode::RegistryAuthFailed,
             format!("The registry {} refused the credentials (or gave none): {msg}", image.registry_host()),
@@ -371,7 +376,14 @@ async fn run_container(ctx: &mut JobCtx) -> Result<Value, Failure> {
         _ => {}
     }
     set_phase(ctx, "creating").await;
-    let id = ctx.cancellable(engine.create_container(&spec)).await??;
+    // Not raced against the cancel: the engine completes a create whose request was
+    // dropped, which left an orphan container. Create, then honour a cancel that came
+    // meanwhile by removing the container that never ran.
+    let id = engine.create_container(&spec).await?;
+    if ctx.cancel.is_cancelled() {
+        let _ = engine.remove_container(&id, true, true).await;
+        return Err(Failure::Canceled);
+    }
     ctx.emit("log", json!({"stream": "stdout", "text": format!("[berth] created container {id}"), "container_id": id}))
         .await;
     if spec.detach {
