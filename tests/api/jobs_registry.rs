@@ -166,7 +166,7 @@ async fn the_auth_registry_needs_credentials_and_never_shows_them() {
     ] {
         let (job, events) = finished(&app, "/v1/images/push", body).await;
         assert_eq!(job["state"], "failed", "{what}: {job}");
-        assert_eq!(job["error"]["code"], "forbidden", "{what}: {job}");
+        assert_eq!(job["error"]["code"], "registry_auth_failed", "{what}: {job}");
         assert!(job["error"]["message"].as_str().unwrap().contains(AUTH_REGISTRY), "{what}: names the registry: {job}");
         assert_sequenced_and_ended(&events, "failed");
         job_ids.push(job["id"].as_str().unwrap().to_string());
@@ -185,7 +185,7 @@ async fn the_auth_registry_needs_credentials_and_never_shows_them() {
     docker(&["rmi", &reference]);
     let (job, _) = finished(&app, "/v1/images/pull", json!({"image": reference})).await;
     assert_eq!(job["state"], "failed", "{job}");
-    assert_eq!(job["error"]["code"], "forbidden", "{job}");
+    assert_eq!(job["error"]["code"], "registry_auth_failed", "{job}");
     job_ids.push(job["id"].as_str().unwrap().to_string());
     let (job, _) = finished(&app, "/v1/images/pull", json!({"image": reference, "credentials": creds})).await;
     assert_eq!(job["state"], "succeeded", "{job}");
