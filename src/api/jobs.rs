@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{HttpRequest, HttpResponse, Responder, delete, get, http::header, post, web};
+use actix_web::{Either, HttpRequest, HttpResponse, Responder, delete, get, http::header, post, web};
 use actix_web_lab::sse;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
@@ -181,6 +181,7 @@ fn event_to_sse(ev: &JobEvent) -> sse::Event {
            ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
     responses(
         (status = 200, description = "SSE stream of `state`, `progress`, `layer`, `log`, `result`, `error`, then `end`", content_type = "text/event-stream", body = String),
+        (status = 204, description = "The job has ended and the client has read every event (`Last-Event-ID` at or past `end`): nothing more will come"),
         (status = 400, description = "Bad Last-Event-ID or since", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
@@ -204,13 +205,18 @@ pub async fn stream_job_events(
             .ok_or_else(|| ApiError::invalid("`Last-Event-ID` must be an event id (a whole number)"))?,
         None => q.since.unwrap_or(0),
     };
+    // A client resuming a finished job it has read to the end: 204 tells EventSource to
+    // stop reconnecting (an empty stream would have it come back every few seconds).
+    if job.state.is_terminal() && state.jobs.store().events_after(&job.id, after, 1).await?.is_empty() {
+        return Ok(Either::Left(HttpResponse::NoContent().finish()));
+    }
     let jobs = state.jobs.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(64);
     tokio::spawn(async move {
         follow_job(&jobs, &job.id, after, &tx).await;
         jobs.hub().release(&job.id);
     });
-    Ok(sse::Sse::from_infallible_receiver(rx).with_keep_alive(SSE_KEEP_ALIVE))
+    Ok(Either::Right(sse::Sse::from_infallible_receiver(rx).with_keep_alive(SSE_KEEP_ALIVE)))
 }
 
 /// Replay from the store, then follow live; back to the store whenever the live feed

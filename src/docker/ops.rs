@@ -77,7 +77,10 @@ pub enum BuildOutput {
 /// What a prune removed.
 #[derive(Debug, Clone, Default)]
 pub struct PruneReport {
+    /// Ids of the images or containers deleted.
     pub deleted: Vec<String>,
+    /// References untagged on the way (image prune).
+    pub untagged: Vec<String>,
     pub space_reclaimed: i64,
 }
 
@@ -380,13 +383,10 @@ impl Engine {
             .prune_images(Some(qp::PruneImagesOptions { filters: Some(filters) }))
             .await
             .map_err(|e| self.fail(ObjectKind::Image, e))?;
-        let deleted = res
-            .images_deleted
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|i| i.deleted.or(i.untagged))
-            .collect();
-        Ok(PruneReport { deleted, space_reclaimed: res.space_reclaimed.unwrap_or(0) })
+        let items = res.images_deleted.unwrap_or_default();
+        let deleted = items.iter().filter_map(|i| i.deleted.clone()).collect();
+        let untagged = items.into_iter().filter_map(|i| i.untagged).collect();
+        Ok(PruneReport { deleted, untagged, space_reclaimed: res.space_reclaimed.unwrap_or(0) })
     }
 
     pub async fn prune_containers(&self, label: &[String], until: Option<&str>) -> Result<PruneReport> {
@@ -398,6 +398,7 @@ impl Engine {
             .map_err(|e| self.fail(ObjectKind::Container, e))?;
         Ok(PruneReport {
             deleted: res.containers_deleted.unwrap_or_default(),
+            untagged: Vec::new(),
             space_reclaimed: res.space_reclaimed.unwrap_or(0),
         })
     }

@@ -148,7 +148,7 @@ pub async fn run(ctx: &mut JobCtx) -> Result<Value, Failure> {
             let report = ctx
                 .cancellable(engine.prune_images(req.all, &req.filters.label, req.filters.until.as_deref()))
                 .await??;
-            Ok(json!({"deleted": report.deleted, "space_reclaimed": report.space_reclaimed}))
+            Ok(json!({"deleted": report.deleted, "untagged": report.untagged, "space_reclaimed": report.space_reclaimed}))
         }
         JobKind::PruneContainers => {
             let req: PruneContainersRequest = ctx.request()?;
@@ -386,13 +386,19 @@ async fn run_container(ctx: &mut JobCtx) -> Result<Value, Failure> {
     }
     ctx.emit("log", json!({"stream": "stdout", "text": format!("[berth] created container {id}"), "container_id": id}))
         .await;
+    // Recorded at once: a restart after a crash finds (and stops) the container by it.
+    let _ = ctx.jobs.store().set_result(&ctx.job.id, &json!({"container_id": id})).await;
     if spec.detach {
-        engine.start_container(&id).await?;
+        if let Err(e) = engine.start_container(&id).await {
+            // A container that never started is ours to clean up, not the user's.
+            let _ = engine.remove_container(&id, true, true).await;
+            return Err(e.into());
+        }
         set_phase(ctx, "running").await;
         return Ok(json!({"container_id": id}));
     }
     let outcome = attached_run(ctx, &id).await;
-    if spec.auto_remove || matches!(outcome, Err(Failure::Canceled)) && spec.auto_remove {
+    if spec.auto_remove {
         let _ = engine.remove_container(&id, true, true).await;
     }
     let exit_code = outcome?;

@@ -148,6 +148,9 @@ impl Jobs {
                 message: "The service stopped while this job was running; it was not resumed.".into(),
             };
             self.finish(&job, JobState::Interrupted, None, Some(err)).await;
+            // In the background: a stop may take its timeout, start-up need not wait.
+            let me = self.clone();
+            tokio::spawn(async move { me.stop_orphan(&job).await });
         }
         for kind in JobKind::ALL {
             let me = self.clone();
@@ -237,6 +240,26 @@ impl Jobs {
             }
         }
         span.in_scope(|| tracing::info!("job ended"));
+    }
+
+    /// An attached run's container lived only for its job: after a crash, stop it (and
+    /// remove it when the run asked for `auto_remove`), as a graceful stop would have.
+    async fn stop_orphan(&self, job: &Job) {
+        if job.kind != JobKind::Run || job.request.get("detach").and_then(|d| d.as_bool()).unwrap_or(true) {
+            return;
+        }
+        let Some(cid) = job.result.as_ref().and_then(|r| r.get("container_id")).and_then(|c| c.as_str()) else {
+            return;
+        };
+        let removed = if job.request.get("auto_remove").and_then(|a| a.as_bool()).unwrap_or(false) {
+            self.engine.remove_container(cid, true, true).await
+        } else {
+            self.engine.stop_container(cid, Some(5)).await
+        };
+        match removed {
+            Ok(()) => tracing::info!(job_id = %job.id, container_id = cid, "stopped the container of an interrupted run"),
+            Err(e) => tracing::warn!(job_id = %job.id, container_id = cid, error = %e, "could not stop the container of an interrupted run"),
+        }
     }
 
     /// Record a terminal state: the transition, then `result`/`error`, `state`, `end`.

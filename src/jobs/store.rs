@@ -54,6 +54,8 @@ pub trait JobStore: Send + Sync + 'static {
         error: Option<JobError>,
     ) -> Result<bool, StoreError>;
     async fn set_progress(&self, id: &str, progress: &Progress) -> Result<(), StoreError>;
+    /// A running job's partial result (a run's container id, once created).
+    async fn set_result(&self, id: &str, result: &Value) -> Result<(), StoreError>;
     /// Append an event; returns it with its sequence number.
     async fn append_event(&self, id: &str, event: &str, data: Value) -> Result<JobEvent, StoreError>;
     /// Events with `seq > after`, in order, at most `limit`.
@@ -370,6 +372,15 @@ impl JobStore for SqliteStore {
         let p = serde_json::to_string(progress).unwrap_or_default();
         self.with(move |conn| {
             conn.execute("UPDATE jobs SET progress = ?2 WHERE id = ?1", params![id, p])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_result(&self, id: &str, result: &Value) -> Result<(), StoreError> {
+        let (id, r) = (id.to_string(), result.to_string());
+        self.with(move |conn| {
+            conn.execute("UPDATE jobs SET result = ?2 WHERE id = ?1 AND state = 'running'", params![id, r])?;
             Ok(())
         })
         .await

@@ -317,6 +317,12 @@ async fn after_kill_9_a_running_job_is_interrupted() {
     let events = read_sse(res).await;
     assert_sequenced_and_ended(&events, "interrupted");
     assert_eq!(states(&events), ["queued", "running", "interrupted"]);
+    // The attached run's container lived for its job only: the new process stops it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while container_state(&name) == "running" {
+        assert!(Instant::now() < deadline, "the orphaned container of the interrupted run is stopped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The log is JSON lines, as configured.
     let log = std::fs::read_to_string(logs.path().join("second.log")).unwrap();
     let first_line = log.lines().next().unwrap_or_default();

@@ -141,12 +141,17 @@ async fn the_run_policy_reserves_host_power_to_admins() {
     // runs; an engine inside an unprivileged container refuses it at start.)
     let job = submit(&app, "/v1/containers", &with("privileged", json!(true)), Role::Admin).await;
     let job = app.wait_for_job(job["id"].as_str().unwrap(), Role::Admin).await;
-    assert_eq!(inspect(&name, "{{.HostConfig.Privileged}}"), "true", "{job}");
+    assert!(job["result"]["container_id"].is_string(), "the container was created: {job}");
     match job["state"].as_str().unwrap() {
-        "succeeded" => assert_eq!(inspect(&name, "{{.State.Running}}"), "true"),
+        "succeeded" => {
+            assert_eq!(inspect(&name, "{{.HostConfig.Privileged}}"), "true", "{job}");
+            assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+        }
         _ => {
             assert_eq!(job["state"], "failed", "{job}");
             assert_eq!(job["error"]["code"], "docker_error", "the runtime's refusal, not the policy's: {job}");
+            // A container that could not start is removed by Berth, not left behind.
+            assert!(!container_exists(&name), "the unstartable container is cleaned up");
         }
     }
     // And bind-mount a host directory.
@@ -245,6 +250,9 @@ async fn prune_images_all_removes_only_the_labelled_unused_image() {
     let deleted: Vec<&str> = job["result"]["deleted"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(deleted.contains(&unused_id.as_str()), "the unused labelled image: {job}");
     assert!(!deleted.contains(&used_id.as_str()), "not the one in use: {job}");
+    let untagged: Vec<&str> = job["result"]["untagged"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(untagged.contains(&unused.as_str()), "its tag is listed as untagged: {job}");
+    assert!(job["result"]["space_reclaimed"].as_i64().unwrap() >= 0);
     assert!(!image_exists(&unused));
     assert!(!image_exists(&unused_id));
     assert!(image_exists(&used), "an image a container uses stays");
