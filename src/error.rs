@@ -38,6 +38,8 @@ pub enum ErrorCode {
     Canceled,
     RegistryAuthFailed,
     StoreUnavailable,
+    UriTooLong,
+    HeadersTooLarge,
     Internal,
 }
 
@@ -59,6 +61,8 @@ impl ErrorCode {
             Canceled => StatusCode::CONFLICT,
             RegistryAuthFailed => StatusCode::FORBIDDEN,
             StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            UriTooLong => StatusCode::URI_TOO_LONG,
+            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,6 +91,8 @@ impl ErrorCode {
             Canceled => "Canceled",
             RegistryAuthFailed => "The registry refused the credentials",
             StoreUnavailable => "Job store unavailable",
+            UriTooLong => "URI too long",
+            HeadersTooLarge => "Request headers too large",
             Internal => "Internal server error",
         }
     }
@@ -115,6 +121,8 @@ impl ErrorCode {
             Canceled => "canceled",
             RegistryAuthFailed => "registry_auth_failed",
             StoreUnavailable => "store_unavailable",
+            UriTooLong => "uri_too_long",
+            HeadersTooLarge => "headers_too_large",
             Internal => "internal",
         }
     }

@@ -275,3 +275,24 @@ async fn request_ids_are_echoed_when_sane_and_replaced_otherwise() {
     let res = app.client.get(app.url("/healthz")).header("x-request-id", max.as_str()).send().await.unwrap();
     assert_eq!(res.headers()["x-request-id"], max.as_str());
 }
+
+#[actix_web::test]
+async fn overlong_paths_and_query_strings_are_414_and_big_headers_are_refused() {
+    let app = spawn_app().await;
+    let long_query = format!("/v1/images?reference={}", "a".repeat(9000));
+    let res = app.get(&long_query, Role::Viewer).send().await.unwrap();
+    let p = assert_problem(res, 414, "uri_too_long").await;
+    assert!(p["detail"].as_str().unwrap().contains("8192"), "{p}");
+    let long_path = format!("/v1/images/{}", "a/".repeat(2100));
+    let res = app.get(&long_path, Role::Viewer).send().await.unwrap();
+    assert_problem(res, 414, "uri_too_long").await;
+    // Just under the limits is served.
+    let res = app.get(&format!("/v1/images?label={}", "a".repeat(1000)), Role::Viewer).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Headers are bounded too: 16 KiB in all.
+    let res = app.get("/v1/images", Role::Viewer).header("x-big", "b".repeat(20 * 1024)).send().await.unwrap();
+    assert_problem(res, 431, "headers_too_large").await;
+    // And the service is still up.
+    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+}

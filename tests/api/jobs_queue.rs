@@ -208,17 +208,22 @@ async fn graceful_stop_interrupts_running_jobs_and_queued_ones_run_after_a_resta
 }
 
 /// The real binary as a child process; killed (SIGKILL) when dropped.
-struct Berth {
+pub(crate) struct Berth {
     child: Child,
     port: u16,
     log: std::path::PathBuf,
 }
 
 impl Berth {
-    fn spawn(data_dir: &std::path::Path, log: std::path::PathBuf) -> Self {
+    pub(crate) fn spawn(data_dir: &std::path::Path, log: std::path::PathBuf) -> Self {
+        Self::spawn_with(data_dir, log, &[])
+    }
+
+    pub(crate) fn spawn_with(data_dir: &std::path::Path, log: std::path::PathBuf, env: &[(&str, String)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("BERTH_JWT_SECRET", TEST_SECRET)
             .env("BERTH_DATA_DIR", data_dir)
             .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
@@ -231,11 +236,11 @@ impl Berth {
         Self { child, port, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn wait_healthy(&mut self, client: &reqwest::Client) {
+    pub(crate) async fn wait_healthy(&mut self, client: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(res) = client.get(self.url("/healthz")).send().await {
@@ -251,7 +256,7 @@ impl Berth {
         }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

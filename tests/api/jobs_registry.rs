@@ -12,10 +12,10 @@ const AUTH_PASSWORD: &str = "s3cret-registry-pw";
 
 /// Deletes pushed manifests from the registry when the test ends (the registry allows it).
 #[derive(Default)]
-struct PushedManifests(Vec<(String, String, String, bool)>);
+pub(crate) struct PushedManifests(Vec<(String, String, String, bool)>);
 
 impl PushedManifests {
-    fn add(&mut self, registry: &str, repo: &str, digest: &str, auth: bool) {
+    pub(crate) fn add(&mut self, registry: &str, repo: &str, digest: &str, auth: bool) {
         self.0.push((registry.into(), repo.into(), digest.into(), auth));
     }
 }
@@ -36,7 +36,7 @@ impl Drop for PushedManifests {
 }
 
 /// `docker build -t reference` of an image with a layer of its own; its id.
-fn build_local(cleanup: &mut Cleanup, reference: &str, u: &str) -> String {
+pub(crate) fn build_local(cleanup: &mut Cleanup, reference: &str, u: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("Dockerfile"),

@@ -3,8 +3,10 @@
 
 mod helpers;
 
+mod audit;
 mod auth;
 mod containers;
+mod credentials;
 mod errors;
 mod faults;
 mod images;
@@ -14,6 +16,7 @@ mod jobs_queue;
 mod jobs_registry;
 mod jobs_run;
 mod openapi;
+mod policy;
 mod roles;
 mod system;
 mod ws;
