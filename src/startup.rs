@@ -30,17 +30,32 @@ pub struct AppState {
     pub sessions: Arc<crate::sessions::Sessions>,
 }
 
-/// The OpenAPI document, generated from the handlers.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, spec) = App::new()
+/// The documented routes, and the OpenAPI document they make up.
+fn documented_routes() -> (
+    App<
+        impl actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<impl actix_web::body::MessageBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    >,
+    utoipa::openapi::OpenApi,
+) {
+    App::new()
         .into_utoipa_app()
         .openapi(api::ApiDoc::openapi())
         .service(api::system::healthz)
         .service(api::system::readyz)
         .service(api::system::metrics)
         .service(api::v1_scope())
-        .split_for_parts();
-    spec
+        .split_for_parts()
+}
+
+/// The OpenAPI document, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().1
 }
 
 pub struct Application {
@@ -103,14 +118,7 @@ impl Application {
         let json_limit = settings.json_limit;
 
         let server = HttpServer::new(move || {
-            let (app, _) = App::new()
-                .into_utoipa_app()
-                .openapi(api::ApiDoc::openapi())
-                .service(api::system::healthz)
-                .service(api::system::readyz)
-                .service(api::system::metrics)
-                .service(api::v1_scope())
-                .split_for_parts();
+            let (app, _) = documented_routes();
             app.app_data(state.clone())
                 .app_data(verifier.clone())
                 .app_data(metrics.clone())

@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::responses::{ContainerActionErrors, JobSubmitted};
 use super::{Qs, de_bool_opt};
 use crate::auth::{Authorized, Operator, Viewer};
 use crate::docker::{ContainerFilters, ContainerSummary, LogOptions};
@@ -107,12 +108,7 @@ pub async fn inspect_container(
     params(("id" = String, Path, description = "Container id, id prefix or name")),
     responses(
         (status = 204, description = "Started"),
-        (status = 400, description = "Not a valid id or name", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine refused (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        ContainerActionErrors,
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -148,12 +144,7 @@ fn stop_timeout(q: &StopQuery) -> ApiResult<Option<i32>> {
     params(("id" = String, Path, description = "Container id, id prefix or name"), StopQuery),
     responses(
         (status = 204, description = "Stopped (or already stopped)"),
-        (status = 400, description = "Bad id or timeout", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        ContainerActionErrors,
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -175,12 +166,7 @@ pub async fn stop_container(
     params(("id" = String, Path, description = "Container id, id prefix or name"), StopQuery),
     responses(
         (status = 204, description = "Restarted"),
-        (status = 400, description = "Bad id or timeout", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        ContainerActionErrors,
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -209,13 +195,8 @@ pub struct KillQuery {
     params(("id" = String, Path, description = "Container id, id prefix or name"), KillQuery),
     responses(
         (status = 204, description = "Signal sent"),
-        (status = 400, description = "Bad id or signal", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not running", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        ContainerActionErrors,
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -252,13 +233,8 @@ pub struct RemoveQuery {
     params(("id" = String, Path, description = "Container id, id prefix or name"), RemoveQuery),
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, description = "Not a valid id or name", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Running, and `force` not set", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        ContainerActionErrors,
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -411,13 +387,7 @@ pub fn sse_json(event: &str, payload: &impl Serialize) -> sse::Data {
     request_body = crate::domain::run::RunContainerRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
     responses(
-        (status = 202, description = "Queued", body = crate::jobs::Job),
-        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
-        (status = 400, description = "Bad body", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator, or `policy_violation`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
+        JobSubmitted,
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -441,13 +411,7 @@ pub async fn run_container(
     request_body = crate::domain::requests::PruneContainersRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
     responses(
-        (status = 202, description = "Queued", body = crate::jobs::Job),
-        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
-        (status = 400, description = "Bad filters", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not admin", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
+        JobSubmitted,
     ),
     security(("bearer" = ["admin"]))
 )]

@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, delete, get, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::responses::JobSubmitted;
 use super::{Qs, de_bool_opt};
 use crate::auth::{Authorized, Operator, Viewer};
 use crate::docker::{ImageDeleteItem, ImageFilters, ImageSummary};
@@ -208,14 +209,8 @@ pub struct BuildContext(#[allow(dead_code)] Vec<u8>);
         content((BuildContext = "application/x-tar"), (BuildContext = "application/gzip"), (BuildContext = "application/octet-stream"))
     ),
     responses(
-        (status = 202, description = "Queued; `Location` names the job", body = crate::jobs::Job),
-        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
-        (status = 400, description = "Bad options, or neither a body nor `remote`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        JobSubmitted,
         (status = 413, description = "Context over BERTH_BUILD_CONTEXT_MAX", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not a tar or gzip body", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Queue full (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -352,13 +347,7 @@ async fn spool_context(state: &AppState, mut payload: web::Payload, max: u64) ->
     request_body = crate::domain::requests::PullRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
     responses(
-        (status = 202, description = "Queued", body = crate::jobs::Job),
-        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
-        (status = 400, description = "Bad body or reference", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
+        JobSubmitted,
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -389,13 +378,7 @@ pub async fn pull_image(
     request_body = crate::domain::requests::PushRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
     responses(
-        (status = 202, description = "Queued", body = crate::jobs::Job),
-        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
-        (status = 400, description = "Bad body or reference", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
+        JobSubmitted,
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -424,13 +407,7 @@ pub async fn push_image(
     request_body = crate::domain::requests::PruneImagesRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
     responses(
-        (status = 202, description = "Queued", body = crate::jobs::Job),
-        (status = 200, description = "The job made before with the same `Idempotency-Key`", body = crate::jobs::Job),
-        (status = 400, description = "Bad filters", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not admin", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Queue full", body = Problem, content_type = "application/problem+json"),
+        JobSubmitted,
     ),
     security(("bearer" = ["admin"]))
 )]

@@ -5,6 +5,7 @@ pub mod containers;
 pub mod images;
 pub mod interactive;
 pub mod jobs;
+pub mod responses;
 pub mod system;
 
 use std::future::{Ready, ready};

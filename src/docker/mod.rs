@@ -23,7 +23,7 @@ use bollard::query_parameters as qp;
 use futures_util::{Stream, StreamExt};
 
 pub use interactive::{ContainerStdioInfo, ExecInfo, MAX_CHUNK, OutputChunk, OutputStream, Stdio, StdioDecoder};
-pub use ops::{BuildOutput, BuildSpec, ProgressMessage, PruneReport, RegistryAuth};
+pub use ops::{BuildOutput, ProgressMessage, PruneReport, RegistryAuth};
 pub use types::*;
 
 /// Which kind of object a 404 was about.

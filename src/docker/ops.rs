@@ -11,6 +11,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
 use super::{Engine, EngineError, LogLine, ObjectKind, Result, log_line};
+use crate::domain::requests::BuildParams;
 use crate::domain::run::RunSpec;
 
 /// One pull/push status message.
@@ -52,19 +53,6 @@ impl RegistryAuth {
             ..Default::default()
         }
     }
-}
-
-/// What a build asks of the engine.
-#[derive(Debug, Clone, Default)]
-pub struct BuildSpec {
-    pub tags: Vec<String>,
-    pub dockerfile: Option<String>,
-    pub target: Option<String>,
-    pub build_args: HashMap<String, String>,
-    pub labels: HashMap<String, String>,
-    pub nocache: bool,
-    pub pull: bool,
-    pub remote: Option<String>,
 }
 
 /// One item of build output.
@@ -138,7 +126,7 @@ impl Engine {
     /// Build from a tar (or gzip tar) context streamed from `context`, or from `remote`.
     pub async fn build(
         &self,
-        spec: &BuildSpec,
+        spec: &BuildParams,
         context: Option<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static>,
     ) -> Result<tokio_stream::wrappers::ReceiverStream<Result<BuildOutput>>> {
         let d = self.docker().await?;

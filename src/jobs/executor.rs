@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::model::{Job, JobKind, Progress};
 use super::progress::ProgressTracker;
 use super::Jobs;
-use crate::docker::{BuildOutput, BuildSpec, EngineError, LogLine, LogStream, ProgressMessage, RegistryAuth};
+use crate::docker::{BuildOutput, EngineError, LogLine, LogStream, ProgressMessage, RegistryAuth};
 use crate::domain::ImageRef;
 use crate::domain::requests::{BuildParams, PruneContainersRequest, PruneImagesRequest, PullRequest, PushRequest};
 use crate::domain::run::{PullPolicy, RunContainerRequest};
@@ -199,16 +199,7 @@ fn registry_failure(e: EngineError, image: &ImageRef) -> Failure {
 async fn build(ctx: &mut JobCtx) -> Result<Value, Failure> {
     let params: BuildParams = ctx.request()?;
     set_phase(ctx, "building").await;
-    let spec = BuildSpec {
-        tags: params.tags.clone(),
-        dockerfile: params.dockerfile.clone(),
-        target: params.target.clone(),
-        build_args: params.build_args.clone(),
-        labels: params.labels.clone(),
-        nocache: params.nocache,
-        pull: params.pull,
-        remote: params.remote.clone(),
-    };
+
     let spool = ctx.jobs.store().spool(&ctx.job.id).await.map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?;
     let context = match (&spool, &params.remote) {
         (Some(path), _) => {
@@ -221,7 +212,7 @@ async fn build(ctx: &mut JobCtx) -> Result<Value, Failure> {
         (None, None) => return Err(Failure::new(ErrorCode::InvalidRequest, "the build has neither a context nor `remote`")),
     };
     let engine = ctx.jobs.engine().clone();
-    let mut stream = Box::pin(ctx.cancellable(engine.build(&spec, context)).await??);
+    let mut stream = Box::pin(ctx.cancellable(engine.build(&params, context)).await??);
     let mut image_id: Option<String> = None;
     let mut last_line = String::new();
     loop {
