@@ -8,6 +8,8 @@ STATE_DIR="${BERTH_TEST_ENV_DIR:-/tmp/berth-test-env}"
 VENV="$STATE_DIR/venv"
 SCHEMATHESIS_VERSION="4.32.5"
 MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-25}"
+# A fixed seed keeps CI reproducible; FUZZ_SEED=random explores new inputs.
+SEED="${FUZZ_SEED:-20261129}"
 
 if ! "$VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
   python3 -m venv "$VENV"
@@ -34,7 +36,8 @@ set +e
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --exclude-path-regex '^/v1/(events|jobs/\{id\}/events|containers/\{id\}/logs)$' \
   --max-examples "$MAX_EXAMPLES" --workers 2 --request-timeout 20 --no-color \
-  --phases examples,coverage,fuzzing
+  --phases examples,coverage,fuzzing \
+  $([ "$SEED" = random ] || echo "--seed $SEED")
 rc=$?
 set -e
 if [ $rc -ne 0 ]; then

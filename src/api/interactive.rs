@@ -143,6 +143,8 @@ pub struct ExecCreatedView {
         (status = 403, description = "Role below operator, or `policy_violation` (`privileged` without admin)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The container is not running (`conflict`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operator"]))

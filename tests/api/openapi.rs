@@ -78,3 +78,32 @@ async fn spec_is_served_and_documents_every_route() {
     assert_eq!(res.headers()["location"], "/swagger-ui/");
 }
 
+
+/// What every operation must document, so clients (and the fuzzer) meet no surprise:
+/// 401 on `/v1`, 415 where a JSON body is taken, the problem schema on every error.
+#[test]
+fn every_operation_documents_its_failures() {
+    let spec: Value = serde_json::from_str(&berth::startup::openapi().to_json().unwrap()).unwrap();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            if path.starts_with("/v1/") {
+                assert!(responses.contains_key("401"), "{method} {path} documents 401");
+            }
+            if op["requestBody"]["content"].get("application/json").is_some() {
+                assert!(responses.contains_key("415"), "{method} {path} takes JSON: documents 415");
+                assert!(responses.contains_key("400"), "{method} {path} takes JSON: documents 400");
+            }
+            for (status, r) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let problem = &r["content"]["application/problem+json"]["schema"]["$ref"];
+                    let is_health = path == "/readyz";
+                    assert!(
+                        is_health || problem == "#/components/schemas/Problem",
+                        "{method} {path} {status} is a problem document: {r}"
+                    );
+                }
+            }
+        }
+    }
+}
