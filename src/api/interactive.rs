@@ -90,6 +90,7 @@ pub async fn attach_container(
     let permit = state.sessions.permit()?;
     let c = state.engine.container_stdio_info(&id).await?;
     crate::audit::set_target(&req, format!("container={}", c.id));
+    check_host_power(&c, &who)?;
     if !c.running {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -159,6 +160,7 @@ pub async fn create_exec(
     let id = container_id(id)?;
     let spec = body.validate(who.is_admin())?;
     let c = state.engine.container_stdio_info(&id).await?;
+    check_host_power(&c, &who)?;
     if !c.running {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -239,7 +241,9 @@ pub async fn exec_session(
             format!("Exec instance {id} was already started; create a new one."),
         ));
     }
-    if !state.engine.container_stdio_info(&info.container_id).await?.running {
+    let c = state.engine.container_stdio_info(&info.container_id).await?;
+    check_host_power(&c, &who)?;
+    if !c.running {
         return Err(ApiError::new(ErrorCode::Conflict, format!("The container of exec instance {id} is not running.")));
     }
     let stdio = state.engine.start_exec_stdio(&id, info.tty).await?;
@@ -259,4 +263,20 @@ pub async fn exec_session(
         exec_claim: Some(claim),
     };
     state.sessions.upgrade(&req, body, params, stdio)
+}
+
+/// A shell in a container that has power over the host is a shell on the host: attach
+/// and exec into one need admin, as creating it did (403 `policy_violation`).
+fn check_host_power(c: &crate::docker::ContainerStdioInfo, who: &crate::auth::Principal) -> ApiResult<()> {
+    if c.host_power.is_empty() || who.is_admin() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::PolicyViolation,
+        format!(
+            "Container {} runs with {} (power over the host); attaching to it or exec in it is reserved to the admin role.",
+            c.id,
+            c.host_power.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+        ),
+    ))
 }

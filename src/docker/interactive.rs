@@ -65,6 +65,45 @@ pub struct ContainerStdioInfo {
     pub running: bool,
     pub tty: bool,
     pub open_stdin: bool,
+    /// The options that give this container power over the host (`privileged`, host
+    /// binds, host namespaces, added capabilities, devices, security options): a shell in
+    /// it is a shell on the host, so attach and exec need admin when this is not empty.
+    pub host_power: Vec<&'static str>,
+}
+
+fn host_power(hc: &bollard::models::HostConfig) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if hc.privileged == Some(true) {
+        out.push("privileged");
+    }
+    let host_path = |b: &String| b.starts_with('/') || b.starts_with('.') || b.starts_with('~');
+    if hc.binds.as_ref().is_some_and(|b| b.iter().any(host_path))
+        || hc.mounts.as_ref().is_some_and(|m| {
+            m.iter().any(|m| matches!(m.typ, Some(bollard::models::MountType::BIND)))
+        })
+    {
+        out.push("binds");
+    }
+    let shares = |mode: &Option<String>| mode.as_deref().is_some_and(|m| m == "host" || m.starts_with("container:"));
+    if shares(&hc.network_mode) {
+        out.push("network");
+    }
+    if shares(&hc.pid_mode) {
+        out.push("pid_mode");
+    }
+    if shares(&hc.ipc_mode) {
+        out.push("ipc_mode");
+    }
+    if hc.cap_add.as_ref().is_some_and(|c| !c.is_empty()) {
+        out.push("cap_add");
+    }
+    if hc.devices.as_ref().is_some_and(|d| !d.is_empty()) {
+        out.push("devices");
+    }
+    if hc.security_opt.as_ref().is_some_and(|o| !o.is_empty()) {
+        out.push("security_opt");
+    }
+    out
 }
 
 /// An exec instance, as the engine reports it.
@@ -95,6 +134,7 @@ impl Engine {
             running: c.state.and_then(|s| s.running).unwrap_or(false),
             tty: config.tty.unwrap_or(false),
             open_stdin: config.open_stdin.unwrap_or(false),
+            host_power: c.host_config.as_ref().map(host_power).unwrap_or_default(),
         })
     }
 

@@ -94,3 +94,41 @@ async fn containers_that_set_no_limits_get_the_defaults() {
     assert_eq!(docker(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}", &dflt]), "67108864 500000000");
     assert_eq!(docker(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}", &own]), "33554432 500000000");
 }
+
+/// A shell in a container with power over the host is a shell on the host: an operator may
+/// not exec into, or attach to, what only an admin could create.
+#[actix_web::test]
+async fn exec_and_attach_into_a_host_powered_container_need_admin() {
+    let app = spawn_app().await;
+    let mut cleanup = Cleanup::default();
+    let name = unique("policy-hostbind");
+    cleanup.container(&name);
+    let res = app
+        .post("/v1/containers", Role::Admin)
+        .json(&json!({"image": BASE_IMAGE, "name": name, "cmd": ["sleep", "60"], "binds": ["/tmp:/host-tmp:ro"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let job: Value = res.json().await.unwrap();
+    let job = app.wait_for_job(job["id"].as_str().unwrap(), Role::Admin).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    let exec = json!({"cmd": ["sh", "-c", "ls /host-tmp"]});
+    let res = app.post(&format!("/v1/containers/{name}/exec"), Role::Operator).json(&exec).send().await.unwrap();
+    let p = assert_problem(res, 403, "policy_violation").await;
+    assert!(p["detail"].as_str().unwrap().contains("binds"), "{p}");
+    let res = app
+        .get(&format!("/v1/containers/{name}/attach"), Role::Operator)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 403, "policy_violation").await;
+    // The admin may.
+    let res = app.post(&format!("/v1/containers/{name}/exec"), Role::Admin).json(&exec).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+}
