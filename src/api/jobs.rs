@@ -205,10 +205,18 @@ pub async fn stream_job_events(
             .ok_or_else(|| ApiError::invalid("`Last-Event-ID` must be an event id (a whole number)"))?,
         None => q.since.unwrap_or(0),
     };
+    if after > i64::MAX as u64 {
+        return Err(ApiError::invalid("`Last-Event-ID` / `since` is larger than any event id"));
+    }
     // A client resuming a finished job it has read to the end: 204 tells EventSource to
     // stop reconnecting (an empty stream would have it come back every few seconds).
-    if job.state.is_terminal() && state.jobs.store().events_after(&job.id, after, 1).await?.is_empty() {
-        return Ok(Either::Left(HttpResponse::NoContent().finish()));
+    // Only once `end` is stored at or before `after`: the state turns terminal a moment
+    // before the last events are written.
+    if job.state.is_terminal() {
+        let last = state.jobs.store().last_event(&job.id).await?;
+        if last.is_some_and(|ev| ev.event == "end" && ev.seq <= after) {
+            return Ok(Either::Left(HttpResponse::NoContent().finish()));
+        }
     }
     let jobs = state.jobs.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(64);
@@ -256,10 +264,32 @@ async fn follow_job(jobs: &Arc<Jobs>, id: &str, mut last: u64, tx: &tokio::sync:
                 return;
             }
         }
+        let mut check = tokio::time::interval(RECHECK);
+        check.tick().await;
         loop {
             let r = tokio::select! {
                 r = live.recv() => r,
                 _ = tx.closed() => return,
+                _ = check.tick() => {
+                    // The live feed is only a wake-up: now and then look at the record,
+                    // so a job deleted, or finished without a stored `end` (a full
+                    // disk), still ends the stream.
+                    match jobs.store().get(id).await {
+                        Ok(Some(job)) if job.state.is_terminal() => {
+                            match jobs.store().events_after(id, last, 1).await {
+                                Ok(more) if !more.is_empty() => break,
+                                _ => {
+                                    let end = sse_json("end", &serde_json::json!({"state": job.state}))
+                                        .id((last + 1).to_string());
+                                    let _ = tx.send(end.into()).await;
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(Some(_)) => continue,
+                        _ => return,
+                    }
+                }
             };
             match r {
                 Ok(ev) if ev.seq <= last => {}
@@ -288,6 +318,9 @@ async fn follow_job(jobs: &Arc<Jobs>, id: &str, mut last: u64, tx: &tokio::sync:
     }
 }
 
+/// How often a follower looks at the stored record while the live feed is quiet.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
@@ -296,7 +329,9 @@ pub struct EventsQuery {
 }
 
 /// Stream the `state` events of every job the caller may see (own jobs; admins all):
-/// `data: {state, job_id, kind, owner}`, `id:` = the job's event sequence number.
+/// `data: {state, job_id, kind, owner}`, `id:` = the job's event sequence number. A live
+/// feed, with no replay: a reader too slow to keep up gets a `lagged` event
+/// (`{missed: N}`) and should re-list `GET /v1/jobs`.
 #[utoipa::path(
     tag = "jobs",
     params(EventsQuery),
@@ -326,7 +361,15 @@ pub async fn stream_events(who: Authorized<Viewer>, state: web::Data<AppState>, 
                         return;
                     }
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    // A slow reader lost some: say so (ids are per job, so a resume by
+                    // Last-Event-ID cannot fill the gap; GET /v1/jobs can).
+                    let lagged = sse_json("lagged", &serde_json::json!({"missed": missed}));
+                    if tx.send(lagged.into()).await.is_err() {
+                        return;
+                    }
+                }
                 Err(RecvError::Closed) => return,
             }
         }

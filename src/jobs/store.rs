@@ -58,6 +58,8 @@ pub trait JobStore: Send + Sync + 'static {
     async fn set_result(&self, id: &str, result: &Value) -> Result<(), StoreError>;
     /// Append an event; returns it with its sequence number.
     async fn append_event(&self, id: &str, event: &str, data: Value) -> Result<JobEvent, StoreError>;
+    /// The job's last stored event.
+    async fn last_event(&self, id: &str) -> Result<Option<JobEvent>, StoreError>;
     /// Events with `seq > after`, in order, at most `limit`.
     async fn events_after(&self, id: &str, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError>;
     /// Forget a finished job and its events; returns its spool path, if any.
@@ -417,6 +419,28 @@ impl JobStore for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn last_event(&self, id: &str) -> Result<Option<JobEvent>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT seq, event, data FROM job_events WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1",
+                    [&id],
+                    |r| {
+                        let data: String = r.get(2)?;
+                        Ok(JobEvent {
+                            job_id: id.clone(),
+                            seq: r.get(0)?,
+                            event: r.get(1)?,
+                            data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                        })
+                    },
+                )
+                .optional()?)
         })
         .await
     }

@@ -421,6 +421,16 @@ async fn events_replay_after_last_event_id_or_since() {
 
     let res = app.get(&format!("/v1/jobs/{id}/events"), Role::Operator).header("Last-Event-ID", "x").send().await.unwrap();
     assert_problem(res, 400, "invalid_request").await;
+    // Beyond any id the store can hold: a 400, not a store failure.
+    let res = app
+        .get(&format!("/v1/jobs/{id}/events"), Role::Operator)
+        .header("Last-Event-ID", "9223372036854775808")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 400, "invalid_request").await;
+    let res = app.get(&format!("/v1/jobs/{id}/events?since=18446744073709551615"), Role::Operator).send().await.unwrap();
+    assert_problem(res, 400, "invalid_request").await;
 
     // ?access_token= instead of the header, on the event stream only.
     let token = app.token_for("test-operator", Role::Viewer);
