@@ -67,6 +67,8 @@ pub struct Settings {
     pub metrics_public: bool,
     /// Largest build context accepted, in bytes.
     pub build_context_max: u64,
+    /// Build contexts uploading at once; beyond it 429.
+    pub max_uploads: usize,
     /// Registry credentials per host (docker `config.json` format).
     pub registry_auth_file: Option<PathBuf>,
     /// An interactive session (attach, exec) with no frame either way for this long is
@@ -94,6 +96,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(30),
             metrics_public: false,
             build_context_max: 16 * 1024 * 1024 * 1024,
+            max_uploads: 4,
             registry_auth_file: None,
             ws_idle_timeout: Duration::from_secs(600),
             ws_max_sessions: 64,
@@ -164,6 +167,7 @@ impl Settings {
                 .with_context(|| format!("BERTH_SHUTDOWN_GRACE must be a duration such as `30s`, not `{v}`"))?;
         }
         s.build_context_max = num("BERTH_BUILD_CONTEXT_MAX", s.build_context_max)?;
+        s.max_uploads = num("BERTH_MAX_UPLOADS", s.max_uploads as u64)?.max(1) as usize;
         if let Some(v) = get("BERTH_WS_IDLE_TIMEOUT") {
             // A bare number is seconds; `0` turns the idle timeout off.
             s.ws_idle_timeout = match v.parse::<u64>() {

@@ -28,6 +28,8 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// Interactive sessions (attach, exec): limits and exec instances.
     pub sessions: Arc<crate::sessions::Sessions>,
+    /// Build contexts being uploaded at once (`BERTH_MAX_UPLOADS`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The documented routes, and the OpenAPI document they make up.
@@ -112,7 +114,8 @@ impl Application {
         jobs.start().await.context("recovering the job queue")?;
         let settings = Arc::new(settings);
         let sessions = Arc::new(crate::sessions::Sessions::new(&settings));
-        let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone(), sessions });
+        let uploads = Arc::new(tokio::sync::Semaphore::new(settings.max_uploads));
+        let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone(), sessions, uploads });
         let spec = openapi();
         let routes = web::Data::new(handlers::RouteTable::from_spec(&spec));
         let json_limit = settings.json_limit;

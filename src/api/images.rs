@@ -270,14 +270,23 @@ pub async fn build_image(
         if state.jobs.store().count_queued().await? >= state.jobs.capacity() {
             return Err(state.jobs.queue_full());
         }
-        let (path, bytes) = spool_context(&state, payload, max).await?;
+        let _upload = state.uploads.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                crate::error::ErrorCode::QueueFull,
+                format!(
+                    "{} build contexts are being uploaded already (BERTH_MAX_UPLOADS); retry later.",
+                    state.settings.max_uploads
+                ),
+            )
+            .with_retry_after(5)
+        })?;
+        let (file, bytes) = spool_context(&state, payload, max).await?;
         if bytes == 0 {
-            let _ = tokio::fs::remove_file(&path).await;
             return Err(ApiError::invalid("The build context is empty."));
         }
         params.context_bytes = Some(bytes);
         params.context_format = Some(format.to_string());
-        Some(path)
+        Some(file)
     };
     let request = serde_json::to_value(&params).map_err(|e| ApiError::internal(e.into()))?;
     crate::audit::set_target(&req, crate::api::jobs::audit_target(&request));
@@ -286,16 +295,34 @@ pub async fn build_image(
         owner: who.subject.clone(),
         request,
         idempotency_key: key,
-        spool: spool.clone(),
+        spool: spool.as_ref().map(|f| f.path.clone()),
     };
     let submitted = state.jobs.submit(new, None).await;
-    let keep = matches!(submitted, Ok(crate::jobs::Submitted::New(_)));
-    if !keep {
-        if let Some(p) = spool {
-            let _ = tokio::fs::remove_file(p).await;
-        }
+    if let (Some(file), Ok(crate::jobs::Submitted::New(_))) = (spool, &submitted) {
+        file.keep();
     }
     Ok(job_response(submitted?))
+}
+
+/// A spooled build context, deleted when dropped unless a job took it: an upload cut
+/// short, refused or answered by an existing job leaves nothing behind.
+struct SpoolFile {
+    path: String,
+    keep: bool,
+}
+
+impl SpoolFile {
+    fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 fn too_large(max: u64) -> ApiError {
@@ -306,11 +333,11 @@ fn too_large(max: u64) -> ApiError {
 }
 
 /// Write the body to a spool file as it arrives; bounded memory whatever its size.
-async fn spool_context(state: &AppState, mut payload: web::Payload, max: u64) -> ApiResult<(String, u64)> {
+async fn spool_context(state: &AppState, mut payload: web::Payload, max: u64) -> ApiResult<(SpoolFile, u64)> {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
     let path = state.jobs.spool_dir().join(format!("{}.ctx", uuid::Uuid::new_v4()));
-    let path_s = path.to_string_lossy().into_owned();
+    let spool = SpoolFile { path: path.to_string_lossy().into_owned(), keep: false };
     let file = tokio::fs::File::create(&path)
         .await
         .map_err(|e| ApiError::new(crate::error::ErrorCode::Internal, "Cannot store the build context.").with_source(e.into()))?;
@@ -332,12 +359,8 @@ async fn spool_context(state: &AppState, mut payload: web::Payload, max: u64) ->
         Ok(())
     }
     .await;
-    if let Err(e) = result {
-        drop(out);
-        let _ = tokio::fs::remove_file(&path).await;
-        return Err(e);
-    }
-    Ok((path_s, bytes))
+    drop(out);
+    result.map(|()| (spool, bytes))
 }
 
 /// Pull an image: a job with per-layer `layer` events and an aggregated `progress`;

@@ -21,7 +21,7 @@ pub mod model;
 pub mod progress;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -80,6 +80,9 @@ pub struct Jobs {
     limits: HashMap<JobKind, Arc<Semaphore>>,
     wake: HashMap<JobKind, Arc<Notify>>,
     running: Mutex<HashMap<String, Running>>,
+    /// Cancels that came while a job was claimed but not yet registered as running; taken
+    /// under the `running` lock, so a cancel is never lost between the two.
+    pending_cancels: Mutex<HashSet<String>>,
     /// Request credentials, by job id, in memory only.
     secrets: Mutex<HashMap<String, RegistryAuth>>,
     stopping: CancellationToken,
@@ -116,6 +119,7 @@ impl Jobs {
             limits: JobKind::ALL.into_iter().map(|k| (k, Arc::new(Semaphore::new(limit(k))))).collect(),
             wake: JobKind::ALL.into_iter().map(|k| (k, Arc::new(Notify::new()))).collect(),
             running: Mutex::new(HashMap::new()),
+            pending_cancels: Mutex::new(HashSet::new()),
             secrets: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -152,6 +156,7 @@ impl Jobs {
             let me = self.clone();
             tokio::spawn(async move { me.stop_orphan(&job).await });
         }
+        self.sweep_spool().await?;
         for kind in JobKind::ALL {
             let me = self.clone();
             tokio::spawn(async move { me.run_dispatcher_until_stopped(kind).await });
@@ -205,19 +210,33 @@ impl Jobs {
     async fn execute(self: &Arc<Self>, job: Job) {
         let token = CancellationToken::new();
         let reason = Arc::new(Mutex::new(None));
-        self.running
-            .lock()
-            .unwrap()
-            .insert(job.id.clone(), Running { token: token.clone(), reason: reason.clone() });
+        {
+            let mut running = self.running.lock().unwrap();
+            running.insert(job.id.clone(), Running { token: token.clone(), reason: reason.clone() });
+            if self.pending_cancels.lock().unwrap().remove(&job.id) {
+                *reason.lock().unwrap() = Some(StopReason::Canceled);
+                token.cancel();
+            }
+        }
         self.metrics.jobs_running.inc();
         self.emit(&job, "state", json!({"state": "running"})).await;
         let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(), owner = %job.owner);
-        let outcome = {
-            let _enter = span.enter();
-            tracing::info!("job started");
-            drop(_enter);
+        span.in_scope(|| tracing::info!("job started"));
+        // In a task of its own: a panic in an executor fails the job, not the worker.
+        let task = {
             let mut ctx = executor::JobCtx::new(self.clone(), job.clone(), token.clone());
-            tracing::Instrument::instrument(executor::run(&mut ctx), span.clone()).await
+            tokio::spawn(tracing::Instrument::instrument(async move { executor::run(&mut ctx).await }, span.clone()))
+        };
+        let outcome = match task.await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                span.in_scope(|| tracing::error!(error = %e, "the job's task panicked"));
+                Err(executor::Failure::Error {
+                    code: ErrorCode::Internal,
+                    message: "The job stopped on an internal error; the service log has the cause.".into(),
+                    result: None,
+                })
+            }
         };
         self.running.lock().unwrap().remove(&job.id);
         self.secrets.lock().unwrap().remove(&job.id);
@@ -240,6 +259,22 @@ impl Jobs {
             }
         }
         span.in_scope(|| tracing::info!("job ended"));
+    }
+
+    /// Delete spooled build contexts no queued job will read (uploads cut short by a crash).
+    async fn sweep_spool(&self) -> anyhow::Result<()> {
+        let live: HashSet<String> = self.store.live_spools().await?.into_iter().collect();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.spool_dir)?.flatten() {
+            let path = entry.path().to_string_lossy().into_owned();
+            if path.ends_with(".ctx") && !live.contains(&path) && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed build contexts no job will read");
+        }
+        Ok(())
     }
 
     /// An attached run's container lived only for its job: after a crash, stop it (and
@@ -293,6 +328,8 @@ impl Jobs {
         if let Ok(Some(spool)) = self.store.spool(&job.id).await {
             let _ = tokio::fs::remove_file(spool).await;
         }
+        self.pending_cancels.lock().unwrap().remove(&job.id);
+        self.secrets.lock().unwrap().remove(&job.id);
     }
 
     /// Persist an event, then publish it. A store failure is logged, not fatal to the job.
@@ -303,16 +340,22 @@ impl Jobs {
         }
     }
 
-    /// Queue a job. Credentials stay in memory for the job's run.
+    /// Queue a job. Credentials stay in memory for the job's run: put there before the
+    /// row exists, so a dispatcher that claims it at once finds them.
     pub async fn submit(&self, new: NewJob, secret: Option<RegistryAuth>) -> Result<Submitted, ApiError> {
         let kind = new.kind;
-        match self.store.insert(new, self.capacity).await? {
+        let id = store::new_id();
+        if let Some(s) = secret {
+            self.secrets.lock().unwrap().insert(id.clone(), s);
+        }
+        let inserted = self.store.insert(&id, new, self.capacity).await;
+        if !matches!(inserted, Ok(Inserted::New(_))) {
+            self.secrets.lock().unwrap().remove(&id);
+        }
+        match inserted? {
             Inserted::Existing(job) => Ok(Submitted::Existing(job)),
             Inserted::QueueFull => Err(self.queue_full()),
             Inserted::New(job) => {
-                if let Some(s) = secret {
-                    self.secrets.lock().unwrap().insert(job.id.clone(), s);
-                }
                 if let Ok(evs) = self.store.events_after(&job.id, 0, 1).await {
                     for ev in evs {
                         self.hub.publish(job.kind, &job.owner, ev);
@@ -368,14 +411,14 @@ impl Jobs {
             JobState::Queued => {
                 self.finish(&job, JobState::Canceled, None, None).await;
                 // Lost the race to a dispatcher: it is running now; cancel that.
-                if self.signal(&job.id) {
+                if self.store.get(&job.id).await?.is_some_and(|j| j.state == JobState::Running) {
+                    self.signal(&job.id);
                     self.wait_terminal(&job.id, Duration::from_secs(10)).await;
                 }
             }
             JobState::Running => {
-                if self.signal(&job.id) {
-                    self.wait_terminal(&job.id, Duration::from_secs(10)).await;
-                }
+                self.signal(&job.id);
+                self.wait_terminal(&job.id, Duration::from_secs(10)).await;
             }
             s => {
                 return Err(ApiError::new(ErrorCode::Conflict, format!("The job has already ended ({}).", s.as_str())));
@@ -384,15 +427,18 @@ impl Jobs {
         Ok(self.store.get(&job.id).await?.unwrap_or(job))
     }
 
-    fn signal(&self, id: &str) -> bool {
+    /// Tell a running job to stop; one claimed but not yet registered stops as soon as it
+    /// registers.
+    fn signal(&self, id: &str) {
         let running = self.running.lock().unwrap();
         match running.get(id) {
             Some(r) => {
                 r.reason.lock().unwrap().get_or_insert(StopReason::Canceled);
                 r.token.cancel();
-                true
             }
-            None => false,
+            None => {
+                self.pending_cancels.lock().unwrap().insert(id.to_string());
+            }
         }
     }
 

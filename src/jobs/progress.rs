@@ -90,8 +90,9 @@ impl ProgressTracker {
         let mut total = 0i64;
         for l in &self.layers {
             if let Some(t) = l.total {
-                total += t;
-                current += if l.finished_transfer || l.done { t } else { l.current.unwrap_or(0).min(t) };
+                // A hostile registry may report any size: saturate, never overflow.
+                total = total.saturating_add(t);
+                current = current.saturating_add(if l.finished_transfer || l.done { t } else { l.current.unwrap_or(0).min(t) });
             }
         }
         let known = total > 0;
@@ -99,7 +100,7 @@ impl ProgressTracker {
             phase: self.phase.clone(),
             current: known.then_some(current),
             total: known.then_some(total),
-            percent: known.then(|| ((current.saturating_mul(100)) / total).clamp(0, 100) as u8),
+            percent: known.then(|| ((current as i128 * 100) / total as i128).clamp(0, 100) as u8),
             layers_done: self.layers.iter().filter(|l| l.done).count() as u32,
             layers_total: self.layers.len() as u32,
             message: self.message.clone(),
@@ -166,5 +167,27 @@ mod tests {
         let p = t.progress();
         assert_eq!((p.current, p.total, p.percent, p.layers_total), (None, None, None, 0));
         assert_eq!(p.phase, "pulling");
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    #[test]
+    fn absurd_sizes_saturate() {
+        let mut t = ProgressTracker::new("pulling");
+        for id in ["aaaaaaaaaaaa", "bbbbbbbbbbbb"] {
+            t.apply(&ProgressMessage {
+                id: Some(id.into()),
+                status: Some("Downloading".into()),
+                current: Some(i64::MAX),
+                total: Some(i64::MAX),
+                digest: None,
+            });
+        }
+        let p = t.progress();
+        assert_eq!(p.total, Some(i64::MAX));
+        assert_eq!(p.percent, Some(100));
     }
 }

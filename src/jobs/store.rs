@@ -36,7 +36,7 @@ pub enum Inserted {
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Insert a queued job unless the queue is full, or return the job with the same key.
-    async fn insert(&self, job: NewJob, capacity: usize) -> Result<Inserted, StoreError>;
+    async fn insert(&self, id: &str, job: NewJob, capacity: usize) -> Result<Inserted, StoreError>;
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
     /// The job `owner` made with `key`, if any.
     async fn find_idempotent(&self, owner: &str, key: &str) -> Result<Option<Job>, StoreError>;
@@ -71,6 +71,8 @@ pub trait JobStore: Send + Sync + 'static {
     async fn check_writable(&self) -> Result<(), StoreError>;
     /// The spool path of a job.
     async fn spool(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Spool paths of jobs that will still read them (queued or running).
+    async fn live_spools(&self) -> Result<Vec<String>, StoreError>;
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -227,7 +229,8 @@ fn get_job(conn: &Connection, id: &str) -> rusqlite::Result<Option<Job>> {
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn insert(&self, job: NewJob, capacity: usize) -> Result<Inserted, StoreError> {
+    async fn insert(&self, id: &str, job: NewJob, capacity: usize) -> Result<Inserted, StoreError> {
+        let id = id.to_string();
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             if let Some(key) = &job.idempotency_key {
@@ -246,7 +249,6 @@ impl JobStore for SqliteStore {
             if queued >= capacity {
                 return Ok(Inserted::QueueFull);
             }
-            let id = new_id();
             let progress = Progress { phase: "queued".into(), ..Default::default() };
             tx.execute(
                 "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool)
@@ -490,6 +492,16 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn live_spools(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT spool FROM jobs WHERE spool IS NOT NULL AND state IN ('queued', 'running')")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
     async fn spool(&self, id: &str) -> Result<Option<String>, StoreError> {
         let id = id.to_string();
         self.read(move |conn| {
@@ -616,13 +628,13 @@ mod tests {
     async fn queue_lifecycle_and_races() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let Inserted::New(a) = store.insert(new_job("alice", Some("k1")), 10).await.unwrap() else { panic!() };
-        let Inserted::Existing(a2) = store.insert(new_job("alice", Some("k1")), 10).await.unwrap() else { panic!() };
+        let Inserted::New(a) = store.insert(&new_id(), new_job("alice", Some("k1")), 10).await.unwrap() else { panic!() };
+        let Inserted::Existing(a2) = store.insert(&new_id(), new_job("alice", Some("k1")), 10).await.unwrap() else { panic!() };
         assert_eq!(a.id, a2.id);
         // The same key for another owner is another job.
-        let Inserted::New(b) = store.insert(new_job("bob", Some("k1")), 10).await.unwrap() else { panic!() };
+        let Inserted::New(b) = store.insert(&new_id(), new_job("bob", Some("k1")), 10).await.unwrap() else { panic!() };
         assert_ne!(a.id, b.id);
-        assert!(matches!(store.insert(new_job("carol", None), 2).await.unwrap(), Inserted::QueueFull));
+        assert!(matches!(store.insert(&new_id(), new_job("carol", None), 2).await.unwrap(), Inserted::QueueFull));
 
         // FIFO within a kind; a claimed job cannot be claimed twice.
         let c = store.claim_next(JobKind::Pull).await.unwrap().unwrap();

@@ -304,3 +304,45 @@ async fn cancel_stops_a_running_build() {
         cleanup.image(&i);
     }
 }
+
+/// An upload cut short leaves no spooled context behind, and one left by a crash is swept
+/// at start-up.
+#[actix_web::test]
+async fn cut_uploads_and_stray_contexts_leave_nothing_on_disk() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let token = app.token(Role::Operator);
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let head = format!(
+        "POST /v1/images/build?tag=berth-test-cut:1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        64 * 1024 * 1024
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&vec![0u8; 2 * 1024 * 1024]).await.unwrap();
+    let contexts = app.data_dir.path().join("contexts");
+    // The upload is being spooled…
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(&contexts).unwrap().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the upload reaches the spool");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // …and the client goes away.
+    drop(conn);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(&contexts).unwrap().count() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the cut upload's file is removed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let page: Value = app.get("/v1/jobs", Role::Operator).send().await.unwrap().json().await.unwrap();
+    assert!(page["items"].as_array().unwrap().is_empty(), "no job: {page}");
+
+    // A stray context (a crash mid-upload) is swept when the service starts.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("contexts")).unwrap();
+    let stray = dir.path().join("contexts").join("stray.ctx");
+    std::fs::write(&stray, b"left by a crash").unwrap();
+    let settings = crate::helpers::test_settings(dir.path());
+    let _app2 = crate::helpers::start(settings, dir).await;
+    assert!(!stray.exists(), "swept at start-up");
+}
