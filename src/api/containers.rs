@@ -287,7 +287,8 @@ fn parse_since(s: &str) -> ApiResult<i64> {
         return Ok(t.timestamp());
     }
     if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(chrono::Utc::now().timestamp() - d.as_secs() as i64);
+        let ago = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        return Ok(chrono::Utc::now().timestamp().saturating_sub(ago).max(0));
     }
     Err(ApiError::invalid(format!(
         "`since` must be Unix seconds, an RFC 3339 time or a duration such as `10m`, not `{}`",

@@ -54,8 +54,12 @@ pub async fn list_images(
         validate_label_filter(l)?;
     }
     for r in &q.reference {
-        if r.is_empty() || r.len() > 512 || r.chars().any(char::is_control) {
-            return Err(ApiError::invalid("`reference` must be a non-empty reference pattern without control characters"));
+        // The engine matches these as path globs: an unbalanced `[` or a `\\` is its 500.
+        let balanced = r.matches('[').count() == r.matches(']').count() && r.find(']') >= r.find('[');
+        if r.is_empty() || r.len() > 512 || r.chars().any(char::is_control) || r.contains('\\') || !balanced {
+            return Err(ApiError::invalid(
+                "`reference` must be a non-empty reference pattern (`*` and `?` wildcards, balanced `[...]`), without control characters",
+            ));
         }
     }
     let filters = ImageFilters { all: q.all.unwrap_or(false), dangling: q.dangling, reference: q.reference, label: q.label };
@@ -181,6 +185,8 @@ pub async fn tag_image(
     if target.digest.is_some() {
         return Err(ApiError::new(crate::error::ErrorCode::InvalidReference, "A tag target cannot carry a digest."));
     }
+    // Tagging is a way to give any image an allowed name: the allow-list covers it.
+    state.settings.policy.check_image(&target, "tag")?;
     state.engine.tag_image(&body.source, &target.repository(), target.tag_or_latest()).await?;
     let full = format!("{}:{}", target.repository(), target.tag_or_latest());
     Ok(HttpResponse::Created()

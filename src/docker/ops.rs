@@ -322,8 +322,12 @@ impl Engine {
         };
         let opts = qp::CreateContainerOptions { name: spec.name.clone(), platform: String::new() };
         let res = d.create_container(Some(opts), body).await.map_err(|e| match self.fail(ObjectKind::Image, e) {
-            // A create 404 is about the image; a 409 is the name.
-            EngineError::NotFound { message, .. } => EngineError::NotFound { kind: ObjectKind::Image, message },
+            // A create 404 is about the image, or about another object it names (a network,
+            // a volume plugin): tell them apart by the engine's message. A 409 is the name.
+            EngineError::NotFound { message, .. } => {
+                let about_image = message.to_ascii_lowercase().contains("image");
+                EngineError::NotFound { kind: if about_image { ObjectKind::Image } else { ObjectKind::Other }, message }
+            }
             other => other,
         })?;
         Ok(res.id)

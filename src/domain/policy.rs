@@ -45,15 +45,25 @@ impl RunPolicy {
     /// also `docker.io/library/name:tag`.
     fn names(image: &ImageRef) -> Vec<String> {
         let repo = image.repository();
-        let tag = image.tag_or_latest();
-        let mut names = vec![repo.clone(), format!("{repo}:{tag}")];
-        if let Some(d) = &image.digest {
-            names.push(format!("{repo}@{d}"));
-        }
-        if image.domain.is_none() {
+        // A digest-only reference has no tag: it must not pass as `:latest`.
+        let tag = match (&image.tag, &image.digest) {
+            (Some(t), _) => Some(t.as_str()),
+            (None, Some(_)) => None,
+            (None, None) => Some("latest"),
+        };
+        let hub = image.domain.is_none().then(|| {
             let path = if image.path.contains('/') { image.path.clone() } else { format!("library/{}", image.path) };
-            names.push(format!("docker.io/{path}"));
-            names.push(format!("docker.io/{path}:{tag}"));
+            format!("docker.io/{path}")
+        });
+        let mut names = Vec::new();
+        for r in std::iter::once(repo).chain(hub) {
+            names.push(r.clone());
+            if let Some(t) = tag {
+                names.push(format!("{r}:{t}"));
+            }
+            if let Some(d) = &image.digest {
+                names.push(format!("{r}@{d}"));
+            }
         }
         names
     }
@@ -98,6 +108,10 @@ mod tests {
         let p = RunPolicy { allowed_images: vec!["127.0.0.1:5000/*".into(), "docker.io/library/busybox:*".into()], ..Default::default() };
         assert!(p.check_image(&ImageRef::parse("127.0.0.1:5000/team/app:1").unwrap(), "run").is_ok());
         assert!(p.check_image(&ImageRef::parse("busybox:1.36").unwrap(), "pull").is_ok());
+        let tagged = RunPolicy { allowed_images: vec!["team/app:latest".into()], ..Default::default() };
+        let digest = format!("team/app@sha256:{}", "a".repeat(64));
+        assert!(tagged.check_image(&ImageRef::parse(&digest).unwrap(), "run").is_err(), "a digest is not :latest");
+        assert!(tagged.check_image(&ImageRef::parse("team/app").unwrap(), "run").is_ok());
         let e = p.check_image(&ImageRef::parse("evil/app").unwrap(), "push").unwrap_err();
         assert_eq!(e.code, ErrorCode::PolicyViolation);
         assert!(e.detail.contains("evil/app") && e.detail.contains("BERTH_ALLOWED_IMAGES"), "{}", e.detail);

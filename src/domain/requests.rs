@@ -71,12 +71,54 @@ impl PruneFilters {
             super::names::validate_label_filter(l)?;
         }
         if let Some(u) = &self.until {
-            let ok = !u.is_empty() && u.len() <= 64 && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"-:.+".contains(&b));
-            if !ok {
-                return Err(ApiError::invalid("`filters.until` must be Unix seconds, an RFC 3339 time or a duration like 24h"));
+            if !is_until(u) {
+                return Err(ApiError::invalid(
+                    "`filters.until` must be Unix seconds, an RFC 3339 time, or a duration such as 24h or 1h30m",
+                ));
             }
         }
         Ok(())
+    }
+}
+
+/// What the engine takes as `until`: Unix seconds (with a fraction), an RFC 3339 time, or
+/// a Go duration (`1h30m`, `90s`, `1.5h`).
+fn is_until(u: &str) -> bool {
+    if u.is_empty() || u.len() > 64 {
+        return false;
+    }
+    if u.parse::<f64>().is_ok_and(|n| n.is_finite() && n >= 0.0) || chrono::DateTime::parse_from_rfc3339(u).is_ok() {
+        return true;
+    }
+    // A Go duration: one or more number+unit pairs.
+    let mut rest = u;
+    while !rest.is_empty() {
+        let num_len = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+        if num_len == 0 || rest[..num_len].parse::<f64>().is_err() {
+            return false;
+        }
+        rest = &rest[num_len..];
+        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"].iter().find(|unit| rest.starts_with(**unit));
+        match unit {
+            Some(unit) => rest = &rest[unit.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod until_tests {
+    use super::is_until;
+
+    #[test]
+    fn until_forms() {
+        for ok in ["1700000000", "1700000000.5", "2026-11-29T07:00:00Z", "24h", "1h30m", "90s", "1.5h", "10ms"] {
+            assert!(is_until(ok), "{ok}");
+        }
+        for bad in ["", "yesterday", "h", "1x", "-5h", "1h-", "24h ", "∞", "1d"] {
+            assert!(!is_until(bad), "{bad}");
+        }
     }
 }
 
@@ -141,7 +183,11 @@ fn key_value(field: &str, s: &str) -> Result<(String, String), ApiError> {
             }
             Ok((k.to_string(), v.to_string()))
         }
-        _ => Err(ApiError::invalid(format!("`{field}` must be KEY=VALUE, got `{}`", s.escape_debug()))),
+        // The value may be a secret: the error names at most the key.
+        _ => Err(ApiError::invalid(format!(
+            "`{field}` must be KEY=VALUE with a KEY of printable characters and no spaces (got `{}…`)",
+            s.chars().take_while(|c| *c != '=' && !c.is_whitespace()).take(64).collect::<String>().escape_debug()
+        ))),
     }
 }
 
@@ -168,6 +214,13 @@ impl BuildQuery {
                 && !r.chars().any(|c| c.is_control() || c.is_whitespace());
             if !ok {
                 return Err(ApiError::invalid("`remote` must be an http(s) or git URL"));
+            }
+            // user:token@ in a URL would be stored with the job and echoed in its errors.
+            let authority = r.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
+            if authority.contains('@') {
+                return Err(ApiError::invalid(
+                    "`remote` must not carry credentials (user:token@host): they would be stored with the job",
+                ));
             }
         }
         Ok(BuildParams {

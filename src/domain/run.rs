@@ -238,6 +238,10 @@ impl RunContainerRequest {
         let mut binds = Vec::new();
         for v in self.volumes.iter().flatten() {
             if v.starts_with('/') && !v.contains(':') {
+                check_text("volumes", v, 4096)?;
+                if v.chars().any(char::is_control) {
+                    return Err(invalid("`volumes` paths must not contain control characters"));
+                }
                 anonymous_volumes.push(v.clone());
                 continue;
             }

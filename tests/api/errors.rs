@@ -296,3 +296,48 @@ async fn overlong_paths_and_query_strings_are_414_and_big_headers_are_refused() 
     // And the service is still up.
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
 }
+
+/// Input the engine would answer with a 500 (or that would store a secret) is refused
+/// first, with a precise 400.
+#[actix_web::test]
+async fn engine_hostile_input_is_400_before_the_engine() {
+    let app = spawn_app().await;
+    for q in ["reference=%5B", "reference=a%5Cb", "reference=%5Dx%5B"] {
+        let res = app.get(&format!("/v1/images?{q}"), Role::Viewer).send().await.unwrap();
+        assert_problem(res, 400, "invalid_request").await;
+    }
+    // A glob the engine takes is fine.
+    let res = app.get("/v1/images?reference=berth-test/*", Role::Viewer).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    for until in ["yesterday", "1d", "-5h"] {
+        let res = app
+            .post("/v1/containers/prune", Role::Admin)
+            .json(&json!({"filters": {"label": ["berth.test=never"], "until": until}}))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(res, 400, "invalid_request").await;
+    }
+    // Credentials in a remote URL would be stored with the job.
+    let res = app
+        .post("/v1/images/build?remote=https://user:s3cr3t@example.invalid/repo.git", Role::Operator)
+        .send()
+        .await
+        .unwrap();
+    let p = assert_problem(res, 400, "invalid_request").await;
+    assert!(!p.to_string().contains("s3cr3t"), "{p}");
+    // A malformed build arg is named by its key only.
+    let res = app
+        .post("/v1/images/build?remote=https://example.invalid/r.git&buildarg=TOKEN%20x=s3cr3t", Role::Operator)
+        .send()
+        .await
+        .unwrap();
+    let p = assert_problem(res, 400, "invalid_request").await;
+    assert!(!p.to_string().contains("s3cr3t"), "{p}");
+    // A duration beyond any date is clamped, not an overflow.
+    let name = crate::helpers::unique("since-overflow");
+    let mut cleanup = crate::helpers::Cleanup::default();
+    crate::helpers::run_container(&mut cleanup, &name, "echo hi", &[]);
+    let res = app.get(&format!("/v1/containers/{name}/logs?since=9223372036854775807s"), Role::Viewer).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}

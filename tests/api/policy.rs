@@ -132,3 +132,31 @@ async fn exec_and_attach_into_a_host_powered_container_need_admin() {
     let res = app.post(&format!("/v1/containers/{name}/exec"), Role::Admin).json(&exec).send().await.unwrap();
     assert_eq!(res.status(), 201);
 }
+
+#[actix_web::test]
+async fn tagging_into_an_allowed_name_is_checked_and_missing_networks_are_not_missing_images() {
+    let app = spawn_app_with(|s| s.policy.allowed_images = vec!["berth-test/*".into()]).await;
+    let res = app
+        .post("/v1/images/tag", Role::Operator)
+        .json(&json!({"source": BASE_IMAGE, "target": "evil/busybox:1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 403, "policy_violation").await;
+
+    let app = spawn_app().await;
+    let name = unique("policy-nonet");
+    let mut cleanup = Cleanup::default();
+    cleanup.container(&name);
+    let res = app
+        .post("/v1/containers", Role::Operator)
+        .json(&json!({"image": BASE_IMAGE, "name": name, "cmd": ["true"], "network": format!("{name}-net")}))
+        .send()
+        .await
+        .unwrap();
+    let job: Value = res.json().await.unwrap();
+    let job = app.wait_for_job(job["id"].as_str().unwrap(), Role::Operator).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_ne!(job["error"]["code"], "image_not_found", "the network is missing, not the image: {job}");
+    assert!(job["error"]["message"].as_str().unwrap().contains("network"), "{job}");
+}
