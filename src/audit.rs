@@ -17,7 +17,19 @@ pub use crate::jobs::store::{AuditFilter, AuditLog, AuditRecord};
 /// Where audit records go.
 pub struct Auditor {
     log: Arc<dyn AuditLog>,
+    /// Refusals of requests without a valid token, per client address and minute: past a
+    /// budget they are counted, not each stored, so an anonymous flood cannot fill the disk.
+    anonymous: std::sync::Mutex<std::collections::HashMap<String, Window>>,
 }
+
+struct Window {
+    started: std::time::Instant,
+    stored: u32,
+    suppressed: u32,
+}
+
+/// Anonymous refusals stored per client address and minute.
+const ANONYMOUS_PER_MINUTE: u32 = 30;
 
 /// What a request acted on, when the path does not say (set by handlers).
 #[derive(Debug, Clone)]
@@ -30,7 +42,48 @@ pub fn set_target(req: &HttpRequest, target: impl Into<String>) {
 
 impl Auditor {
     pub fn new(log: Arc<dyn AuditLog>) -> Self {
-        Self { log }
+        Self { log, anonymous: Default::default() }
+    }
+
+    /// Whether to store an anonymous refusal from `client` (false past the budget).
+    fn admit_anonymous(&self, client: &str) -> bool {
+        let mut map = self.anonymous.lock().unwrap_or_else(|p| p.into_inner());
+        let minute = std::time::Duration::from_secs(60);
+        if map.len() > 10_000 {
+            map.retain(|_, w| w.started.elapsed() < minute);
+        }
+        let w = map.entry(client.to_string()).or_insert(Window { started: std::time::Instant::now(), stored: 0, suppressed: 0 });
+        if w.started.elapsed() >= minute {
+            if w.suppressed > 0 {
+                tracing::warn!(target: "berth::audit", client, suppressed = w.suppressed, "anonymous refusals past the audit budget were counted, not stored");
+            }
+            *w = Window { started: std::time::Instant::now(), stored: 0, suppressed: 0 };
+        }
+        if w.stored < ANONYMOUS_PER_MINUTE {
+            w.stored += 1;
+            true
+        } else {
+            w.suppressed += 1;
+            false
+        }
+    }
+
+    /// Delete records older than `retention`, every hour, until the process ends.
+    pub fn spawn_retention(self: &Arc<Self>, retention: std::time::Duration) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(90));
+                let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                match me.log.prune_before(&cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "audit records past BERTH_AUDIT_RETENTION removed"),
+                    Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
+                }
+            }
+        });
     }
 
     pub fn log(&self) -> &Arc<dyn AuditLog> {
@@ -39,6 +92,9 @@ impl Auditor {
 
     /// Record one event: logged at once, then stored.
     pub async fn record(&self, rec: AuditRecord) {
+        if rec.subject.is_none() && !self.admit_anonymous(rec.client.as_deref().unwrap_or("-")) {
+            return;
+        }
         tracing::info!(
             target: "berth::audit",
             subject = rec.subject.as_deref().unwrap_or("-"),

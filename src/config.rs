@@ -69,6 +69,8 @@ pub struct Settings {
     pub build_context_max: u64,
     /// Build contexts uploading at once; beyond it 429.
     pub max_uploads: usize,
+    /// How long audit records are kept.
+    pub audit_retention: Duration,
     /// Registry credentials per host (docker `config.json` format).
     pub registry_auth_file: Option<PathBuf>,
     /// An interactive session (attach, exec) with no frame either way for this long is
@@ -97,6 +99,7 @@ impl Settings {
             metrics_public: false,
             build_context_max: 16 * 1024 * 1024 * 1024,
             max_uploads: 4,
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
             registry_auth_file: None,
             ws_idle_timeout: Duration::from_secs(600),
             ws_max_sessions: 64,
@@ -189,6 +192,10 @@ impl Settings {
         if let Some(v) = get("BERTH_DEFAULT_NANO_CPUS") {
             s.policy.default_nano_cpus =
                 Some(v.parse().with_context(|| format!("BERTH_DEFAULT_NANO_CPUS must be a whole number, not `{v}`"))?);
+        }
+        if let Some(v) = get("BERTH_AUDIT_RETENTION") {
+            s.audit_retention = humantime::parse_duration(&v)
+                .with_context(|| format!("BERTH_AUDIT_RETENTION must be a duration such as `90d`, not `{v}`"))?;
         }
         if let Some(v) = get("BERTH_METRICS_PUBLIC") {
             s.metrics_public = matches!(v.as_str(), "1" | "true" | "yes");

@@ -57,6 +57,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        // Label values from a fixed set: a client inventing methods must not grow the registry.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
         self.http_requests.get_or_create(&HttpLabels { method: method.into(), route: route.into(), status }).inc();
         self.http_duration
             .get_or_create(&RouteLabels { method: method.into(), route: route.into() })

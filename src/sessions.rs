@@ -48,6 +48,9 @@ use crate::error::{ApiError, ErrorCode};
 /// put together), in bytes: a bound on the stdin held at once.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
+/// Exec instances one owner may hold unstarted (each may carry a large command and env).
+const MAX_UNSTARTED_EXECS_PER_OWNER: usize = 32;
+
 /// An exec instance created but not started is forgotten after this long.
 const EXEC_TTL: Duration = Duration::from_secs(3600);
 
@@ -105,6 +108,23 @@ impl Sessions {
     }
 
     /// Remember an exec instance made by `owner`.
+    /// Refuse a new exec instance when `owner` holds too many that were never started.
+    pub fn check_exec_quota(&self, owner: &str) -> Result<(), ApiError> {
+        let mut execs = self.execs.lock().expect("exec registry lock");
+        execs.retain(|_, r| r.claimed || r.created.elapsed() < EXEC_TTL);
+        let unstarted = execs.values().filter(|r| !r.claimed && r.owner == owner).count();
+        if unstarted >= MAX_UNSTARTED_EXECS_PER_OWNER {
+            return Err(ApiError::new(
+                ErrorCode::TooManySessions,
+                format!(
+                    "{unstarted} exec instances of yours were created and never started; start them (GET /v1/exec/{{id}}/ws) or wait for them to expire."
+                ),
+            )
+            .with_retry_after(60));
+        }
+        Ok(())
+    }
+
     pub fn register_exec(&self, id: &str, owner: &str, container_id: &str, spec: &ExecSpec) {
         let mut execs = self.execs.lock().expect("exec registry lock");
         execs.retain(|_, r| r.claimed || r.created.elapsed() < EXEC_TTL);

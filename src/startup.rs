@@ -109,6 +109,7 @@ impl Application {
         );
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let auditor = web::Data::new(crate::audit::Auditor::new(store.clone()));
+        auditor.clone().into_inner().spawn_retention(settings.audit_retention);
         let jobs = Jobs::new(&settings, store, engine.clone(), credentials, metrics.clone())?;
         let metrics = web::Data::from(metrics);
         jobs.start().await.context("recovering the job queue")?;

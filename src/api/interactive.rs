@@ -159,6 +159,7 @@ pub async fn create_exec(
 ) -> ApiResult<HttpResponse> {
     let id = container_id(id)?;
     let spec = body.validate(who.is_admin())?;
+    state.sessions.check_exec_quota(&who.subject)?;
     let c = state.engine.container_stdio_info(&id).await?;
     check_host_power(&c, &who)?;
     if !c.running {

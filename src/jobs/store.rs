@@ -554,6 +554,8 @@ pub trait AuditLog: Send + Sync + 'static {
     async fn record(&self, rec: AuditRecord) -> Result<(), StoreError>;
     /// Newest first.
     async fn query(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Delete records older than `cutoff` (RFC 3339); how many.
+    async fn prune_before(&self, cutoff: &str) -> Result<usize, StoreError>;
 }
 
 #[async_trait]
@@ -568,6 +570,11 @@ impl AuditLog for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn prune_before(&self, cutoff: &str) -> Result<usize, StoreError> {
+        let cutoff = cutoff.to_string();
+        self.with(move |conn| Ok(conn.execute("DELETE FROM audit WHERE at < ?1", [cutoff])?)).await
     }
 
     async fn query(&self, f: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

@@ -80,3 +80,23 @@ async fn mutating_and_refused_requests_are_recorded_and_queryable() {
         assert_problem(res, 400, "invalid_request").await;
     }
 }
+
+#[actix_web::test]
+async fn an_anonymous_flood_is_counted_not_stored_one_by_one() {
+    let app = spawn_app().await;
+    for _ in 0..50 {
+        let res = app.client.delete(app.url("/v1/containers/flood")).send().await.unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    // A token-holder's refusals are always stored.
+    for _ in 0..40 {
+        let res = app.post("/v1/containers/flood/stop", Role::Viewer).send().await.unwrap();
+        assert_eq!(res.status(), 403);
+    }
+    let page = audit(&app, "?outcome=denied&limit=1000").await;
+    let items = page["items"].as_array().unwrap();
+    let anonymous = items.iter().filter(|r| r["subject"].is_null()).count();
+    let viewer = items.iter().filter(|r| r["subject"] == "test-viewer").count();
+    assert_eq!(anonymous, 30, "anonymous refusals stored up to the per-minute budget");
+    assert_eq!(viewer, 40);
+}

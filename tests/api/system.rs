@@ -60,3 +60,29 @@ async fn engine_unreachable_is_503_and_the_service_stays_up() {
     let res = app.get("/v1/images", Role::Viewer).send().await.unwrap();
     assert_problem(res, 503, "docker_unavailable").await;
 }
+
+#[actix_web::test]
+async fn metrics_need_admin_unless_public_and_keep_labels_bounded() {
+    let app = spawn_app().await;
+    app.get("/v1/images", Role::Viewer).send().await.unwrap();
+    for m in ["FOO1", "FOO2", "BREW"] {
+        let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+        app.client.request(method, app.url("/v1/images")).send().await.unwrap();
+    }
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_problem(res, 401, "unauthorized").await;
+    let res = app.get("/metrics", Role::Operator).send().await.unwrap();
+    assert_problem(res, 403, "forbidden").await;
+    let res = app.get("/metrics", Role::Admin).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = res.text().await.unwrap();
+    assert!(text.contains(r#"berth_http_requests_total{method="GET",route="/v1/images",status="200"} 1"#), "{text}");
+    assert!(text.contains(r#"method="OTHER""#), "invented methods fold into OTHER: {text}");
+    assert!(!text.contains("FOO1") && !text.contains("BREW"), "{text}");
+    assert!(text.contains("berth_jobs_queued") && text.contains("berth_jobs_running"), "{text}");
+
+    let public = spawn_app_with(|s| s.metrics_public = true).await;
+    let res = public.client.get(public.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
