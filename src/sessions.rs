@@ -616,7 +616,7 @@ mod tests {
     }
 
     fn principal(sub: &str, role: crate::auth::Role) -> Principal {
-        Principal { subject: sub.into(), role: Some(role) }
+        Principal { subject: sub.into(), role: Some(role), expires_at: u64::MAX }
     }
 
     #[test]

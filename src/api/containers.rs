@@ -317,7 +317,7 @@ fn parse_since(s: &str) -> ApiResult<i64> {
 )]
 #[get("/containers/{id}/logs")]
 pub async fn container_logs(
-    _: Authorized<Viewer>,
+    who: Authorized<Viewer>,
     state: web::Data<AppState>,
     id: web::Path<String>,
     Qs(q): Qs<LogsQuery>,
@@ -333,6 +333,7 @@ pub async fn container_logs(
     state.engine.container_running(&id).await?;
     let mut logs = Box::pin(state.engine.logs(&id, &opts).await?);
     let engine = state.engine.clone();
+    let deadline = who.stream_deadline();
     let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(64);
     tokio::spawn(async move {
         let mut seq: u64 = 0;
@@ -340,6 +341,8 @@ pub async fn container_logs(
             let item = tokio::select! {
                 item = logs.next() => item,
                 _ = tx.closed() => return,
+                // The token expired: end the stream (the client reconnects with a new one).
+                _ = tokio::time::sleep_until(deadline) => return,
             };
             let event = match item {
                 None => break,

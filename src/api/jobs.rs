@@ -219,9 +219,11 @@ pub async fn stream_job_events(
         }
     }
     let jobs = state.jobs.clone();
+    let deadline = who.stream_deadline();
     let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(64);
     tokio::spawn(async move {
-        follow_job(&jobs, &job.id, after, &tx).await;
+        // The stream ends when the token does; the client resumes with a fresh one.
+        let _ = tokio::time::timeout_at(deadline, follow_job(&jobs, &job.id, after, &tx)).await;
         jobs.hub().release(&job.id);
     });
     Ok(Either::Right(sse::Sse::from_infallible_receiver(rx).with_keep_alive(SSE_KEEP_ALIVE)))
@@ -345,9 +347,10 @@ pub struct EventsQuery {
 pub async fn stream_events(who: Authorized<Viewer>, state: web::Data<AppState>, Qs(_q): Qs<EventsQuery>) -> impl Responder {
     let mut rx = state.jobs.hub().subscribe_states();
     let principal: Principal = who.principal.clone();
+    let deadline = principal.stream_deadline();
     let (tx, out) = tokio::sync::mpsc::channel::<sse::Event>(64);
     tokio::spawn(async move {
-        loop {
+        let _ = tokio::time::timeout_at(deadline, async move { loop {
             let change = tokio::select! {
                 r = rx.recv() => r,
                 _ = tx.closed() => return,
@@ -372,7 +375,8 @@ pub async fn stream_events(who: Authorized<Viewer>, state: web::Data<AppState>, 
                 }
                 Err(RecvError::Closed) => return,
             }
-        }
+        } })
+        .await;
     });
     sse::Sse::from_infallible_receiver(out).with_keep_alive(SSE_KEEP_ALIVE)
 }

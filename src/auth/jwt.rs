@@ -108,7 +108,7 @@ impl JwtVerifier {
             ApiError::new(ErrorCode::Unauthorized, format!("Invalid bearer token: {why}."))
         })?;
         let role = data.claims.roles.iter().filter_map(|r| Role::parse(r)).max();
-        Ok(Principal { subject: data.claims.sub, role })
+        Ok(Principal { subject: data.claims.sub, role, expires_at: data.claims.exp })
     }
 }
 

@@ -62,9 +62,18 @@ pub struct Principal {
     pub subject: String,
     /// The highest role the token grants; `None` when it names no known role.
     pub role: Option<Role>,
+    /// The token's `exp` (Unix seconds): long-lived streams end there.
+    pub expires_at: u64,
 }
 
 impl Principal {
+    /// When the token expires, as a tokio instant (streams opened with it end then; the
+    /// client reconnects with a fresh token and resumes by `Last-Event-ID`).
+    pub fn stream_deadline(&self) -> tokio::time::Instant {
+        let now = jsonwebtoken::get_current_timestamp();
+        tokio::time::Instant::now() + std::time::Duration::from_secs(self.expires_at.saturating_sub(now))
+    }
+
     pub fn has(&self, role: Role) -> bool {
         self.role.is_some_and(|r| r >= role)
     }

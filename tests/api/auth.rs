@@ -368,3 +368,26 @@ async fn access_token_query_works_on_event_streams_only() {
     let res = app.client.post(app.url(&format!("/v1/containers/{name}/logs?access_token={admin}"))).send().await.unwrap();
     assert_problem(res, 401, "unauthorized").await;
 }
+
+/// Long-lived streams end when the token that opened them expires.
+#[actix_web::test]
+async fn event_streams_end_when_their_token_expires() {
+    use futures_util::StreamExt;
+    let app = crate::helpers::spawn_app().await;
+    let token = berth::auth::mint_token(&app.settings.jwt, "short-lived", &[Role::Viewer], std::time::Duration::from_secs(2))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let res = app.client.get(app.url("/v1/events")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.bytes_stream();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended with its token");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "not before the token expired");
+}
