@@ -54,18 +54,10 @@ pub async fn list_audit(
     auditor: web::Data<Auditor>,
     Qs(q): Qs<AuditQuery>,
 ) -> ApiResult<web::Json<AuditPage>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("`limit` must be between 1 and 1000"));
-    }
+    let paging = super::Paging::new(q.limit, q.cursor)?;
     if let Some(o) = &q.outcome {
         if !["success", "denied", "rejected", "failed"].contains(&o.as_str()) {
             return Err(ApiError::invalid("`outcome` must be success, denied, rejected or failed"));
-        }
-    }
-    if let Some(c) = &q.cursor {
-        if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(ApiError::invalid("`cursor` is not a cursor this server gave out"));
         }
     }
     let filter = AuditFilter {
@@ -73,15 +65,10 @@ pub async fn list_audit(
         outcome: q.outcome,
         action: q.action,
         job_id: q.job_id,
-        before: q.cursor,
-        limit: limit as usize + 1,
+        before: paging.cursor.clone(),
+        limit: paging.fetch(),
     };
     let mut items = auditor.log().query(filter).await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|r| r.id.clone())
-    } else {
-        None
-    };
+    let next_cursor = paging.finish(&mut items, |r| &r.id);
     Ok(web::Json(AuditPage { items, next_cursor }))
 }

@@ -38,10 +38,6 @@ pub struct JobListQuery {
     pub cursor: Option<String>,
 }
 
-fn job_id_ok(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
 /// List the jobs the caller may see, newest first.
 #[utoipa::path(
     tag = "jobs",
@@ -60,10 +56,7 @@ pub async fn list_jobs(
     state: web::Data<AppState>,
     Qs(q): Qs<JobListQuery>,
 ) -> ApiResult<web::Json<JobPage>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("`limit` must be between 1 and 1000"));
-    }
+    let paging = super::Paging::new(q.limit, q.cursor)?;
     let job_state = match q.state.as_deref() {
         None => None,
         Some(s) => Some(JobState::parse(s).ok_or_else(|| {
@@ -76,11 +69,6 @@ pub async fn list_jobs(
             ApiError::invalid("`kind` must be build, pull, push, run, prune_images or prune_containers")
         })?),
     };
-    if let Some(c) = &q.cursor {
-        if !job_id_ok(c) {
-            return Err(ApiError::invalid("`cursor` is not a cursor this server gave out"));
-        }
-    }
     let owner = match (q.owner, who.is_admin()) {
         (Some(o), true) => Some(o),
         (None, true) => None,
@@ -89,14 +77,9 @@ pub async fn list_jobs(
         }
         _ => Some(who.subject.clone()),
     };
-    let filter = JobFilter { owner, state: job_state, kind, before: q.cursor, limit: limit as usize + 1 };
+    let filter = JobFilter { owner, state: job_state, kind, before: paging.cursor.clone(), limit: paging.fetch() };
     let mut items = state.jobs.store().list(filter).await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|j| j.id.clone())
-    } else {
-        None
-    };
+    let next_cursor = paging.finish(&mut items, |j| &j.id);
     Ok(web::Json(JobPage { items, next_cursor }))
 }
 

@@ -46,6 +46,42 @@ pub(crate) fn de_bool_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Opti
     }
 }
 
+/// The shared paging of Berth's own records (jobs, audit): `?limit=` (1-1000, default
+/// 100) and `?cursor=` (the last id of the previous page; ids sort by time).
+pub(crate) struct Paging {
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+impl Paging {
+    pub fn new(limit: Option<u32>, cursor: Option<String>) -> Result<Self, ApiError> {
+        let limit = limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::invalid("`limit` must be between 1 and 1000"));
+        }
+        if let Some(c) = &cursor {
+            if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(ApiError::invalid("`cursor` is not a cursor this server gave out"));
+            }
+        }
+        Ok(Self { limit: limit as usize, cursor })
+    }
+
+    /// How many rows to fetch: one more than the page, to know whether another follows.
+    pub fn fetch(&self) -> usize {
+        self.limit + 1
+    }
+
+    /// Cut the fetched rows to the page; the next cursor, when more follow.
+    pub fn finish<T>(&self, items: &mut Vec<T>, id: impl Fn(&T) -> &str) -> Option<String> {
+        if items.len() <= self.limit {
+            return None;
+        }
+        items.truncate(self.limit);
+        items.last().map(|t| id(t).to_string())
+    }
+}
+
 struct SecurityAddon;
 
 impl Modify for SecurityAddon {

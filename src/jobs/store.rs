@@ -223,6 +223,17 @@ impl SqliteStore {
     }
 }
 
+/// `(seq, event, data)` columns as an event of job `job_id`.
+fn event_from_row(job_id: &str, r: &Row) -> rusqlite::Result<JobEvent> {
+    let data: String = r.get(2)?;
+    Ok(JobEvent {
+        job_id: job_id.to_string(),
+        seq: r.get(0)?,
+        event: r.get(1)?,
+        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+    })
+}
+
 fn get_job(conn: &Connection, id: &str) -> rusqlite::Result<Option<Job>> {
     conn.query_row(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"), [id], job_from_row).optional()
 }
@@ -411,15 +422,7 @@ impl JobStore for SqliteStore {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, event, data FROM job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![id, after, limit as i64], |r| {
-                let data: String = r.get(2)?;
-                Ok(JobEvent {
-                    job_id: id.clone(),
-                    seq: r.get(0)?,
-                    event: r.get(1)?,
-                    data: serde_json::from_str(&data).unwrap_or(Value::Null),
-                })
-            })?;
+            let rows = stmt.query_map(params![id, after, limit as i64], |r| event_from_row(&id, r))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -432,15 +435,7 @@ impl JobStore for SqliteStore {
                 .query_row(
                     "SELECT seq, event, data FROM job_events WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1",
                     [&id],
-                    |r| {
-                        let data: String = r.get(2)?;
-                        Ok(JobEvent {
-                            job_id: id.clone(),
-                            seq: r.get(0)?,
-                            event: r.get(1)?,
-                            data: serde_json::from_str(&data).unwrap_or(Value::Null),
-                        })
-                    },
+                    |r| event_from_row(&id, r),
                 )
                 .optional()?)
         })
