@@ -391,3 +391,56 @@ async fn event_streams_end_when_their_token_expires() {
     assert!(ended.is_ok(), "the stream ended with its token");
     assert!(started.elapsed() >= std::time::Duration::from_secs(1), "not before the token expired");
 }
+
+/// RS256 and ES256 with a public key file (test-only keys in tests/keys): the configured
+/// algorithm verifies; HS256 signed with the public key's bytes (the classic confusion
+/// attack) and the other asymmetric algorithm are refused.
+#[actix_web::test]
+async fn public_key_tokens_rs256_and_es256() {
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
+    let claims = json!({"sub": "pk-user", "roles": ["viewer"], "exp": jsonwebtoken::get_current_timestamp() + 600});
+    for (alg, public, private) in [
+        (Algorithm::RS256, "rs256-public.pem", "rs256-private.pem"),
+        (Algorithm::ES256, "es256-public.pem", "es256-private.pem"),
+    ] {
+        let public_path = format!("{keys}/{public}");
+        let settings = berth::config::Settings::from_lookup(|k| match k {
+            "BERTH_JWT_PUBLIC_KEY_FILE" => Some(public_path.clone()),
+            _ => None,
+        })
+        .unwrap();
+        let berth::config::JwtKey::PublicKey { algorithm, .. } = &settings.jwt.key else { panic!("a public key") };
+        assert_eq!(*algorithm, alg, "the algorithm follows the key");
+        let key = settings.jwt.key.clone();
+        let app = spawn_app_with(|s| s.jwt.key = key).await;
+
+        let pem = std::fs::read(format!("{keys}/{private}")).unwrap();
+        let signing = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
+            _ => EncodingKey::from_ec_pem(&pem).unwrap(),
+        };
+        let good = jsonwebtoken::encode(&Header::new(alg), &claims, &signing).unwrap();
+        let res = app.client.get(app.url("/v1/jobs")).bearer_auth(&good).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{alg:?} token accepted");
+
+        // Key confusion: HS256 keyed with the public key's PEM.
+        let public_pem = std::fs::read(&public_path).unwrap();
+        let confused = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&public_pem).unwrap())
+            .unwrap();
+        let res = app.client.get(app.url("/v1/jobs")).bearer_auth(&confused).send().await.unwrap();
+        assert_problem(res, 401, "unauthorized").await;
+        // A token of the other asymmetric kind.
+        let (other_alg, other_private) = match alg {
+            Algorithm::RS256 => (Algorithm::ES256, "es256-private.pem"),
+            _ => (Algorithm::RS256, "rs256-private.pem"),
+        };
+        let other_pem = std::fs::read(format!("{keys}/{other_private}")).unwrap();
+        let other_key = match other_alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&other_pem).unwrap(),
+            _ => EncodingKey::from_ec_pem(&other_pem).unwrap(),
+        };
+        let other = jsonwebtoken::encode(&Header::new(other_alg), &claims, &other_key).unwrap();
+        let res = app.client.get(app.url("/v1/jobs")).bearer_auth(&other).send().await.unwrap();
+        assert_problem(res, 401, "unauthorized").await;
+    }
+}

@@ -1,0 +1,54 @@
+//! The binary's commands: `serve` refuses to start without a key (and says how to set
+//! one), `token` prints a token the service accepts, `openapi` prints the spec.
+
+use std::process::Command;
+
+use crate::helpers::{TEST_SECRET, spawn_app};
+
+fn berth() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+    c.env_remove("BERTH_JWT_SECRET").env_remove("BERTH_JWT_PUBLIC_KEY_FILE");
+    c
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_key() {
+    let out = berth().arg("serve").env("BERTH_LISTEN", "127.0.0.1:0").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BERTH_JWT_SECRET") && err.contains("BERTH_JWT_PUBLIC_KEY_FILE"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[actix_web::test]
+async fn token_prints_a_token_the_service_accepts() {
+    let app = spawn_app().await;
+    let out = berth()
+        .args(["token", "--sub", "cli-user", "--role", "operator", "--ttl", "10m"])
+        .env("BERTH_JWT_SECRET", TEST_SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let res = app.client.get(app.url("/v1/jobs")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    // The role is the one asked for: operator, not admin.
+    let res = app.client.get(app.url("/v1/audit")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+
+    let out = berth().args(["token", "--sub", "x", "--role", "root"]).env("BERTH_JWT_SECRET", TEST_SECRET).output().unwrap();
+    assert!(!out.status.success(), "an unknown role is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("viewer, operator or admin"));
+}
+
+#[test]
+fn openapi_prints_the_committed_spec() {
+    let out = berth().arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap())
+            .unwrap();
+    assert_eq!(printed, committed);
+}
