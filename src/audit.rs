@@ -71,12 +71,9 @@ impl Auditor {
     /// Delete records older than `retention`, every hour, until the process ends.
     pub fn spawn_retention(self: &Arc<Self>, retention: std::time::Duration) {
         let me = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-            loop {
-                tick.tick().await;
-                let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(90));
-                let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        crate::jobs::every_hour_before(retention, move |cutoff| {
+            let me = me.clone();
+            async move {
                 match me.log.prune_before(&cutoff).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(removed = n, "audit records past BERTH_AUDIT_RETENTION removed"),

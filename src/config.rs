@@ -71,6 +71,8 @@ pub struct Settings {
     pub max_uploads: usize,
     /// How long audit records are kept.
     pub audit_retention: Duration,
+    /// How long finished jobs (and their events) are kept.
+    pub job_retention: Duration,
     /// Registry credentials per host (docker `config.json` format).
     pub registry_auth_file: Option<PathBuf>,
     /// An interactive session (attach, exec) with no frame either way for this long is
@@ -100,6 +102,7 @@ impl Settings {
             build_context_max: 16 * 1024 * 1024 * 1024,
             max_uploads: 4,
             audit_retention: Duration::from_secs(90 * 24 * 3600),
+            job_retention: Duration::from_secs(30 * 24 * 3600),
             registry_auth_file: None,
             ws_idle_timeout: Duration::from_secs(600),
             ws_max_sessions: 64,
@@ -192,6 +195,10 @@ impl Settings {
         if let Some(v) = get("BERTH_DEFAULT_NANO_CPUS") {
             s.policy.default_nano_cpus =
                 Some(v.parse().with_context(|| format!("BERTH_DEFAULT_NANO_CPUS must be a whole number, not `{v}`"))?);
+        }
+        if let Some(v) = get("BERTH_JOB_RETENTION") {
+            s.job_retention = humantime::parse_duration(&v)
+                .with_context(|| format!("BERTH_JOB_RETENTION must be a duration such as `30d`, not `{v}`"))?;
         }
         if let Some(v) = get("BERTH_AUDIT_RETENTION") {
             s.audit_retention = humantime::parse_duration(&v)

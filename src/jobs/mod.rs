@@ -88,6 +88,25 @@ pub struct Jobs {
     stopping: CancellationToken,
     tasks: TaskTracker,
     metrics: Arc<Metrics>,
+    /// Finished jobs are forgotten this long after they end.
+    retention: Duration,
+}
+
+/// Run `sweep(cutoff)` now and every hour, `cutoff` being `retention` ago (RFC 3339).
+pub fn every_hour_before<F, Fut>(retention: Duration, sweep: F)
+where
+    F: Fn(String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let ago = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(36500));
+            let cutoff = chrono::Utc::now().checked_sub_signed(ago).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+            sweep(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).await;
+        }
+    });
 }
 
 impl Jobs {
@@ -124,6 +143,7 @@ impl Jobs {
             stopping: CancellationToken::new(),
             tasks: TaskTracker::new(),
             metrics,
+            retention: settings.job_retention,
         }))
     }
 
@@ -157,6 +177,17 @@ impl Jobs {
             tokio::spawn(async move { me.stop_orphan(&job).await });
         }
         self.sweep_spool().await?;
+        let me = self.clone();
+        every_hour_before(self.retention, move |cutoff| {
+            let me = me.clone();
+            async move {
+                match me.store.delete_finished_before(&cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "finished jobs past BERTH_JOB_RETENTION forgotten"),
+                    Err(e) => tracing::warn!(error = %e, "forgetting old jobs failed"),
+                }
+            }
+        });
         for kind in JobKind::ALL {
             let me = self.clone();
             tokio::spawn(async move { me.run_dispatcher_until_stopped(kind).await });

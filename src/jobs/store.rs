@@ -64,6 +64,8 @@ pub trait JobStore: Send + Sync + 'static {
     async fn events_after(&self, id: &str, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError>;
     /// Forget a finished job and its events; returns its spool path, if any.
     async fn delete_finished(&self, id: &str) -> Result<Option<Option<String>>, StoreError>;
+    /// Forget jobs that finished before `cutoff` (RFC 3339), with their events; how many.
+    async fn delete_finished_before(&self, cutoff: &str) -> Result<usize, StoreError>;
     /// Jobs left `running` by a dead process.
     async fn running_ids(&self) -> Result<Vec<String>, StoreError>;
     async fn count_queued(&self) -> Result<usize, StoreError>;
@@ -462,6 +464,22 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn delete_finished_before(&self, cutoff: &str) -> Result<usize, StoreError> {
+        let cutoff = cutoff.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM job_events WHERE job_id IN
+                   (SELECT id FROM jobs WHERE state NOT IN ('queued', 'running') AND finished_at < ?1)",
+                [&cutoff],
+            )?;
+            let n = tx.execute("DELETE FROM jobs WHERE state NOT IN ('queued', 'running') AND finished_at < ?1", [&cutoff])?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
     async fn running_ids(&self) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare("SELECT id FROM jobs WHERE state = 'running' ORDER BY id")?;
@@ -662,10 +680,24 @@ mod tests {
         let page = store.list(JobFilter { limit: 10, before: Some(b.id.clone()), ..Default::default() }).await.unwrap();
         assert_eq!(page.len(), 1);
 
+        // Retention forgets finished jobs only.
+        let far_future = "9999-12-31T00:00:00Z";
+        assert_eq!(store.delete_finished_before("2000-01-01T00:00:00Z").await.unwrap(), 0);
+
         // Only finished jobs can be deleted.
         assert!(store.delete_finished(&b.id).await.unwrap().is_none());
         assert!(store.delete_finished(&a.id).await.unwrap().is_some());
         assert!(store.get(&a.id).await.unwrap().is_none());
         assert!(store.events_after(&a.id, 0, 10).await.unwrap().is_empty());
+        assert_eq!(store.delete_finished_before(far_future).await.unwrap(), 0, "b is still queued");
+        assert!(store.get(&b.id).await.unwrap().is_some());
+        // A finished job past the cutoff goes, with its events.
+        let c = store.claim_next(JobKind::Pull).await.unwrap().unwrap();
+        assert_eq!(c.id, b.id);
+        assert!(store.transition(&c.id, JobState::Running, JobState::Failed, None, None).await.unwrap());
+        store.append_event(&c.id, "end", serde_json::json!({"state": "failed"})).await.unwrap();
+        assert_eq!(store.delete_finished_before(far_future).await.unwrap(), 1);
+        assert!(store.get(&c.id).await.unwrap().is_none());
+        assert!(store.last_event(&c.id).await.unwrap().is_none());
     }
 }
