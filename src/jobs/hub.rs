@@ -21,13 +21,16 @@ pub struct StateChange {
 pub struct EventHub {
     jobs: Mutex<HashMap<String, broadcast::Sender<Arc<JobEvent>>>>,
     states: broadcast::Sender<StateChange>,
+    /// The last sequence number published per live job: an event is published once, and
+    /// never after a later one (the submitter and the worker may race to publish `queued`).
+    published: Mutex<HashMap<String, u64>>,
 }
 
 const PER_JOB_BUFFER: usize = 256;
 
 impl Default for EventHub {
     fn default() -> Self {
-        Self { jobs: Mutex::new(HashMap::new()), states: broadcast::channel(1024).0 }
+        Self { jobs: Mutex::new(HashMap::new()), states: broadcast::channel(1024).0, published: Mutex::new(HashMap::new()) }
     }
 }
 
@@ -42,6 +45,17 @@ impl EventHub {
     }
 
     pub fn publish(&self, kind: JobKind, owner: &str, event: JobEvent) {
+        {
+            let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+            let last = published.entry(event.job_id.clone()).or_insert(0);
+            if event.seq <= *last {
+                return;
+            }
+            *last = event.seq;
+            if event.event == "end" {
+                published.remove(&event.job_id);
+            }
+        }
         let event = Arc::new(event);
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = jobs.get(&event.job_id) {

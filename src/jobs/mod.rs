@@ -250,6 +250,8 @@ impl Jobs {
             }
         }
         self.metrics.jobs_running.inc();
+        // `queued` goes out before `running`, even when this worker beat the submitter to it.
+        self.publish_stored(&job).await;
         self.emit(&job, "state", json!({"state": "running"})).await;
         let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(), owner = %job.owner);
         span.in_scope(|| tracing::info!("job started"));
@@ -387,13 +389,18 @@ impl Jobs {
             Inserted::Existing(job) => Ok(Submitted::Existing(job)),
             Inserted::QueueFull => Err(self.queue_full()),
             Inserted::New(job) => {
-                if let Ok(evs) = self.store.events_after(&job.id, 0, 1).await {
-                    for ev in evs {
-                        self.hub.publish(job.kind, &job.owner, ev);
-                    }
-                }
+                self.publish_stored(&job).await;
                 self.wake[&kind].notify_one();
                 Ok(Submitted::New(job))
+            }
+        }
+    }
+
+    /// Publish the events the store holds for a job that the hub has not sent yet.
+    async fn publish_stored(&self, job: &Job) {
+        if let Ok(evs) = self.store.events_after(&job.id, 0, 100).await {
+            for ev in evs {
+                self.hub.publish(job.kind, &job.owner, ev);
             }
         }
     }

@@ -288,7 +288,13 @@ async fn cancel_stops_a_running_build() {
     loop {
         let running: Vec<String> = labelled("container", &u)
             .into_iter()
-            .filter(|c| docker(&["container", "inspect", "-f", "{{.State.Running}}", c]) == "true")
+            // A container the engine removes meanwhile is not running either.
+            .filter(|c| {
+                std::process::Command::new("docker")
+                    .args(["container", "inspect", "-f", "{{.State.Running}}", c])
+                    .output()
+                    .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "true")
+            })
             .collect();
         if running.is_empty() {
             break;
