@@ -159,14 +159,27 @@ impl Application {
         self.port
     }
 
-    /// Serve until SIGTERM or SIGINT, then shut down gracefully.
+    /// Serve until SIGTERM or SIGINT, then shut down gracefully: no new requests or jobs,
+    /// running jobs get the grace period, and only then does this return.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.handle();
-        tokio::spawn(async move {
+        let signaled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = signaled.clone();
+        let stopper = tokio::spawn(async move {
             wait_for_signal().await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
             handle.stop().await;
         });
-        self.server.await.context("running the HTTP server")
+        let served = self.server.await.context("running the HTTP server");
+        if signaled.load(std::sync::atomic::Ordering::SeqCst) {
+            // Stopped by the signal: the job shutdown goes on in `stopper`; wait for it.
+            let _ = stopper.await;
+        } else {
+            // Stopped otherwise (a handle, or a failure): jobs still end cleanly.
+            stopper.abort();
+            self.jobs.shutdown(self.grace).await;
+        }
+        served
     }
 }
 

@@ -256,6 +256,20 @@ impl Berth {
         }
     }
 
+    /// SIGTERM, as an orchestrator stops a service; the exit status.
+    pub(crate) fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "berth did not exit within {within:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -359,4 +373,41 @@ async fn cancel_while_the_container_is_being_created_leaves_no_container() {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         assert!(!container_exists(&name), "round {round}: the canceled run's container is gone");
     }
+}
+
+#[actix_web::test]
+async fn sigterm_gives_running_jobs_the_grace_period_then_interrupts_them() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let jwt = crate::helpers::test_settings(data_dir.path()).jwt;
+    let token = mint_token(&jwt, "test-operator", &[Role::Operator], Duration::from_secs(3600)).unwrap();
+    let client = reqwest::Client::new();
+    let mut cleanup = Cleanup::default();
+    let name = unique("sigterm");
+    let env = [("BERTH_SHUTDOWN_GRACE", "1s".to_string())];
+    let mut first = Berth::spawn_with(data_dir.path(), logs.path().join("first.log"), &env);
+    first.wait_healthy(&client).await;
+    let mut body = attached(&mut cleanup, &name, "sleep 60");
+    body["auto_remove"] = json!(true);
+    let res = client.post(first.url("/v1/containers")).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(container_exists(&name) && container_state(&name) == "running") {
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = Instant::now();
+    let status = first.terminate(Duration::from_secs(20));
+    assert!(status.success(), "a clean exit: {status}");
+    assert!(t.elapsed() >= Duration::from_millis(900), "the grace period was given: {:?}", t.elapsed());
+
+    let mut second = Berth::spawn(data_dir.path(), logs.path().join("second.log"));
+    second.wait_healthy(&client).await;
+    let job: Value =
+        client.get(second.url(&format!("/v1/jobs/{id}"))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(job["state"], "interrupted", "{job}");
+    assert!(job["error"]["message"].as_str().unwrap().contains("shut down"), "marked by the graceful path: {job}");
+    assert!(!container_exists(&name), "the auto_remove run's container went with it");
+    second.kill();
 }
