@@ -403,6 +403,9 @@ async fn attached_run(ctx: &mut JobCtx, id: &str) -> Result<i64, Failure> {
     let mut output = Box::pin(engine.attach_output(id).await?);
     engine.start_container(id).await?;
     set_phase(ctx, "running").await;
+    // The engine hands over output in chunks that need not end at a newline: one `log`
+    // event per line, whatever the chunking (a line longer than 64 KiB is cut there).
+    let mut partial = [(LogStream::Stdout, String::new()), (LogStream::Stderr, String::new())];
     loop {
         match ctx.next(&mut output).await {
             Err(Failure::Canceled) => {
@@ -412,11 +415,18 @@ async fn attached_run(ctx: &mut JobCtx, id: &str) -> Result<i64, Failure> {
             Err(e) => return Err(e),
             Ok(None) => break,
             Ok(Some(Ok(LogLine { stream, text }))) => {
-                for line in text.lines() {
-                    ctx.log(stream, line).await;
+                let buf = &mut partial[usize::from(stream == LogStream::Stderr)].1;
+                buf.push_str(&text);
+                for line in take_lines(buf, 64 * 1024) {
+                    ctx.log(stream, &line).await;
                 }
             }
             Ok(Some(Err(e))) => return Err(e.into()),
+        }
+    }
+    for (stream, rest) in partial {
+        if !rest.is_empty() {
+            ctx.log(stream, rest.trim_end_matches('\r')).await;
         }
     }
     match ctx.cancellable(engine.wait_exit(id)).await {
@@ -426,5 +436,45 @@ async fn attached_run(ctx: &mut JobCtx, id: &str) -> Result<i64, Failure> {
         }
         Err(e) => Err(e),
         Ok(r) => Ok(r?),
+    }
+}
+
+/// The complete lines at the front of `buf` (without their `\n` / `\r\n`), leaving an
+/// unfinished one in it; a run of `max` bytes without a newline counts as a line.
+fn take_lines(buf: &mut String, max: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    while let Some(pos) = buf.find('\n') {
+        lines.push(buf[..pos].trim_end_matches('\r').to_string());
+        buf.drain(..=pos);
+    }
+    while buf.len() >= max {
+        let mut cut = max;
+        while !buf.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        lines.push(buf[..cut].to_string());
+        buf.drain(..cut);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_lines;
+
+    #[test]
+    fn lines_survive_any_chunking() {
+        let mut buf = String::new();
+        let mut out = Vec::new();
+        for chunk in ["hel", "lo\nwor", "ld\r\n", "\n", "tail"] {
+            buf.push_str(chunk);
+            out.extend(take_lines(&mut buf, 1024));
+        }
+        assert_eq!(out, ["hello", "world", ""]);
+        assert_eq!(buf, "tail");
+        let mut long = "é".repeat(10);
+        // 20 bytes, cut at 5 but never inside a character: 4-byte pieces, 4 left over.
+        assert_eq!(take_lines(&mut long, 5), ["éé", "éé", "éé", "éé"]);
+        assert_eq!(long, "éé");
     }
 }

@@ -279,3 +279,18 @@ async fn attached_output_arrives_exactly_once() {
         assert_eq!(log_texts(&events, "stderr"), [format!("third-{i}")], "run {i}: {events:?}");
     }
 }
+
+#[actix_web::test]
+async fn a_line_written_in_pieces_is_one_log_event() {
+    let app = spawn_app().await;
+    let mut cleanup = Cleanup::default();
+    let name = unique("run-pieces");
+    let script = "printf 'par'; sleep 0.3; printf 'tial\\n'; printf 'err' >&2; sleep 0.2; printf 'or\\n' >&2; printf 'no-newline'";
+    let id = run_job(&app, attached(&mut cleanup, &name, script)).await;
+    let job = app.wait_for_job(&id, Role::Operator).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let events = app.job_events(&id, Role::Operator).await;
+    let stdout: Vec<String> = log_texts(&events, "stdout").into_iter().filter(|t| !t.starts_with("[berth]")).collect();
+    assert_eq!(stdout, ["partial", "no-newline"]);
+    assert_eq!(log_texts(&events, "stderr"), ["error"]);
+}
