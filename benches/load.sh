@@ -10,7 +10,11 @@ work="$(mktemp -d)"
 label="load-$(date +%s)"
 cleanup() {
   kill "${pid:-0}" 2>/dev/null || true
-  docker ps -aq --filter "label=berth.load=$label" | xargs -r docker rm -f >/dev/null 2>&1 || true
+  # Creates in flight when the service stopped may land a moment later: sweep twice.
+  for _ in 1 2; do
+    sleep 1
+    docker ps -aq --filter "label=berth.load=$label" | xargs -r docker rm -f >/dev/null 2>&1 || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT

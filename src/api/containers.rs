@@ -77,6 +77,12 @@ pub(crate) fn container_id(path: web::Path<String>) -> ApiResult<String> {
     Ok(id)
 }
 
+/// The full id of the container a path names (name, id, or an id prefix of 12+).
+async fn resolved(state: &AppState, path: web::Path<String>) -> ApiResult<String> {
+    let given = container_id(path)?;
+    Ok(state.engine.resolve_container(&given).await?)
+}
+
 /// Inspect a container by id (or id prefix) or name. The body is the engine's own
 /// inspect document.
 #[utoipa::path(
@@ -118,7 +124,7 @@ pub async fn start_container(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = container_id(id)?;
+    let id = resolved(&state, id).await?;
     state.engine.start_container(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -155,7 +161,7 @@ pub async fn stop_container(
     id: web::Path<String>,
     Qs(q): Qs<StopQuery>,
 ) -> ApiResult<HttpResponse> {
-    let id = container_id(id)?;
+    let id = resolved(&state, id).await?;
     state.engine.stop_container(&id, stop_timeout(&q)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -177,7 +183,7 @@ pub async fn restart_container(
     id: web::Path<String>,
     Qs(q): Qs<StopQuery>,
 ) -> ApiResult<HttpResponse> {
-    let id = container_id(id)?;
+    let id = resolved(&state, id).await?;
     state.engine.restart_container(&id, stop_timeout(&q)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -207,7 +213,7 @@ pub async fn kill_container(
     id: web::Path<String>,
     Qs(q): Qs<KillQuery>,
 ) -> ApiResult<HttpResponse> {
-    let id = container_id(id)?;
+    let id = resolved(&state, id).await?;
     let signal = q.signal.unwrap_or_else(|| "SIGKILL".into());
     validate_signal(&signal)?;
     state.engine.kill_container(&id, &signal).await?;
@@ -245,7 +251,7 @@ pub async fn remove_container(
     id: web::Path<String>,
     Qs(q): Qs<RemoveQuery>,
 ) -> ApiResult<HttpResponse> {
-    let id = container_id(id)?;
+    let id = resolved(&state, id).await?;
     let force = q.force.unwrap_or(false);
     state.engine.remove_container(&id, force, q.volumes.unwrap_or(false)).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -123,11 +123,7 @@ pub struct ExecInfo {
 impl Engine {
     /// A container's id, state and stdio settings.
     pub async fn container_stdio_info(&self, id: &str) -> Result<ContainerStdioInfo> {
-        let d = self.docker().await?;
-        let c = d
-            .inspect_container(id, None::<qp::InspectContainerOptions>)
-            .await
-            .map_err(|e| self.fail(ObjectKind::Container, e))?;
+        let c = self.inspect_checked(id).await?;
         let config = c.config.unwrap_or_default();
         Ok(ContainerStdioInfo {
             id: c.id.unwrap_or_else(|| id.to_string()),

@@ -26,6 +26,11 @@ pub use interactive::{ContainerStdioInfo, ExecInfo, MAX_CHUNK, OutputChunk, Outp
 pub use ops::{BuildOutput, ProgressMessage, PruneReport, RegistryAuth};
 pub use types::*;
 
+/// The shortest id prefix that names a container. Docker takes any unambiguous prefix; a
+/// control plane should not let a one-character typo (or a fuzzer) hit some container:
+/// 12 is the short id `docker ps` shows.
+pub const MIN_ID_PREFIX: usize = 12;
+
 /// Which kind of object a 404 was about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -250,22 +255,39 @@ impl Engine {
             .collect())
     }
 
-    pub async fn inspect_container(&self, id: &str) -> Result<serde_json::Value> {
+    /// Inspect by name, full id, or an id prefix of at least [`MIN_ID_PREFIX`] characters.
+    async fn inspect_checked(&self, given: &str) -> Result<bollard::models::ContainerInspectResponse> {
         let d = self.docker().await?;
         let c = d
-            .inspect_container(id, None::<qp::InspectContainerOptions>)
+            .inspect_container(given, None::<qp::InspectContainerOptions>)
             .await
             .map_err(|e| self.fail(ObjectKind::Container, e))?;
+        let id = c.id.as_deref().unwrap_or_default();
+        let name = c.name.as_deref().unwrap_or_default().trim_start_matches('/');
+        if given == name || given == id || (given.len() >= MIN_ID_PREFIX && id.starts_with(given)) {
+            return Ok(c);
+        }
+        Err(EngineError::NotFound {
+            kind: ObjectKind::Container,
+            message: format!(
+                "No such container: {given} (give a name, or an id or id prefix of at least {MIN_ID_PREFIX} characters)"
+            ),
+        })
+    }
+
+    /// The full id of a container named by name, id, or a long enough id prefix.
+    pub async fn resolve_container(&self, given: &str) -> Result<String> {
+        Ok(self.inspect_checked(given).await?.id.unwrap_or_else(|| given.to_string()))
+    }
+
+    pub async fn inspect_container(&self, id: &str) -> Result<serde_json::Value> {
+        let c = self.inspect_checked(id).await?;
         serde_json::to_value(c).map_err(|e| EngineError::Docker(e.to_string()))
     }
 
     /// Whether the container is running (and exists).
     pub async fn container_running(&self, id: &str) -> Result<bool> {
-        let d = self.docker().await?;
-        let c = d
-            .inspect_container(id, None::<qp::InspectContainerOptions>)
-            .await
-            .map_err(|e| self.fail(ObjectKind::Container, e))?;
+        let c = self.inspect_checked(id).await?;
         Ok(c.state.and_then(|s| s.running).unwrap_or(false))
     }
 

@@ -439,3 +439,25 @@ async fn a_viewer_cannot_change_containers() {
     let res = app.get(&format!("/v1/containers/{name}/logs"), Role::Viewer).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// A short id prefix (Docker takes any unambiguous one) never names a container here: a
+/// typo, or a fuzzer, must not stop somebody's container.
+#[actix_web::test]
+async fn short_id_prefixes_name_no_container() {
+    let app = spawn_app().await;
+    let mut cleanup = Cleanup::default();
+    let name = unique("ctr-prefix");
+    let id = run_container(&mut cleanup, &name, "sleep 60", &[]);
+    for short in [&id[..1], &id[..6], &id[..11]] {
+        let res = app.get(&format!("/v1/containers/{short}"), Role::Viewer).send().await.unwrap();
+        let p = assert_problem(res, 404, "container_not_found").await;
+        assert!(p["detail"].as_str().unwrap().contains("12"), "{p}");
+        let res = app.post(&format!("/v1/containers/{short}/stop?timeout=1"), Role::Operator).send().await.unwrap();
+        assert_problem(res, 404, "container_not_found").await;
+        let res = app.delete(&format!("/v1/containers/{short}?force=true"), Role::Operator).send().await.unwrap();
+        assert_problem(res, 404, "container_not_found").await;
+    }
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &name]), "true", "untouched");
+    let res = app.post(&format!("/v1/containers/{}/stop?timeout=1", &id[..12]), Role::Operator).send().await.unwrap();
+    assert_eq!(res.status(), 204, "12 characters do");
+}
