@@ -188,13 +188,41 @@ impl Engine {
     }
 
     /// The engine's full inspect document, as `docker image inspect` prints it.
-    pub async fn inspect_image(&self, reference: &str) -> Result<serde_json::Value> {
+    /// Inspect an image named by reference, full id, or an id prefix of at least
+    /// [`MIN_ID_PREFIX`] hex digits (Docker would take any unambiguous prefix: `rmi 8`).
+    async fn inspect_image_checked(&self, given: &str) -> Result<bollard::models::ImageInspect> {
         let d = self.docker().await?;
-        let image = d.inspect_image(reference).await.map_err(|e| self.fail(ObjectKind::Image, e))?;
+        let image = d.inspect_image(given).await.map_err(|e| self.fail(ObjectKind::Image, e))?;
+        let id = image.id.as_deref().unwrap_or_default();
+        let hex = id.trim_start_matches("sha256:");
+        let wanted = given.trim_start_matches("sha256:");
+        let looks_like_id = given.starts_with("sha256:") || (wanted.len() < 64 && wanted.bytes().all(|b| b.is_ascii_hexdigit()));
+        let by_name = !given.starts_with("sha256:") && {
+            let tags = image.repo_tags.as_deref().unwrap_or_default();
+            let digests = image.repo_digests.as_deref().unwrap_or_default();
+            let with_latest = format!("{given}:latest");
+            tags.iter().any(|t| t == given || *t == with_latest) || digests.iter().any(|d| d == given)
+        };
+        let by_id = hex.starts_with(wanted) && (wanted.len() >= MIN_ID_PREFIX || wanted.len() == hex.len());
+        if !looks_like_id || by_name || by_id {
+            return Ok(image);
+        }
+        Err(EngineError::NotFound {
+            kind: ObjectKind::Image,
+            message: format!(
+                "No such image: {given} (give a reference, or an id or id prefix of at least {MIN_ID_PREFIX} hex digits)"
+            ),
+        })
+    }
+
+    pub async fn inspect_image(&self, reference: &str) -> Result<serde_json::Value> {
+        let image = self.inspect_image_checked(reference).await?;
         serde_json::to_value(image).map_err(|e| EngineError::Docker(e.to_string()))
     }
 
     pub async fn remove_image(&self, reference: &str, force: bool, noprune: bool) -> Result<Vec<ImageDeleteItem>> {
+        // The same naming rule as inspect: a short id prefix removes nothing.
+        self.inspect_image_checked(reference).await?;
         let d = self.docker().await?;
         let opts = qp::RemoveImageOptions { force, noprune, ..Default::default() };
         let items = d

@@ -184,6 +184,20 @@ async fn inspect_by_id_full_and_short() {
     let res = app.get(&format!("/v1/images/{short}"), Role::Viewer).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["Id"], id);
+
+    // Shorter id prefixes name no image (Docker would take any unambiguous one): neither
+    // inspect nor, above all, remove reaches the engine's image.
+    let hex = &id["sha256:".len()..];
+    for prefix in [&hex[..1], &hex[..4], &hex[..11]] {
+        for path in [format!("/v1/images/{prefix}"), format!("/v1/images/sha256:{prefix}")] {
+            let res = app.get(&path, Role::Viewer).send().await.unwrap();
+            let p = assert_problem(res, 404, "image_not_found").await;
+            assert!(p["detail"].as_str().unwrap().contains("12"), "{p}");
+            let res = app.delete(&path, Role::Operator).send().await.unwrap();
+            assert_problem(res, 404, "image_not_found").await;
+        }
+    }
+    assert_eq!(image_id(BASE_IMAGE), id, "the base image is untouched");
 }
 
 #[actix_web::test]
