@@ -161,8 +161,9 @@ pub async fn stop_container(
     id: web::Path<String>,
     Qs(q): Qs<StopQuery>,
 ) -> ApiResult<HttpResponse> {
+    let timeout = stop_timeout(&q)?;
     let id = resolved(&state, id).await?;
-    state.engine.stop_container(&id, stop_timeout(&q)?).await?;
+    state.engine.stop_container(&id, timeout).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -183,8 +184,9 @@ pub async fn restart_container(
     id: web::Path<String>,
     Qs(q): Qs<StopQuery>,
 ) -> ApiResult<HttpResponse> {
+    let timeout = stop_timeout(&q)?;
     let id = resolved(&state, id).await?;
-    state.engine.restart_container(&id, stop_timeout(&q)?).await?;
+    state.engine.restart_container(&id, timeout).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -213,9 +215,9 @@ pub async fn kill_container(
     id: web::Path<String>,
     Qs(q): Qs<KillQuery>,
 ) -> ApiResult<HttpResponse> {
-    let id = resolved(&state, id).await?;
     let signal = q.signal.unwrap_or_else(|| "SIGKILL".into());
     validate_signal(&signal)?;
+    let id = resolved(&state, id).await?;
     state.engine.kill_container(&id, &signal).await?;
     Ok(HttpResponse::NoContent().finish())
 }
