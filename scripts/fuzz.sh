@@ -23,9 +23,20 @@ export BERTH_JWT_SECRET="fuzz-secret-$(head -c 16 /dev/urandom | od -An -tx1 | t
 export BERTH_LISTEN="127.0.0.1:$port" BERTH_DATA_DIR="$work/data" BERTH_LOG_FORMAT=json RUST_LOG=warn
 # Runs may only use an image nobody has: fuzzed run/pull jobs never pull from a registry.
 export BERTH_ALLOWED_IMAGES="berth-fuzz-only/*"
+# What the engine holds before: whatever the fuzz run adds (a tag from a schema example, a
+# container from a run) is removed afterwards, and nothing else is touched.
+docker images --format '{{.Repository}}:{{.Tag}}' | sort >"$work/images.before"
+docker ps -aq --no-trunc | sort >"$work/containers.before"
+cleanup() {
+  kill "$pid" 2>/dev/null || true
+  comm -13 "$work/containers.before" <(docker ps -aq --no-trunc | sort) | xargs -r docker rm -f >/dev/null 2>&1 || true
+  comm -13 "$work/images.before" <(docker images --format '{{.Repository}}:{{.Tag}}' | sort) \
+    | grep -v '<none>' | xargs -r docker rmi >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
 ./target/debug/berth serve >"$work/berth.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+trap cleanup EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 # An operator: every route but the admin-only prunes and audit (those answer 403, checked too).
 token=$(./target/debug/berth token --sub fuzz --role operator --ttl 1h)
