@@ -374,12 +374,16 @@ impl Engine {
     }
 }
 
-fn log_line(out: bollard::container::LogOutput) -> LogLine {
+fn split_output(out: bollard::container::LogOutput) -> (LogStream, bytes::Bytes) {
     use bollard::container::LogOutput as L;
-    let (stream, bytes) = match out {
+    match out {
         L::StdErr { message } => (LogStream::Stderr, message),
         L::StdOut { message } | L::Console { message } | L::StdIn { message } => (LogStream::Stdout, message),
-    };
+    }
+}
+
+fn log_line(out: bollard::container::LogOutput) -> LogLine {
+    let (stream, bytes) = split_output(out);
     LogLine { stream, text: String::from_utf8_lossy(&bytes).into_owned() }
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
-use super::{Engine, EngineError, LogLine, ObjectKind, Result, log_line};
+use super::{Engine, EngineError, LogStream, ObjectKind, Result, split_output};
 use crate::domain::requests::BuildParams;
 use crate::domain::run::RunSpec;
 
@@ -340,7 +340,7 @@ impl Engine {
     pub async fn attach_output(
         &self,
         id: &str,
-    ) -> Result<impl Stream<Item = Result<LogLine>> + Send + 'static + use<>> {
+    ) -> Result<impl Stream<Item = Result<(LogStream, Bytes)>> + Send + 'static + use<>> {
         let d = self.docker().await?;
         let opts = qp::AttachContainerOptions {
             stdout: true,
@@ -351,7 +351,8 @@ impl Engine {
             detach_keys: None,
         };
         let res = d.attach_container(id, Some(opts)).await.map_err(|e| self.fail(ObjectKind::Container, e))?;
-        Ok(res.output.map(|item| item.map(log_line).map_err(|e| EngineError::from_bollard(ObjectKind::Container, e))))
+        // Raw bytes: a line (or a UTF-8 character) may span frames; the caller assembles.
+        Ok(res.output.map(|item| item.map(split_output).map_err(|e| EngineError::from_bollard(ObjectKind::Container, e))))
     }
 
     /// Wait until the container is not running; its exit code.

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::model::{Job, JobKind, Progress};
 use super::progress::ProgressTracker;
 use super::Jobs;
-use crate::docker::{BuildOutput, EngineError, LogLine, LogStream, ProgressMessage, RegistryAuth};
+use crate::docker::{BuildOutput, EngineError, LogStream, ProgressMessage, RegistryAuth};
 use crate::domain::ImageRef;
 use crate::domain::requests::{BuildParams, PruneContainersRequest, PruneImagesRequest, PullRequest, PushRequest};
 use crate::domain::run::{PullPolicy, RunContainerRequest};
@@ -403,9 +403,10 @@ async fn attached_run(ctx: &mut JobCtx, id: &str) -> Result<i64, Failure> {
     let mut output = Box::pin(engine.attach_output(id).await?);
     engine.start_container(id).await?;
     set_phase(ctx, "running").await;
-    // The engine hands over output in chunks that need not end at a newline: one `log`
-    // event per line, whatever the chunking (a line longer than 64 KiB is cut there).
-    let mut partial = [(LogStream::Stdout, String::new()), (LogStream::Stderr, String::new())];
+    // The engine hands over output in frames that need not end at a newline (nor at a
+    // character): one `log` event per line, whatever the framing (a line longer than
+    // 64 KiB is cut there).
+    let mut partial = [(LogStream::Stdout, Vec::new()), (LogStream::Stderr, Vec::new())];
     loop {
         match ctx.next(&mut output).await {
             Err(Failure::Canceled) => {
@@ -414,9 +415,9 @@ async fn attached_run(ctx: &mut JobCtx, id: &str) -> Result<i64, Failure> {
             }
             Err(e) => return Err(e),
             Ok(None) => break,
-            Ok(Some(Ok(LogLine { stream, text }))) => {
+            Ok(Some(Ok((stream, bytes)))) => {
                 let buf = &mut partial[usize::from(stream == LogStream::Stderr)].1;
-                buf.push_str(&text);
+                buf.extend_from_slice(&bytes);
                 for line in take_lines(buf, 64 * 1024) {
                     ctx.log(stream, &line).await;
                 }
@@ -426,7 +427,8 @@ async fn attached_run(ctx: &mut JobCtx, id: &str) -> Result<i64, Failure> {
     }
     for (stream, rest) in partial {
         if !rest.is_empty() {
-            ctx.log(stream, rest.trim_end_matches('\r')).await;
+            let text = String::from_utf8_lossy(&rest);
+            ctx.log(stream, text.trim_end_matches('\r')).await;
         }
     }
     match ctx.cancellable(engine.wait_exit(id)).await {
@@ -439,22 +441,30 @@ async fn attached_run(ctx: &mut JobCtx, id: &str) -> Result<i64, Failure> {
     }
 }
 
-/// The complete lines at the front of `buf` (without their `\n` / `\r\n`), leaving an
-/// unfinished one in it; a run of `max` bytes without a newline counts as a line.
-fn take_lines(buf: &mut String, max: usize) -> Vec<String> {
+/// The complete lines at the front of `buf` (without their `\n` / `\r\n`), decoded,
+/// leaving an unfinished one in it; a run of `max` bytes without a newline counts as a
+/// line. One pass and one shift of the buffer, whatever the number of lines.
+fn take_lines(buf: &mut Vec<u8>, max: usize) -> Vec<String> {
     let mut lines = Vec::new();
-    while let Some(pos) = buf.find('\n') {
-        lines.push(buf[..pos].trim_end_matches('\r').to_string());
-        buf.drain(..=pos);
+    let mut start = 0;
+    while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
+        let mut line = &buf[start..start + nl];
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        lines.push(String::from_utf8_lossy(line).into_owned());
+        start += nl + 1;
     }
-    while buf.len() >= max {
-        let mut cut = max;
-        while !buf.is_char_boundary(cut) {
+    while buf.len() - start >= max {
+        // Cut before a UTF-8 continuation byte, never inside a character.
+        let mut cut = start + max;
+        while cut > start && (buf[cut] & 0xC0) == 0x80 {
             cut -= 1;
         }
-        lines.push(buf[..cut].to_string());
-        buf.drain(..cut);
+        lines.push(String::from_utf8_lossy(&buf[start..cut]).into_owned());
+        start = cut;
     }
+    buf.drain(..start);
     lines
 }
 
@@ -464,17 +474,23 @@ mod tests {
 
     #[test]
     fn lines_survive_any_chunking() {
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         let mut out = Vec::new();
-        for chunk in ["hel", "lo\nwor", "ld\r\n", "\n", "tail"] {
-            buf.push_str(chunk);
+        // "é" is split across two frames here.
+        for chunk in [&b"hel"[..], b"lo\nwor", b"ld\r\n", b"\n", b"caf\xc3", b"\xa9\n", b"tail"] {
+            buf.extend_from_slice(chunk);
             out.extend(take_lines(&mut buf, 1024));
         }
-        assert_eq!(out, ["hello", "world", ""]);
-        assert_eq!(buf, "tail");
-        let mut long = "é".repeat(10);
+        assert_eq!(out, ["hello", "world", "", "café"]);
+        assert_eq!(buf, b"tail");
+        let mut long = "é".repeat(10).into_bytes();
         // 20 bytes, cut at 5 but never inside a character: 4-byte pieces, 4 left over.
         assert_eq!(take_lines(&mut long, 5), ["éé", "éé", "éé", "éé"]);
-        assert_eq!(long, "éé");
+        assert_eq!(long, "éé".as_bytes());
+        // Many short lines in one frame: all of them, in order.
+        let mut many = b"x\n".repeat(20_000);
+        let lines = take_lines(&mut many, 64 * 1024);
+        assert_eq!(lines.len(), 20_000);
+        assert!(many.is_empty());
     }
 }
