@@ -28,8 +28,22 @@ struct Window {
     suppressed: u32,
 }
 
-/// Anonymous refusals stored per client address and minute.
+/// Anonymous refusals stored per client (an IPv4 address, an IPv6 /64) and minute.
 const ANONYMOUS_PER_MINUTE: u32 = 30;
+/// …and from all clients together, per minute.
+const ANONYMOUS_TOTAL_PER_MINUTE: u32 = 600;
+
+/// The budget key of a client address: the address, or its /64 for IPv6 (one host may
+/// hold a whole /64).
+fn client_key(client: &str) -> String {
+    match client.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => client.to_string(),
+    }
+}
 
 /// What a request acted on, when the path does not say (set by handlers).
 #[derive(Debug, Clone)]
@@ -49,10 +63,23 @@ impl Auditor {
     fn admit_anonymous(&self, client: &str) -> bool {
         let mut map = self.anonymous.lock().unwrap_or_else(|p| p.into_inner());
         let minute = std::time::Duration::from_secs(60);
-        if map.len() > 10_000 {
-            map.retain(|_, w| w.started.elapsed() < minute);
+        // All clients together: one window under the key "*".
+        let total = map.entry("*".to_string()).or_insert(Window { started: std::time::Instant::now(), stored: 0, suppressed: 0 });
+        if total.started.elapsed() >= minute {
+            if total.suppressed > 0 {
+                tracing::warn!(target: "berth::audit", suppressed = total.suppressed, "anonymous refusals past the audit budget were counted, not stored");
+            }
+            *total = Window { started: std::time::Instant::now(), stored: 0, suppressed: 0 };
+            // A new minute: forget the clients of the last one.
+            map.retain(|k, w| k == "*" || w.started.elapsed() < minute);
         }
-        let w = map.entry(client.to_string()).or_insert(Window { started: std::time::Instant::now(), stored: 0, suppressed: 0 });
+        let total = map.get_mut("*").expect("the total window");
+        if total.stored >= ANONYMOUS_TOTAL_PER_MINUTE {
+            total.suppressed += 1;
+            return false;
+        }
+        total.stored += 1;
+        let w = map.entry(client_key(client)).or_insert(Window { started: std::time::Instant::now(), stored: 0, suppressed: 0 });
         if w.started.elapsed() >= minute {
             if w.suppressed > 0 {
                 tracing::warn!(target: "berth::audit", client, suppressed = w.suppressed, "anonymous refusals past the audit budget were counted, not stored");
@@ -64,6 +91,11 @@ impl Auditor {
             true
         } else {
             w.suppressed += 1;
+            // Not stored after all: give the slot back to the total.
+            if let Some(t) = map.get_mut("*") {
+                t.stored -= 1;
+                t.suppressed += 1;
+            }
             false
         }
     }
@@ -172,4 +204,36 @@ pub async fn audit_requests(
         auditor.record(rec).await;
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoLog;
+
+    #[async_trait::async_trait]
+    impl AuditLog for NoLog {
+        async fn record(&self, _: AuditRecord) -> Result<(), crate::jobs::store::StoreError> {
+            Ok(())
+        }
+        async fn query(&self, _: AuditFilter) -> Result<Vec<AuditRecord>, crate::jobs::store::StoreError> {
+            Ok(Vec::new())
+        }
+        async fn prune_before(&self, _: &str) -> Result<usize, crate::jobs::store::StoreError> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn anonymous_budgets_per_client_and_in_all() {
+        let a = Auditor::new(Arc::new(NoLog));
+        assert_eq!((0..50).filter(|_| a.admit_anonymous("10.0.0.1")).count(), 30);
+        // One IPv6 /64 is one client, whatever the interface id.
+        let v6 = (0..50).filter(|i| a.admit_anonymous(&format!("2001:db8:1:2::{i:x}"))).count();
+        assert_eq!(v6, 30);
+        // Many clients: at most the total per minute.
+        let spread = (0..2000).filter(|i| a.admit_anonymous(&format!("10.1.{}.{}", i / 250, i % 250))).count();
+        assert_eq!(spread, (ANONYMOUS_TOTAL_PER_MINUTE - 60) as usize);
+    }
 }

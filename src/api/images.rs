@@ -54,16 +54,64 @@ pub async fn list_images(
         validate_label_filter(l)?;
     }
     for r in &q.reference {
-        // The engine matches these as path globs: an unbalanced `[` or a `\\` is its 500.
-        let balanced = r.matches('[').count() == r.matches(']').count() && r.find(']') >= r.find('[');
-        if r.is_empty() || r.len() > 512 || r.chars().any(char::is_control) || r.contains('\\') || !balanced {
+        if r.is_empty() || r.len() > 512 || r.chars().any(char::is_control) || !is_glob(r) {
             return Err(ApiError::invalid(
-                "`reference` must be a non-empty reference pattern (`*` and `?` wildcards, balanced `[...]`), without control characters",
+                "`reference` must be a non-empty reference pattern (`*` and `?` wildcards, `[...]` classes), without control characters",
             ));
         }
     }
     let filters = ImageFilters { all: q.all.unwrap_or(false), dangling: q.dangling, reference: q.reference, label: q.label };
     Ok(web::Json(state.engine.list_images(&filters).await?))
+}
+
+/// A pattern Go's `path.Match` (the engine's reference filter) accepts: it answers a bad
+/// one with a 500. Backslash escapes are refused outright.
+fn is_glob(p: &str) -> bool {
+    let mut chars = p.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => return false,
+            ']' => return false,
+            '[' => {
+                if chars.peek() == Some(&'^') {
+                    chars.next();
+                }
+                let mut ranges = 0;
+                loop {
+                    match chars.next() {
+                        None => return false,
+                        Some(']') if ranges > 0 => break,
+                        Some(']' | '-' | '\\') => return false,
+                        Some(_) => {
+                            if chars.peek() == Some(&'-') {
+                                chars.next();
+                                match chars.next() {
+                                    None | Some(']' | '-' | '\\') => return false,
+                                    Some(_) => {}
+                                }
+                            }
+                            ranges += 1;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn globs_the_engine_takes() {
+        for ok in ["busybox", "berth-test/*", "a?c", "[ab]c", "[^a-z]x", "[a-c][0-9]", "127.0.0.1:5000/team/*:1.*"] {
+            assert!(super::is_glob(ok), "{ok}");
+        }
+        for bad in ["[", "[]", "[a-]", "[a]]x[", "]", "a\\b", "[-a]", "[a", "[^]"] {
+            assert!(!super::is_glob(bad), "{bad}");
+        }
+    }
 }
 
 /// Inspect an image by reference or id. The reference is the rest of the path and may
@@ -187,7 +235,9 @@ pub async fn tag_image(
     }
     // Tagging is a way to give any image an allowed name: the allow-list covers it.
     state.settings.policy.check_image(&target, "tag")?;
-    state.engine.tag_image(&body.source, &target.repository(), target.tag_or_latest()).await?;
+    // The source by the same naming rule as inspect: a short id prefix tags nothing.
+    let source = state.engine.resolve_image(&body.source).await?;
+    state.engine.tag_image(&source, &target.repository(), target.tag_or_latest()).await?;
     let full = format!("{}:{}", target.repository(), target.tag_or_latest());
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/images/{full}")))
@@ -303,15 +353,15 @@ pub async fn build_image(
         idempotency_key: key,
         spool: spool.as_ref().map(|f| f.path.clone()),
     };
-    let submitted = state.jobs.submit(new, None).await;
-    if let (Some(file), Ok(crate::jobs::Submitted::New(_))) = (spool, &submitted) {
+    // From here the job engine owns the file (it deletes it unless a new job takes it).
+    if let Some(file) = spool {
         file.keep();
     }
-    Ok(job_response(submitted?))
+    Ok(job_response(state.jobs.submit(new, None).await?))
 }
 
-/// A spooled build context, deleted when dropped unless a job took it: an upload cut
-/// short, refused or answered by an existing job leaves nothing behind.
+/// A spooled build context, deleted when dropped unless handed to the job engine: an
+/// upload cut short or refused leaves nothing behind.
 struct SpoolFile {
     path: String,
     keep: bool,

@@ -251,6 +251,8 @@ async fn follow_job(jobs: &Arc<Jobs>, id: &str, mut last: u64, tx: &tokio::sync:
         }
         let mut check = tokio::time::interval(RECHECK);
         check.tick().await;
+        // Ticks in a row that found the job ended with nothing stored after `last`.
+        let mut ended_quiet = 0;
         loop {
             let r = tokio::select! {
                 r = live.recv() => r,
@@ -258,11 +260,16 @@ async fn follow_job(jobs: &Arc<Jobs>, id: &str, mut last: u64, tx: &tokio::sync:
                 _ = check.tick() => {
                     // The live feed is only a wake-up: now and then look at the record,
                     // so a job deleted, or finished without a stored `end` (a full
-                    // disk), still ends the stream.
+                    // disk), still ends the stream. Twice in a row, a whole tick apart:
+                    // the state turns final a moment before the last events are written.
                     match jobs.store().get(id).await {
                         Ok(Some(job)) if job.state.is_terminal() => {
                             match jobs.store().events_after(id, last, 1).await {
                                 Ok(more) if !more.is_empty() => break,
+                                _ if ended_quiet == 0 => {
+                                    ended_quiet += 1;
+                                    continue;
+                                }
                                 _ => {
                                     let end = sse_json("end", &serde_json::json!({"state": job.state}))
                                         .id((last + 1).to_string());
@@ -271,7 +278,10 @@ async fn follow_job(jobs: &Arc<Jobs>, id: &str, mut last: u64, tx: &tokio::sync:
                                 }
                             }
                         }
-                        Ok(Some(_)) => continue,
+                        Ok(Some(_)) => {
+                            ended_quiet = 0;
+                            continue;
+                        }
                         _ => return,
                     }
                 }

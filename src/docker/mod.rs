@@ -215,6 +215,11 @@ impl Engine {
         })
     }
 
+    /// The id of an image named by reference, full id, or a long enough id prefix.
+    pub async fn resolve_image(&self, given: &str) -> Result<String> {
+        Ok(self.inspect_image_checked(given).await?.id.unwrap_or_else(|| given.to_string()))
+    }
+
     pub async fn inspect_image(&self, reference: &str) -> Result<serde_json::Value> {
         let image = self.inspect_image_checked(reference).await?;
         serde_json::to_value(image).map_err(|e| EngineError::Docker(e.to_string()))

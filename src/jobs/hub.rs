@@ -23,14 +23,26 @@ pub struct EventHub {
     states: broadcast::Sender<StateChange>,
     /// The last sequence number published per live job: an event is published once, and
     /// never after a later one (the submitter and the worker may race to publish `queued`).
-    published: Mutex<HashMap<String, u64>>,
+    published: Mutex<Published>,
 }
+
+/// Per live job, the last sequence published; and the jobs that ended lately, so a late
+/// publisher (a submitter slower than a job that failed at once) replays nothing.
+#[derive(Default)]
+struct Published {
+    last: HashMap<String, u64>,
+    ended: std::collections::HashSet<String>,
+    ended_order: std::collections::VecDeque<String>,
+}
+
+/// How many ended jobs are remembered against late publishes.
+const ENDED_REMEMBERED: usize = 10_000;
 
 const PER_JOB_BUFFER: usize = 256;
 
 impl Default for EventHub {
     fn default() -> Self {
-        Self { jobs: Mutex::new(HashMap::new()), states: broadcast::channel(1024).0, published: Mutex::new(HashMap::new()) }
+        Self { jobs: Mutex::new(HashMap::new()), states: broadcast::channel(1024).0, published: Mutex::default() }
     }
 }
 
@@ -46,14 +58,24 @@ impl EventHub {
 
     pub fn publish(&self, kind: JobKind, owner: &str, event: JobEvent) {
         {
-            let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
-            let last = published.entry(event.job_id.clone()).or_insert(0);
+            let mut p = self.published.lock().unwrap_or_else(|p| p.into_inner());
+            if p.ended.contains(&event.job_id) {
+                return;
+            }
+            let last = p.last.entry(event.job_id.clone()).or_insert(0);
             if event.seq <= *last {
                 return;
             }
             *last = event.seq;
             if event.event == "end" {
-                published.remove(&event.job_id);
+                p.last.remove(&event.job_id);
+                p.ended.insert(event.job_id.clone());
+                p.ended_order.push_back(event.job_id.clone());
+                if p.ended_order.len() > ENDED_REMEMBERED {
+                    if let Some(old) = p.ended_order.pop_front() {
+                        p.ended.remove(&old);
+                    }
+                }
             }
         }
         let event = Arc::new(event);
@@ -81,5 +103,30 @@ impl EventHub {
         if jobs.get(job_id).is_some_and(|tx| tx.receiver_count() == 0) {
             jobs.remove(job_id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, event: &str) -> JobEvent {
+        JobEvent { job_id: "j1".into(), seq, event: event.into(), data: serde_json::json!({"state": "queued"}) }
+    }
+
+    #[test]
+    fn each_event_once_in_order_and_nothing_after_end() {
+        let hub = EventHub::default();
+        let mut states = hub.subscribe_states();
+        let mut job = hub.subscribe("j1");
+        hub.publish(JobKind::Pull, "o", ev(1, "state"));
+        hub.publish(JobKind::Pull, "o", ev(2, "state"));
+        hub.publish(JobKind::Pull, "o", ev(1, "state")); // a slow submitter, late
+        hub.publish(JobKind::Pull, "o", ev(3, "end"));
+        hub.publish(JobKind::Pull, "o", ev(1, "state")); // later still: the job has ended
+        let seqs: Vec<u64> = std::iter::from_fn(|| job.try_recv().ok()).map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        let states: Vec<u64> = std::iter::from_fn(|| states.try_recv().ok()).map(|c| c.event.seq).collect();
+        assert_eq!(states, [1, 2]);
     }
 }

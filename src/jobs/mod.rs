@@ -209,6 +209,11 @@ impl Jobs {
             tokio::pin!(notified);
             notified.as_mut().enable();
             match self.store.claim_next(kind).await {
+                Ok(Some(job)) if self.stopping.is_cancelled() => {
+                    // Claimed as the service stops: back to the queue, to run after the restart.
+                    let _ = self.store.transition(&job.id, JobState::Running, JobState::Queued, None, None).await;
+                    return;
+                }
                 Ok(Some(job)) => {
                     backoff = Duration::from_millis(500);
                     let me = self.clone();
@@ -296,11 +301,15 @@ impl Jobs {
 
     /// Delete spooled build contexts no queued job will read (uploads cut short by a crash).
     async fn sweep_spool(&self) -> anyhow::Result<()> {
-        let live: HashSet<String> = self.store.live_spools().await?.into_iter().collect();
+        // By file name: the data dir may be spelled differently from one start to the next.
+        let file_name = |p: &str| std::path::Path::new(p).file_name().map(|n| n.to_os_string());
+        let live: HashSet<std::ffi::OsString> =
+            self.store.live_spools().await?.iter().filter_map(|p| file_name(p)).collect();
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.spool_dir)?.flatten() {
-            let path = entry.path().to_string_lossy().into_owned();
-            if path.ends_with(".ctx") && !live.contains(&path) && std::fs::remove_file(&path).is_ok() {
+            let name = entry.file_name();
+            let is_ctx = name.to_string_lossy().ends_with(".ctx");
+            if is_ctx && !live.contains(&name) && std::fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
         }
@@ -319,14 +328,30 @@ impl Jobs {
         let Some(cid) = job.result.as_ref().and_then(|r| r.get("container_id")).and_then(|c| c.as_str()) else {
             return;
         };
-        let removed = if job.request.get("auto_remove").and_then(|a| a.as_bool()).unwrap_or(false) {
-            self.engine.remove_container(cid, true, true).await
-        } else {
-            self.engine.stop_container(cid, Some(5)).await
-        };
-        match removed {
-            Ok(()) => tracing::info!(job_id = %job.id, container_id = cid, "stopped the container of an interrupted run"),
-            Err(e) => tracing::warn!(job_id = %job.id, container_id = cid, error = %e, "could not stop the container of an interrupted run"),
+        let auto_remove = job.request.get("auto_remove").and_then(|a| a.as_bool()).unwrap_or(false);
+        // The engine may not answer yet at start-up: retry, backing off, for up to an hour.
+        let mut wait = Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        loop {
+            let done = if auto_remove {
+                self.engine.remove_container(cid, true, true).await
+            } else {
+                self.engine.stop_container(cid, Some(5)).await
+            };
+            match done {
+                Ok(()) | Err(crate::docker::EngineError::NotFound { .. }) => {
+                    tracing::info!(job_id = %job.id, container_id = cid, "stopped the container of an interrupted run");
+                    return;
+                }
+                Err(e) if e.is_unavailable() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = %job.id, container_id = cid, error = %e, "could not stop the container of an interrupted run");
+                    return;
+                }
+            }
         }
     }
 
@@ -374,9 +399,20 @@ impl Jobs {
     }
 
     /// Queue a job. Credentials stay in memory for the job's run: put there before the
-    /// row exists, so a dispatcher that claims it at once finds them.
-    pub async fn submit(&self, new: NewJob, secret: Option<RegistryAuth>) -> Result<Submitted, ApiError> {
+    /// row exists, so a dispatcher that claims it at once finds them. A spooled context
+    /// (`new.spool`) belongs to the job from here on: deleted unless a new job took it.
+    /// Done in a task of its own, so a client that goes away mid-request cannot leave a
+    /// row without its secret, or a secret or a spool file without a row.
+    pub async fn submit(self: &Arc<Self>, new: NewJob, secret: Option<RegistryAuth>) -> Result<Submitted, ApiError> {
+        let me = self.clone();
+        tokio::spawn(async move { me.submit_now(new, secret).await })
+            .await
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("submitting the job: {e}")))?
+    }
+
+    async fn submit_now(&self, new: NewJob, secret: Option<RegistryAuth>) -> Result<Submitted, ApiError> {
         let kind = new.kind;
+        let spool = new.spool.clone();
         let id = store::new_id();
         if let Some(s) = secret {
             self.secrets.lock().unwrap().insert(id.clone(), s);
@@ -384,6 +420,9 @@ impl Jobs {
         let inserted = self.store.insert(&id, new, self.capacity).await;
         if !matches!(inserted, Ok(Inserted::New(_))) {
             self.secrets.lock().unwrap().remove(&id);
+            if let Some(path) = spool {
+                let _ = tokio::fs::remove_file(path).await;
+            }
         }
         match inserted? {
             Inserted::Existing(job) => Ok(Submitted::Existing(job)),
@@ -462,7 +501,12 @@ impl Jobs {
                 return Err(ApiError::new(ErrorCode::Conflict, format!("The job has already ended ({}).", s.as_str())));
             }
         }
-        Ok(self.store.get(&job.id).await?.unwrap_or(job))
+        let now = self.store.get(&job.id).await?.unwrap_or(job);
+        if now.state.is_terminal() {
+            // It ended before the signal found it: nothing is left to cancel.
+            self.pending_cancels.lock().unwrap().remove(&now.id);
+        }
+        Ok(now)
     }
 
     /// Tell a running job to stop; one claimed but not yet registered stops as soon as it
@@ -534,7 +578,8 @@ impl Jobs {
         {
             let running = self.running.lock().unwrap();
             for r in running.values() {
-                *r.reason.lock().unwrap() = Some(StopReason::Shutdown);
+                // A user's cancel that is under way stays a cancel.
+                r.reason.lock().unwrap().get_or_insert(StopReason::Shutdown);
                 r.token.cancel();
             }
         }

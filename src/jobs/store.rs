@@ -122,7 +122,13 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX audit_subject ON audit(subject, id);
      CREATE INDEX audit_outcome ON audit(outcome, id);",
+    // 3: indexes for the retention sweeps
+    "CREATE INDEX audit_at ON audit(at);
+     CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL;",
 ];
+
+/// Rows a retention sweep deletes per write transaction, so other writes interleave.
+const SWEEP_BATCH: usize = 500;
 
 /// One writer connection and one reader: in WAL mode reads go on while a write waits
 /// for the file lock.
@@ -465,19 +471,32 @@ impl JobStore for SqliteStore {
     }
 
     async fn delete_finished_before(&self, cutoff: &str) -> Result<usize, StoreError> {
-        let cutoff = cutoff.to_string();
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
-                "DELETE FROM job_events WHERE job_id IN
-                   (SELECT id FROM jobs WHERE state NOT IN ('queued', 'running') AND finished_at < ?1)",
-                [&cutoff],
-            )?;
-            let n = tx.execute("DELETE FROM jobs WHERE state NOT IN ('queued', 'running') AND finished_at < ?1", [&cutoff])?;
-            tx.commit()?;
-            Ok(n)
-        })
-        .await
+        let mut total = 0;
+        loop {
+            let cutoff = cutoff.to_string();
+            let n = self
+                .with(move |conn| {
+                    let tx = conn.transaction()?;
+                    let ids: Vec<String> = {
+                        let mut stmt = tx.prepare(
+                            "SELECT id FROM jobs WHERE finished_at < ?1 AND state NOT IN ('queued', 'running') LIMIT ?2",
+                        )?;
+                        stmt.query_map(params![cutoff, SWEEP_BATCH as i64], |r| r.get(0))?
+                            .collect::<rusqlite::Result<_>>()?
+                    };
+                    for id in &ids {
+                        tx.execute("DELETE FROM job_events WHERE job_id = ?1", [id])?;
+                        tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+                    }
+                    tx.commit()?;
+                    Ok(ids.len())
+                })
+                .await?;
+            total += n;
+            if n < SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     async fn running_ids(&self) -> Result<Vec<String>, StoreError> {
@@ -586,8 +605,22 @@ impl AuditLog for SqliteStore {
     }
 
     async fn prune_before(&self, cutoff: &str) -> Result<usize, StoreError> {
-        let cutoff = cutoff.to_string();
-        self.with(move |conn| Ok(conn.execute("DELETE FROM audit WHERE at < ?1", [cutoff])?)).await
+        let mut total = 0;
+        loop {
+            let cutoff = cutoff.to_string();
+            let n = self
+                .with(move |conn| {
+                    Ok(conn.execute(
+                        "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 LIMIT ?2)",
+                        params![cutoff, SWEEP_BATCH as i64],
+                    )?)
+                })
+                .await?;
+            total += n;
+            if n < SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     async fn query(&self, f: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

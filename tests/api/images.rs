@@ -197,6 +197,13 @@ async fn inspect_by_id_full_and_short() {
             assert_problem(res, 404, "image_not_found").await;
         }
     }
+    let res = app
+        .post("/v1/images/tag", Role::Operator)
+        .json(&serde_json::json!({"source": &hex[..6], "target": "berth-test/never-tagged:1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 404, "image_not_found").await;
     assert_eq!(image_id(BASE_IMAGE), id, "the base image is untouched");
 }
 
