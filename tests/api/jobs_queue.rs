@@ -282,13 +282,19 @@ impl Drop for Berth {
     }
 }
 
-#[actix_web::test]
-async fn after_kill_9_a_running_job_is_interrupted() {
+/// A data dir and a log dir for runs of the real binary, an operator token it accepts,
+/// and a client.
+fn binary_fixture() -> (tempfile::TempDir, tempfile::TempDir, String, reqwest::Client) {
     let data_dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let jwt = crate::helpers::test_settings(data_dir.path()).jwt;
     let token = mint_token(&jwt, "test-operator", &[Role::Operator], Duration::from_secs(3600)).unwrap();
-    let client = reqwest::Client::new();
+    (data_dir, logs, token, reqwest::Client::new())
+}
+
+#[actix_web::test]
+async fn after_kill_9_a_running_job_is_interrupted() {
+    let (data_dir, logs, token, client) = binary_fixture();
     let mut cleanup = Cleanup::default();
     let name = unique("kill9");
 
@@ -377,11 +383,7 @@ async fn cancel_while_the_container_is_being_created_leaves_no_container() {
 
 #[actix_web::test]
 async fn sigterm_gives_running_jobs_the_grace_period_then_interrupts_them() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let jwt = crate::helpers::test_settings(data_dir.path()).jwt;
-    let token = mint_token(&jwt, "test-operator", &[Role::Operator], Duration::from_secs(3600)).unwrap();
-    let client = reqwest::Client::new();
+    let (data_dir, logs, token, client) = binary_fixture();
     let mut cleanup = Cleanup::default();
     let name = unique("sigterm");
     let env = [("BERTH_SHUTDOWN_GRACE", "1s".to_string())];

@@ -118,12 +118,8 @@ async fn exec_and_attach_into_a_host_powered_container_need_admin() {
     let res = app.post(&format!("/v1/containers/{name}/exec"), Role::Operator).json(&exec).send().await.unwrap();
     let p = assert_problem(res, 403, "policy_violation").await;
     assert!(p["detail"].as_str().unwrap().contains("binds"), "{p}");
-    let res = app
-        .get(&format!("/v1/containers/{name}/attach"), Role::Operator)
-        .header("connection", "Upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+    let res = crate::ws::handshake_get(&app, &format!("/v1/containers/{name}/attach"))
+        .bearer_auth(app.token(Role::Operator))
         .send()
         .await
         .unwrap();

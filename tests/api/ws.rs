@@ -44,7 +44,7 @@ async fn connect_req(req: tokio_tungstenite::tungstenite::handshake::client::Req
 
 /// A plain HTTP request carrying a WebSocket handshake: what is refused before the
 /// upgrade answers as a problem.
-fn handshake_get(app: &TestApp, path: &str) -> reqwest::RequestBuilder {
+pub(crate) fn handshake_get(app: &TestApp, path: &str) -> reqwest::RequestBuilder {
     app.client
         .get(app.url(path))
         .header("connection", "Upgrade")
