@@ -12,7 +12,7 @@ use actix_web::{HttpMessage, HttpRequest, web};
 
 use crate::auth::Principal;
 use crate::error::ErrorCode;
-pub use crate::jobs::store::{AuditFilter, AuditLog, AuditRecord};
+pub use crate::store::{AuditFilter, AuditLog, AuditRecord};
 
 /// Where audit records go.
 pub struct Auditor {
@@ -163,7 +163,7 @@ pub fn record_for(req: &HttpRequest, status: u16, code: Option<ErrorCode>, actio
         .map(|t| t.0.clone())
         .or_else(|| (!params.is_empty()).then(|| params.join(" ")));
     AuditRecord {
-        id: crate::jobs::store::new_id(),
+        id: crate::store::new_id(),
         at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         subject: principal.as_ref().map(|p| p.subject.clone()),
         role: principal.and_then(|p| p.role).map(|r| r.as_str().to_string()),
@@ -214,13 +214,13 @@ mod tests {
 
     #[async_trait::async_trait]
     impl AuditLog for NoLog {
-        async fn record(&self, _: AuditRecord) -> Result<(), crate::jobs::store::StoreError> {
+        async fn record(&self, _: AuditRecord) -> Result<(), crate::store::StoreError> {
             Ok(())
         }
-        async fn query(&self, _: AuditFilter) -> Result<Vec<AuditRecord>, crate::jobs::store::StoreError> {
+        async fn query(&self, _: AuditFilter) -> Result<Vec<AuditRecord>, crate::store::StoreError> {
             Ok(Vec::new())
         }
-        async fn prune_before(&self, _: &str) -> Result<usize, crate::jobs::store::StoreError> {
+        async fn prune_before(&self, _: &str) -> Result<usize, crate::store::StoreError> {
             Ok(0)
         }
     }

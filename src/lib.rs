@@ -11,4 +11,6 @@ pub mod jobs;
 pub mod metrics;
 pub mod sessions;
 pub mod startup;
+pub mod state;
+pub mod store;
 pub mod telemetry;

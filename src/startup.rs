@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
-use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
@@ -18,19 +18,9 @@ use crate::config::Settings;
 use crate::docker::Engine;
 use crate::domain::credentials::CredentialStore;
 use crate::jobs::Jobs;
-use crate::jobs::store::SqliteStore;
-use crate::error::{ApiError, ErrorCode, handlers};
-
-/// What every handler can reach.
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub engine: Arc<Engine>,
-    pub jobs: Arc<Jobs>,
-    /// Interactive sessions (attach, exec): limits and exec instances.
-    pub sessions: Arc<crate::sessions::Sessions>,
-    /// Build contexts being uploaded at once (`BERTH_MAX_UPLOADS`).
-    pub uploads: Arc<tokio::sync::Semaphore>,
-}
+use crate::store::SqliteStore;
+use crate::api::problem::{handlers, problem_safety_net};
+use crate::state::AppState;
 
 /// The documented routes, and the OpenAPI document they make up.
 fn documented_routes() -> (
@@ -141,6 +131,7 @@ impl Application {
                 .default_service(web::to(handlers::not_found))
                 .wrap(ErrorHandlers::new().default_handler(problem_safety_net))
                 .wrap(from_fn(crate::audit::audit_requests))
+                .wrap(from_fn(crate::api::problem::refuse_oversized))
                 .wrap(from_fn(crate::telemetry::request_span))
         })
         .listen(listener)?
@@ -181,47 +172,6 @@ impl Application {
         }
         served
     }
-}
-
-/// Any error response without a JSON body (a framework default, say) becomes one,
-/// so no route ever answers with a plain-text error body.
-fn problem_safety_net<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    // A JSON body (a problem, or a deliberate document such as /readyz's) stays as it is.
-    let is_json = res.response().headers().get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes().starts_with(b"application/problem+json") || v.as_bytes().starts_with(b"application/json")
-    });
-    if is_json {
-        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
-    }
-    let status = res.status();
-    let code = match status.as_u16() {
-        400 => ErrorCode::InvalidRequest,
-        401 => ErrorCode::Unauthorized,
-        403 => ErrorCode::Forbidden,
-        404 => ErrorCode::NotFound,
-        405 => ErrorCode::MethodNotAllowed,
-        409 => ErrorCode::Conflict,
-        413 => ErrorCode::PayloadTooLarge,
-        415 => ErrorCode::UnsupportedMediaType,
-        429 => ErrorCode::QueueFull,
-        s if s < 500 => ErrorCode::InvalidRequest,
-        503 => ErrorCode::DockerUnavailable,
-        _ => ErrorCode::Internal,
-    };
-    let detail = res
-        .response()
-        .error()
-        .map(|e| e.to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
-    let api = if code == ErrorCode::Internal {
-        ApiError::internal(anyhow::anyhow!(detail))
-    } else {
-        ApiError::new(code, detail)
-    };
-    let (req, _) = res.into_parts();
-    let res = ServiceResponse::new(req, api.error_response()).map_into_right_body();
-    Ok(ErrorHandlerResponse::Response(res))
 }
 
 async fn wait_for_signal() {

@@ -8,7 +8,6 @@
 use std::io::IsTerminal;
 use std::time::Instant;
 
-use actix_web::ResponseError;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -19,11 +18,6 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 use crate::config::LogFormat;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Longest path and query string accepted (414 beyond).
-pub const MAX_PATH: usize = 4096;
-pub const MAX_QUERY: usize = 8192;
-/// Largest total of header names and values accepted (431 beyond).
-pub const MAX_HEADERS: usize = 16 * 1024;
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -83,27 +77,8 @@ pub async fn request_span(
     );
     let started = Instant::now();
     let id = request_id.clone();
-    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
-    let refusal = if req.path().len() > MAX_PATH || req.query_string().len() > MAX_QUERY {
-        Some(crate::error::ApiError::new(
-            crate::error::ErrorCode::UriTooLong,
-            format!("Paths are limited to {MAX_PATH} bytes and query strings to {MAX_QUERY} bytes."),
-        ))
-    } else if header_bytes > MAX_HEADERS {
-        Some(crate::error::ApiError::new(
-            crate::error::ErrorCode::HeadersTooLarge,
-            format!("Request headers are limited to {MAX_HEADERS} bytes in all."),
-        ))
-    } else {
-        None
-    };
-    let result = if let Some(refusal) = refusal {
-        let problem = REQUEST_ID.sync_scope(id.clone(), || refusal.error_response());
-        Ok(req.into_response(problem).map_into_boxed_body())
-    } else {
-        let fut = REQUEST_ID.sync_scope(id.clone(), || next.call(req));
-        REQUEST_ID.scope(id, fut).instrument(span.clone()).await.map(|r| r.map_into_boxed_body())
-    };
+    let fut = REQUEST_ID.sync_scope(id.clone(), || next.call(req));
+    let result = REQUEST_ID.scope(id, fut).instrument(span.clone()).await.map(|r| r.map_into_boxed_body());
     // Inner middleware answers errors as responses (not `Err`), so that they pass here,
     // inside the request's scope, and carry the request id like any other.
     let mut res = result?;

@@ -4,10 +4,10 @@ use actix_web::{get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::Qs;
+use super::extract::Qs;
 use crate::audit::{AuditFilter, AuditRecord, Auditor};
-use crate::auth::{Admin, Authorized};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::api::extract::{Admin, Authorized};
+use crate::api::problem::{ApiError, ApiResult, Problem};
 
 /// A page of audit records, newest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -54,7 +54,7 @@ pub async fn list_audit(
     auditor: web::Data<Auditor>,
     Qs(q): Qs<AuditQuery>,
 ) -> ApiResult<web::Json<AuditPage>> {
-    let paging = super::Paging::new(q.limit, q.cursor)?;
+    let paging = super::extract::Paging::new(q.limit, q.cursor)?;
     if let Some(o) = &q.outcome {
         if !["success", "denied", "rejected", "failed"].contains(&o.as_str()) {
             return Err(ApiError::invalid("`outcome` must be success, denied, rejected or failed"));

@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::responses::{ContainerActionErrors, JobSubmitted};
-use super::{Qs, de_bool_opt};
-use crate::auth::{Authorized, Operator, Viewer};
+use super::extract::Qs;
+use crate::domain::de_bool_opt;
+use crate::api::extract::{Authorized, Operator, Viewer};
 use crate::docker::{ContainerFilters, ContainerSummary, LogOptions};
 use crate::domain::names::{validate_container_ref, validate_label_filter, validate_signal};
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::startup::AppState;
+use crate::api::problem::{ApiError, ApiResult, Problem};
+use crate::state::AppState;
 
 /// SSE keep-alive period: a comment line at least this often while idle.
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -414,7 +415,7 @@ pub async fn run_container(
     body.validate(who.is_admin())?;
     body.apply_policy(&state.settings.policy)?;
     let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
-    crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::Run, request, None).await
+    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobKind::Run, request, None).await
 }
 
 /// Remove stopped containers (admin). Result `{deleted, space_reclaimed}`.
@@ -429,12 +430,12 @@ pub async fn run_container(
 )]
 #[post("/containers/prune")]
 pub async fn prune_containers(
-    who: Authorized<crate::auth::Admin>,
+    who: Authorized<crate::api::extract::Admin>,
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
     body: web::Json<crate::domain::requests::PruneContainersRequest>,
 ) -> ApiResult<HttpResponse> {
     body.filters.validate()?;
     let request = serde_json::to_value(&body.into_inner()).map_err(|e| ApiError::internal(e.into()))?;
-    crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::PruneContainers, request, None).await
+    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobKind::PruneContainers, request, None).await
 }

@@ -5,12 +5,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::responses::JobSubmitted;
-use super::{Qs, de_bool_opt};
-use crate::auth::{Authorized, Operator, Viewer};
+use super::extract::Qs;
+use crate::domain::de_bool_opt;
+use crate::api::extract::{Authorized, Operator, Viewer};
 use crate::docker::{ImageDeleteItem, ImageFilters, ImageSummary};
 use crate::domain::{ImageRef, names::validate_label_filter, validate_reference_or_id};
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::startup::AppState;
+use crate::api::problem::{ApiError, ApiResult, Problem};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -278,7 +279,7 @@ pub async fn build_image(
     Qs(q): Qs<crate::domain::requests::BuildQuery>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    use crate::api::jobs::{idempotency_key, job_response};
+    use crate::api::submit::{idempotency_key, job_response};
     let mut params = q.validate()?;
     let key = idempotency_key(&req)?;
     if let Some(k) = &key {
@@ -324,7 +325,7 @@ pub async fn build_image(
             return Err(too_large(max));
         }
         if state.jobs.store().count_queued().await? >= state.jobs.capacity() {
-            return Err(state.jobs.queue_full());
+            return Err(state.jobs.queue_full().into());
         }
         let _upload = state.uploads.clone().try_acquire_owned().map_err(|_| {
             ApiError::new(
@@ -345,7 +346,7 @@ pub async fn build_image(
         Some(file)
     };
     let request = serde_json::to_value(&params).map_err(|e| ApiError::internal(e.into()))?;
-    crate::audit::set_target(&req, crate::api::jobs::audit_target(&request));
+    crate::audit::set_target(&req, crate::api::submit::audit_target(&request));
     let new = crate::jobs::NewJob {
         kind: crate::jobs::JobKind::Build,
         owner: who.subject.clone(),
@@ -447,7 +448,7 @@ pub async fn pull_image(
     }
     let secret = body.credentials.clone().map(|c| c.into_auth(image.registry_host())).transpose()?;
     let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
-    crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::Pull, request, secret).await
+    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobKind::Pull, request, secret).await
 }
 
 /// Push an image to its registry: a job with `layer` and `progress` events; result
@@ -476,7 +477,7 @@ pub async fn push_image(
     state.settings.policy.check_image(&image, "push")?;
     let secret = body.credentials.clone().map(|c| c.into_auth(image.registry_host())).transpose()?;
     let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
-    crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::Push, request, secret).await
+    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobKind::Push, request, secret).await
 }
 
 /// Remove unused images (admin): dangling only, or with `all` every image no container
@@ -492,12 +493,12 @@ pub async fn push_image(
 )]
 #[post("/images/prune")]
 pub async fn prune_images(
-    who: Authorized<crate::auth::Admin>,
+    who: Authorized<crate::api::extract::Admin>,
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
     body: web::Json<crate::domain::requests::PruneImagesRequest>,
 ) -> ApiResult<HttpResponse> {
     body.filters.validate()?;
     let request = serde_json::to_value(&body.into_inner()).map_err(|e| ApiError::internal(e.into()))?;
-    crate::api::jobs::submit_job(&state, &req, &who, crate::jobs::JobKind::PruneImages, request, None).await
+    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobKind::PruneImages, request, None).await
 }

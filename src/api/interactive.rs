@@ -7,14 +7,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::containers::container_id;
-use super::{Qs, de_bool_opt};
-use crate::auth::{Authorized, Operator};
+use super::extract::Qs;
+use crate::domain::de_bool_opt;
+use super::extract::{Authorized, Operator};
 use crate::domain::exec::ExecRequest;
-use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
+use crate::api::problem::{ApiError, ApiResult, Problem};
+use crate::error::ErrorCode;
 use crate::sessions::{
     SessionAudit, SessionParams, SessionPhase, SessionTarget, audit_session, check_handshake, initial_size,
 };
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The framing, for the OpenAPI descriptions (OpenAPI cannot describe a WebSocket).
 macro_rules! framing {
@@ -115,7 +117,7 @@ pub async fn attach_container(
         permit,
         exec_claim: None,
     };
-    state.sessions.upgrade(&req, body, params, stdio)
+    Ok(state.sessions.upgrade(&req, body, params, stdio)?)
 }
 
 /// A new exec instance.
@@ -263,7 +265,7 @@ pub async fn exec_session(
         permit,
         exec_claim: Some(claim),
     };
-    state.sessions.upgrade(&req, body, params, stdio)
+    Ok(state.sessions.upgrade(&req, body, params, stdio)?)
 }
 
 /// A shell in a container that has power over the host is a shell on the host: attach

@@ -8,12 +8,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
-use super::Qs;
+use super::extract::Qs;
 use super::containers::{SSE_KEEP_ALIVE, sse_json};
-use crate::auth::{Authorized, Operator, Principal, Viewer};
-use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
+use crate::api::extract::{Authorized, Operator, Viewer};
+use crate::auth::Principal;
+use crate::api::problem::{ApiError, ApiResult, Problem};
+use crate::error::ErrorCode;
 use crate::jobs::{Job, JobEvent, JobFilter, JobKind, JobState, Jobs, NewJob, StateEvent, Submitted};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A page of jobs, newest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -56,7 +58,7 @@ pub async fn list_jobs(
     state: web::Data<AppState>,
     Qs(q): Qs<JobListQuery>,
 ) -> ApiResult<web::Json<JobPage>> {
-    let paging = super::Paging::new(q.limit, q.cursor)?;
+    let paging = super::extract::Paging::new(q.limit, q.cursor)?;
     let job_state = match q.state.as_deref() {
         None => None,
         Some(s) => Some(JobState::parse(s).ok_or_else(|| {
@@ -372,58 +374,4 @@ pub async fn stream_events(who: Authorized<Viewer>, state: web::Data<AppState>, 
         .await;
     });
     sse::Sse::from_infallible_receiver(out).with_keep_alive(SSE_KEEP_ALIVE)
-}
-
-// ---- shared by the job-making routes ------------------------------------------------------
-
-/// The `Idempotency-Key` header: 1-255 visible ASCII characters.
-pub fn idempotency_key(req: &HttpRequest) -> ApiResult<Option<String>> {
-    match req.headers().get("idempotency-key") {
-        None => Ok(None),
-        Some(v) => {
-            let s = v.to_str().map_err(|_| ApiError::invalid("`Idempotency-Key` must be visible ASCII"))?;
-            if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-                return Err(ApiError::invalid("`Idempotency-Key` must be 1-255 visible ASCII characters"));
-            }
-            Ok(Some(s.to_string()))
-        }
-    }
-}
-
-/// 202 with the new job, or 200 with the one made before with the same key.
-pub fn job_response(submitted: Submitted) -> HttpResponse {
-    let (mut res, job) = match submitted {
-        Submitted::New(j) => (HttpResponse::Accepted(), j),
-        Submitted::Existing(j) => (HttpResponse::Ok(), j),
-    };
-    res.insert_header((header::LOCATION, format!("/v1/jobs/{}", job.id))).json(job)
-}
-
-/// Record and queue a job made from a JSON request.
-pub async fn submit_job(
-    state: &AppState,
-    req: &HttpRequest,
-    who: &Principal,
-    kind: JobKind,
-    request: serde_json::Value,
-    secret: Option<crate::docker::RegistryAuth>,
-) -> ApiResult<HttpResponse> {
-    crate::audit::set_target(req, audit_target(&request));
-    let new = NewJob { kind, owner: who.subject.clone(), request, idempotency_key: idempotency_key(req)?, spool: None };
-    Ok(job_response(state.jobs.submit(new, secret).await?))
-}
-
-/// What a job request acts on, for the audit log: its image, tags or filters.
-pub fn audit_target(request: &serde_json::Value) -> String {
-    if let Some(image) = request.get("image").and_then(|v| v.as_str()) {
-        return match request.get("name").and_then(|v| v.as_str()) {
-            Some(name) => format!("image={image} name={name}"),
-            None => format!("image={image}"),
-        };
-    }
-    if let Some(tags) = request.get("tags").and_then(|v| v.as_array()) {
-        let tags: Vec<&str> = tags.iter().filter_map(|t| t.as_str()).collect();
-        return format!("tags={}", tags.join(","));
-    }
-    request.to_string()
 }

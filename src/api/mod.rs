@@ -2,85 +2,20 @@
 
 pub mod audit;
 pub mod containers;
+pub mod extract;
 pub mod images;
 pub mod interactive;
 pub mod jobs;
+pub mod problem;
 pub mod responses;
+pub mod submit;
 pub mod system;
 
-use std::future::{Ready, ready};
-
-use actix_web::{FromRequest, HttpRequest, middleware::from_fn};
-use serde::de::DeserializeOwned;
+use actix_web::middleware::from_fn;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::scope::Scope;
 
-use crate::error::ApiError;
-
-/// Query-string extractor that accepts repeated keys (`?label=a&label=b`) into `Vec`
-/// fields, and answers a malformed query with `400 invalid_request`.
-pub struct Qs<T>(pub T);
-
-impl<T: DeserializeOwned> FromRequest for Qs<T> {
-    type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(
-            serde_html_form::from_str::<T>(req.query_string())
-                .map(Qs)
-                .map_err(|e| ApiError::invalid(format!("Invalid query string: {e}")).into()),
-        )
-    }
-}
-
-/// `true`/`false`/`1`/`0` in a query string.
-pub(crate) fn de_bool_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    let s: Option<String> = serde::Deserialize::deserialize(d)?;
-    match s.as_deref() {
-        None | Some("") => Ok(None),
-        Some("true") | Some("1") => Ok(Some(true)),
-        Some("false") | Some("0") => Ok(Some(false)),
-        Some(other) => Err(serde::de::Error::custom(format!("expected true or false, got `{other}`"))),
-    }
-}
-
-/// The shared paging of Berth's own records (jobs, audit): `?limit=` (1-1000, default
-/// 100) and `?cursor=` (the last id of the previous page; ids sort by time).
-pub(crate) struct Paging {
-    pub limit: usize,
-    pub cursor: Option<String>,
-}
-
-impl Paging {
-    pub fn new(limit: Option<u32>, cursor: Option<String>) -> Result<Self, ApiError> {
-        let limit = limit.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(ApiError::invalid("`limit` must be between 1 and 1000"));
-        }
-        if let Some(c) = &cursor {
-            if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(ApiError::invalid("`cursor` is not a cursor this server gave out"));
-            }
-        }
-        Ok(Self { limit: limit as usize, cursor })
-    }
-
-    /// How many rows to fetch: one more than the page, to know whether another follows.
-    pub fn fetch(&self) -> usize {
-        self.limit + 1
-    }
-
-    /// Cut the fetched rows to the page; the next cursor, when more follow.
-    pub fn finish<T>(&self, items: &mut Vec<T>, id: impl Fn(&T) -> &str) -> Option<String> {
-        if items.len() <= self.limit {
-            return None;
-        }
-        items.truncate(self.limit);
-        items.last().map(|t| id(t).to_string())
-    }
-}
 
 struct SecurityAddon;
 
@@ -112,7 +47,7 @@ impl Modify for SecurityAddon {
         license(name = "Apache-2.0")
     ),
     modifiers(&SecurityAddon),
-    components(schemas(crate::error::Problem, crate::error::ErrorCode, crate::docker::LogLine, crate::docker::LogStream, containers::LogEndEvent,
+    components(schemas(crate::api::problem::Problem, crate::error::ErrorCode, crate::docker::LogLine, crate::docker::LogStream, containers::LogEndEvent,
         crate::jobs::StateEvent, crate::jobs::LayerEvent, crate::jobs::Progress, crate::jobs::JobError,
         crate::domain::exec::ClientControl, crate::domain::exec::ServerControl)),
     tags(
@@ -135,7 +70,7 @@ pub fn v1_scope() -> Scope<
     >,
 > {
     utoipa_actix_web::scope("/v1")
-        .wrap(from_fn(crate::auth::authenticate))
+        .wrap(from_fn(extract::authenticate))
         .service(system::system_info)
         .service(images::list_images)
         .service(images::tag_image)

@@ -2,7 +2,7 @@
 
 use utoipa::IntoResponses;
 
-use crate::error::Problem;
+use crate::api::problem::Problem;
 use crate::jobs::Job;
 
 /// The answers of every route that queues a job (build, pull, push, run, prune).

@@ -4,10 +4,11 @@ use actix_web::{HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Authorized, Viewer};
+use super::extract::{Authorized, Viewer};
 use crate::docker::EngineInfo;
-use crate::error::{ApiResult, Problem};
-use crate::startup::AppState;
+use crate::api::problem::{ApiError, ApiResult, Problem};
+use crate::error::ErrorCode;
+use crate::state::AppState;
 
 /// Berth itself.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -107,10 +108,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[get("/metrics")]
 pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     if !state.settings.metrics_public {
-        let who = crate::auth::principal(&req)?;
+        let who = crate::api::extract::principal(&req)?;
         if !who.is_admin() {
-            return Err(crate::error::ApiError::new(
-                crate::error::ErrorCode::Forbidden,
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
                 "/metrics needs the admin role (or BERTH_METRICS_PUBLIC=true).",
             ));
         }

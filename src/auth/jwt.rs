@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Principal, Role};
 use crate::config::{JwtKey, JwtSettings};
-use crate::error::{ApiError, ErrorCode};
+use super::AuthError;
 
 /// The claims Berth reads (and `berth token` writes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,7 +91,7 @@ impl JwtVerifier {
         Ok(Self { key, validation })
     }
 
-    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
             let why = match e.kind() {
                 ErrorKind::ExpiredSignature => "the token has expired",
@@ -105,7 +105,7 @@ impl JwtVerifier {
                 ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp, sub, and iss/aud where configured)",
                 _ => "the token is malformed",
             };
-            ApiError::new(ErrorCode::Unauthorized, format!("Invalid bearer token: {why}."))
+            AuthError(format!("Invalid bearer token: {why}."))
         })?;
         let role = data.claims.roles.iter().filter_map(|r| Role::parse(r)).max();
         Ok(Principal { subject: data.claims.sub, role, expires_at: data.claims.exp })

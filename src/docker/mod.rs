@@ -23,7 +23,8 @@ use bollard::query_parameters as qp;
 use futures_util::{Stream, StreamExt};
 
 pub use interactive::{ContainerStdioInfo, ExecInfo, MAX_CHUNK, OutputChunk, OutputStream, Stdio, StdioDecoder};
-pub use ops::{BuildOutput, ProgressMessage, PruneReport, RegistryAuth};
+pub use crate::domain::credentials::RegistryAuth;
+pub use ops::{BuildOutput, ProgressMessage, PruneReport};
 pub use types::*;
 
 /// The shortest id prefix that names a container. Docker takes any unambiguous prefix; a
@@ -51,6 +52,30 @@ pub enum EngineError {
     BadRequest(String),
     #[error("{0}")]
     Docker(String),
+}
+
+impl crate::error::HasCode for EngineError {
+    fn code(&self) -> crate::error::ErrorCode {
+        use crate::error::ErrorCode;
+        match self {
+            EngineError::Unavailable(_) => ErrorCode::DockerUnavailable,
+            EngineError::NotFound { kind: ObjectKind::Image, .. } => ErrorCode::ImageNotFound,
+            EngineError::NotFound { kind: ObjectKind::Container, .. } => ErrorCode::ContainerNotFound,
+            EngineError::NotFound { kind: ObjectKind::Other, .. } => ErrorCode::NotFound,
+            EngineError::Conflict(_) => ErrorCode::Conflict,
+            EngineError::BadRequest(_) => ErrorCode::InvalidRequest,
+            EngineError::Docker(_) => ErrorCode::DockerError,
+        }
+    }
+    fn detail(&self) -> String {
+        match self {
+            EngineError::Unavailable(msg) => format!("The Docker engine does not answer: {msg}"),
+            other => other.to_string(),
+        }
+    }
+    fn retry_after(&self) -> Option<u64> {
+        self.is_unavailable().then_some(5)
+    }
 }
 
 impl EngineError {

@@ -11,6 +11,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
 use super::{Engine, EngineError, LogStream, ObjectKind, Result, split_output};
+use crate::domain::credentials::RegistryAuth;
 use crate::domain::requests::BuildParams;
 use crate::domain::run::RunSpec;
 
@@ -25,33 +26,13 @@ pub struct ProgressMessage {
     pub digest: Option<String>,
 }
 
-/// Registry credentials, sent to the engine as `X-Registry-Auth`; never stored.
-#[derive(Clone, Default)]
-pub struct RegistryAuth {
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub identity_token: Option<String>,
-    pub server: Option<String>,
-}
-
-impl std::fmt::Debug for RegistryAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryAuth")
-            .field("username", &self.username)
-            .field("server", &self.server)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RegistryAuth {
-    fn to_bollard(&self) -> DockerCredentials {
-        DockerCredentials {
-            username: self.username.clone(),
-            password: self.password.clone(),
-            identitytoken: self.identity_token.clone(),
-            serveraddress: self.server.clone(),
-            ..Default::default()
-        }
+fn to_bollard(auth: &RegistryAuth) -> DockerCredentials {
+    DockerCredentials {
+        username: auth.username.clone(),
+        password: auth.password.clone(),
+        identitytoken: auth.identity_token.clone(),
+        serveraddress: auth.server.clone(),
+        ..Default::default()
     }
 }
 
@@ -198,7 +179,7 @@ impl Engine {
             platform: platform.unwrap_or_default().to_string(),
             ..Default::default()
         };
-        let stream = d.create_image(Some(opts), None, auth.map(|a| a.to_bollard()));
+        let stream = d.create_image(Some(opts), None, auth.map(|a| to_bollard(a)));
         Ok(stream.map(|item| match item {
             Ok(i) => Ok(progress_message(i.id, i.status, i.progress_detail)),
             Err(e) => Err(EngineError::from_bollard(ObjectKind::Image, e)),
@@ -224,7 +205,7 @@ impl Engine {
             return Ok(stream.map(|item| item.and_then(progress_from_json)).boxed());
         }
         let opts = qp::PushImageOptions { tag: Some(tag.to_string()), platform: None };
-        let stream = d.push_image(repository, Some(opts), auth.map(|a| a.to_bollard()));
+        let stream = d.push_image(repository, Some(opts), auth.map(|a| to_bollard(a)));
         Ok(stream
             .map(|item| match item {
                 Ok(i) => Ok(progress_message(None, i.status, i.progress_detail)),

@@ -10,8 +10,25 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::docker::RegistryAuth;
-use crate::error::ApiError;
+use super::Rejection;
+
+/// Registry credentials, sent to the engine as `X-Registry-Auth`; never stored.
+#[derive(Clone, Default)]
+pub struct RegistryAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub identity_token: Option<String>,
+    pub server: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
 
 /// `{username, password}` or `{identity_token}` for the image's registry.
 #[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -32,7 +49,7 @@ impl std::fmt::Debug for RegistryCredentials {
 }
 
 impl RegistryCredentials {
-    pub fn into_auth(self, server: &str) -> Result<RegistryAuth, ApiError> {
+    pub fn into_auth(self, server: &str) -> Result<RegistryAuth, Rejection> {
         match (&self.username, &self.password, &self.identity_token) {
             (Some(u), Some(p), None) if !u.is_empty() && u.len() <= 512 && p.len() <= 8192 => Ok(RegistryAuth {
                 username: Some(u.clone()),
@@ -45,7 +62,7 @@ impl RegistryCredentials {
                 server: Some(server.to_string()),
                 ..Default::default()
             }),
-            _ => Err(ApiError::invalid(
+            _ => Err(Rejection::invalid(
                 "`credentials` must be {username, password} or {identity_token}",
             )),
         }

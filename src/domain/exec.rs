@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::run::check_text;
-use crate::error::{ApiError, ErrorCode};
+use super::Rejection;
+use crate::error::ErrorCode;
 
 /// Create an exec instance in a running container (`docker exec`). Start it with
 /// `GET /v1/exec/{id}/ws`.
@@ -41,12 +42,12 @@ pub struct ExecSpec {
 
 impl ExecRequest {
     /// Validate, and apply the policy: `privileged` needs admin (403 `policy_violation`).
-    pub fn validate(&self, is_admin: bool) -> Result<ExecSpec, ApiError> {
+    pub fn validate(&self, is_admin: bool) -> Result<ExecSpec, Rejection> {
         if self.cmd.is_empty() || self.cmd[0].is_empty() {
-            return Err(ApiError::invalid("`cmd` must name a command: a non-empty array such as [\"sh\"]"));
+            return Err(Rejection::invalid("`cmd` must name a command: a non-empty array such as [\"sh\"]"));
         }
         if self.cmd.len() > 4096 {
-            return Err(ApiError::invalid("`cmd` takes at most 4096 arguments"));
+            return Err(Rejection::invalid("`cmd` takes at most 4096 arguments"));
         }
         for a in &self.cmd {
             check_text("cmd", a, 64 * 1024)?;
@@ -58,7 +59,7 @@ impl ExecRequest {
                 || key.is_empty()
                 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
             {
-                return Err(ApiError::invalid(format!(
+                return Err(Rejection::invalid(format!(
                     "`env` entries must be KEY=VALUE with KEY of [A-Za-z0-9_.-]; got key `{}`",
                     key.escape_debug()
                 )));
@@ -69,16 +70,16 @@ impl ExecRequest {
             if let Some(v) = v {
                 check_text(field, v, 4096)?;
                 if v.is_empty() || v.chars().any(char::is_control) {
-                    return Err(ApiError::invalid(format!("`{field}` must be non-empty, without control characters")));
+                    return Err(Rejection::invalid(format!("`{field}` must be non-empty, without control characters")));
                 }
             }
         }
         if self.workdir.as_ref().is_some_and(|w| !w.starts_with('/')) {
-            return Err(ApiError::invalid("`workdir` must be an absolute path"));
+            return Err(Rejection::invalid("`workdir` must be an absolute path"));
         }
         let privileged = self.privileged.unwrap_or(false);
         if privileged && !is_admin {
-            return Err(ApiError::new(
+            return Err(Rejection::new(
                 ErrorCode::PolicyViolation,
                 "`privileged` is reserved to the admin role: a privileged exec gets every capability and the host's devices",
             ));

@@ -7,7 +7,8 @@
 
 use std::fmt;
 
-use crate::error::{ApiError, ErrorCode};
+use super::Rejection;
+use crate::error::ErrorCode;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -26,9 +27,15 @@ pub struct RefError {
     pub why: &'static str,
 }
 
-impl From<RefError> for ApiError {
+impl crate::error::HasCode for RefError {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidReference
+    }
+}
+
+impl From<RefError> for Rejection {
     fn from(e: RefError) -> Self {
-        ApiError::new(ErrorCode::InvalidReference, e.to_string())
+        Rejection::new(ErrorCode::InvalidReference, e.to_string())
     }
 }
 

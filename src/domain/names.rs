@@ -1,10 +1,10 @@
 //! Container names and ids, labels and signals.
 
-use crate::error::ApiError;
+use super::Rejection;
 
 /// A container id or name as the engine accepts it: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most
 /// 128 characters (ids are 64 hex digits, or a prefix of them).
-pub fn validate_container_ref(s: &str) -> Result<(), ApiError> {
+pub fn validate_container_ref(s: &str) -> Result<(), Rejection> {
     let b = s.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= 128
@@ -13,7 +13,7 @@ pub fn validate_container_ref(s: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid(format!(
+        Err(Rejection::invalid(format!(
             "`{}` is not a valid container id or name: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters",
             s.chars().take(140).collect::<String>().escape_debug()
         )))
@@ -21,17 +21,17 @@ pub fn validate_container_ref(s: &str) -> Result<(), ApiError> {
 }
 
 /// A signal name (`SIGKILL`, `KILL`, `HUP`) or number (`9`).
-pub fn validate_signal(s: &str) -> Result<(), ApiError> {
+pub fn validate_signal(s: &str) -> Result<(), Rejection> {
     let ok = !s.is_empty()
         && s.len() <= 16
         && (s.bytes().all(|c| c.is_ascii_digit()) || s.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'+' || c == b'-'));
-    if ok { Ok(()) } else { Err(ApiError::invalid(format!("`{}` is not a signal name or number", s.escape_debug()))) }
+    if ok { Ok(()) } else { Err(Rejection::invalid(format!("`{}` is not a signal name or number", s.escape_debug()))) }
 }
 
 /// A label filter: `key` or `key=value`, printable, at most 1024 characters.
-pub fn validate_label_filter(s: &str) -> Result<(), ApiError> {
+pub fn validate_label_filter(s: &str) -> Result<(), Rejection> {
     let ok = !s.is_empty() && s.len() <= 1024 && !s.chars().any(char::is_control) && !s.starts_with('=');
-    if ok { Ok(()) } else { Err(ApiError::invalid(format!("`{}` is not a label filter (key or key=value)", s.escape_debug()))) }
+    if ok { Ok(()) } else { Err(Rejection::invalid(format!("`{}` is not a label filter (key or key=value)", s.escape_debug()))) }
 }
 
 #[cfg(test)]

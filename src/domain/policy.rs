@@ -2,7 +2,8 @@
 //! resource limits a container gets when it asks for none.
 
 use super::ImageRef;
-use crate::error::{ApiError, ErrorCode};
+use super::Rejection;
+use crate::error::ErrorCode;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunPolicy {
@@ -69,7 +70,7 @@ impl RunPolicy {
     }
 
     /// 403 `policy_violation` unless the image matches an allowed pattern.
-    pub fn check_image(&self, image: &ImageRef, action: &str) -> Result<(), ApiError> {
+    pub fn check_image(&self, image: &ImageRef, action: &str) -> Result<(), Rejection> {
         if self.allowed_images.is_empty() {
             return Ok(());
         }
@@ -77,7 +78,7 @@ impl RunPolicy {
         if self.allowed_images.iter().any(|p| names.iter().any(|n| glob(p, n))) {
             return Ok(());
         }
-        Err(ApiError::new(
+        Err(Rejection::new(
             ErrorCode::PolicyViolation,
             format!(
                 "`image` {image} may not be used to {action}: it matches none of BERTH_ALLOWED_IMAGES ({})",

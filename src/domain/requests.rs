@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::ImageRef;
 use super::credentials::RegistryCredentials;
-use crate::error::ApiError;
+use super::Rejection;
 
 /// Pull an image (`docker pull`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -66,13 +66,13 @@ pub struct PruneContainersRequest {
 }
 
 impl PruneFilters {
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), Rejection> {
         for l in &self.label {
             super::names::validate_label_filter(l)?;
         }
         if let Some(u) = &self.until {
             if !is_until(u) {
-                return Err(ApiError::invalid(
+                return Err(Rejection::invalid(
                     "`filters.until` must be Unix seconds, an RFC 3339 time, or a duration such as 24h or 1h30m",
                 ));
             }
@@ -140,12 +140,12 @@ pub struct BuildQuery {
     #[serde(default)]
     pub label: Vec<String>,
     /// Do not use the build cache.
-    #[serde(default, deserialize_with = "crate::api::de_bool_opt")]
+    #[serde(default, deserialize_with = "crate::domain::de_bool_opt")]
     #[param(value_type = Option<bool>)]
     #[schema(value_type = Option<bool>)]
     pub nocache: Option<bool>,
     /// Always try to pull newer base images.
-    #[serde(default, deserialize_with = "crate::api::de_bool_opt")]
+    #[serde(default, deserialize_with = "crate::domain::de_bool_opt")]
     #[param(value_type = Option<bool>)]
     #[schema(value_type = Option<bool>)]
     pub pull: Option<bool>,
@@ -175,16 +175,16 @@ pub struct BuildParams {
     pub context_format: Option<String>,
 }
 
-fn key_value(field: &str, s: &str) -> Result<(String, String), ApiError> {
+fn key_value(field: &str, s: &str) -> Result<(String, String), Rejection> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() && k.len() <= 256 && !k.chars().any(|c| c.is_control() || c.is_whitespace()) => {
             if v.len() > 64 * 1024 || v.contains('\0') {
-                return Err(ApiError::invalid(format!("`{field}` value of `{k}` is too long or contains NUL")));
+                return Err(Rejection::invalid(format!("`{field}` value of `{k}` is too long or contains NUL")));
             }
             Ok((k.to_string(), v.to_string()))
         }
         // The value may be a secret: the error names at most the key.
-        _ => Err(ApiError::invalid(format!(
+        _ => Err(Rejection::invalid(format!(
             "`{field}` must be KEY=VALUE with a KEY of printable characters and no spaces (got `{}…`)",
             s.chars().take_while(|c| *c != '=' && !c.is_whitespace()).take(64).collect::<String>().escape_debug()
         ))),
@@ -192,19 +192,19 @@ fn key_value(field: &str, s: &str) -> Result<(String, String), ApiError> {
 }
 
 impl BuildQuery {
-    pub fn validate(&self) -> Result<BuildParams, ApiError> {
+    pub fn validate(&self) -> Result<BuildParams, Rejection> {
         let mut tags = Vec::new();
         for t in &self.tag {
             let r = ImageRef::parse(t)?;
             if r.digest.is_some() {
-                return Err(ApiError::new(crate::error::ErrorCode::InvalidReference, "A build tag cannot carry a digest."));
+                return Err(Rejection::new(crate::error::ErrorCode::InvalidReference, "A build tag cannot carry a digest."));
             }
             tags.push(format!("{}:{}", r.repository(), r.tag_or_latest()));
         }
         for (field, v) in [("dockerfile", &self.dockerfile), ("target", &self.target)] {
             if let Some(v) = v {
                 if v.is_empty() || v.len() > 1024 || v.chars().any(char::is_control) {
-                    return Err(ApiError::invalid(format!("`{field}` must be 1-1024 printable characters")));
+                    return Err(Rejection::invalid(format!("`{field}` must be 1-1024 printable characters")));
                 }
             }
         }
@@ -213,12 +213,12 @@ impl BuildQuery {
                 && r.len() <= 2048
                 && !r.chars().any(|c| c.is_control() || c.is_whitespace());
             if !ok {
-                return Err(ApiError::invalid("`remote` must be an http(s) or git URL"));
+                return Err(Rejection::invalid("`remote` must be an http(s) or git URL"));
             }
             // user:token@ in a URL would be stored with the job and echoed in its errors.
             let authority = r.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
             if authority.contains('@') {
-                return Err(ApiError::invalid(
+                return Err(Rejection::invalid(
                     "`remote` must not carry credentials (user:token@host): they would be stored with the job",
                 ));
             }

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ImageRef;
-use crate::error::{ApiError, ErrorCode};
+use super::Rejection;
+use crate::error::ErrorCode;
 
 /// When to pull the image before creating the container.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -131,25 +132,25 @@ pub struct RunSpec {
     pub ipc_mode: Option<String>,
 }
 
-fn invalid(msg: impl Into<String>) -> ApiError {
-    ApiError::invalid(msg)
+fn invalid(msg: impl Into<String>) -> Rejection {
+    Rejection::invalid(msg)
 }
 
-fn policy(option: &str, why: &str) -> ApiError {
-    ApiError::new(
+fn policy(option: &str, why: &str) -> Rejection {
+    Rejection::new(
         ErrorCode::PolicyViolation,
         format!("`{option}` is reserved to the admin role: {why}"),
     )
 }
 
-pub(super) fn check_text(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+pub(super) fn check_text(field: &str, s: &str, max: usize) -> Result<(), Rejection> {
     if s.len() > max || s.contains('\0') {
         return Err(invalid(format!("`{field}` must be at most {max} bytes, without NUL characters")));
     }
     Ok(())
 }
 
-fn parse_port(s: &str) -> Result<PortSpec, ApiError> {
+fn parse_port(s: &str) -> Result<PortSpec, Rejection> {
     let bad = || invalid(format!("`ports` entry `{}` is not [ip:][host_port:]container_port[/tcp|udp|sctp]", s.escape_debug()));
     let (rest, proto) = match s.rsplit_once('/') {
         Some((r, p)) if ["tcp", "udp", "sctp"].contains(&p) => (r, p),
@@ -179,7 +180,7 @@ fn parse_port(s: &str) -> Result<PortSpec, ApiError> {
     })
 }
 
-fn check_mount(field: &str, spec: &str) -> Result<(String, String), ApiError> {
+fn check_mount(field: &str, spec: &str) -> Result<(String, String), Rejection> {
     let parts: Vec<&str> = spec.split(':').collect();
     let bad = || invalid(format!("`{field}` entry `{}` is not source:/container/path[:ro|rw]", spec.escape_debug()));
     let (src, dst) = match parts.as_slice() {
@@ -196,7 +197,7 @@ fn check_mount(field: &str, spec: &str) -> Result<(String, String), ApiError> {
 impl RunContainerRequest {
     /// Validate, and apply the run policy: options that give a container power over the
     /// host need `admin` (403 `policy_violation` naming the option).
-    pub fn validate(&self, is_admin: bool) -> Result<RunSpec, ApiError> {
+    pub fn validate(&self, is_admin: bool) -> Result<RunSpec, Rejection> {
         let image = ImageRef::parse(&self.image)?;
         if let Some(name) = &self.name {
             let b = name.as_bytes();
@@ -384,7 +385,7 @@ impl RunContainerRequest {
 
     /// Apply the configured policy: the image allow-list, and default limits for a
     /// container that sets none (written into the request, so the job shows them).
-    pub fn apply_policy(&mut self, policy: &super::policy::RunPolicy) -> Result<(), ApiError> {
+    pub fn apply_policy(&mut self, policy: &super::policy::RunPolicy) -> Result<(), Rejection> {
         let image = ImageRef::parse(&self.image)?;
         policy.check_image(&image, "run")?;
         if self.memory_bytes.is_none() {

@@ -10,14 +10,14 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::model::{Job, JobKind, Progress};
+use super::{Job, JobKind, Progress};
 use super::progress::ProgressTracker;
 use super::Jobs;
 use crate::docker::{BuildOutput, EngineError, LogStream, ProgressMessage, RegistryAuth};
 use crate::domain::ImageRef;
 use crate::domain::requests::{BuildParams, PruneContainersRequest, PruneImagesRequest, PullRequest, PushRequest};
 use crate::domain::run::{PullPolicy, RunContainerRequest};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ErrorCode, HasCode};
 
 /// How often `progress` and per-layer `layer` events are written at most.
 const EVENT_INTERVAL: Duration = Duration::from_millis(250);
@@ -36,8 +36,7 @@ impl Failure {
 
 impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Self {
-        let api = ApiError::from(e);
-        Failure::Error { code: api.code, message: api.detail, result: None }
+        Failure::Error { code: e.code(), message: e.detail(), result: None }
     }
 }
 
@@ -91,7 +90,7 @@ impl JobCtx {
     }
 
     /// `layer` events on a status change, else at most every `EVENT_INTERVAL` per layer.
-    async fn layer(&mut self, ev: super::model::LayerEvent) {
+    async fn layer(&mut self, ev: super::LayerEvent) {
         let due = match self.layers.get(&ev.id) {
             None => true,
             Some((status, at)) => *status != ev.status || at.elapsed() >= EVENT_INTERVAL,

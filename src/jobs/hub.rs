@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use super::model::{JobEvent, JobKind};
+use crate::domain::job::{JobEvent, JobKind};
 
 /// A state change, for `/v1/events`.
 #[derive(Debug, Clone)]

@@ -17,9 +17,7 @@
 
 pub mod executor;
 pub mod hub;
-pub mod model;
 pub mod progress;
-pub mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -31,23 +29,57 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Principal;
+use crate::domain::identity::Principal;
 use crate::config::Settings;
 use crate::docker::{Engine, RegistryAuth};
 use crate::domain::credentials::CredentialStore;
-use crate::error::{ApiError, ErrorCode};
+use crate::domain::Rejection;
+use crate::error::{ErrorCode, HasCode};
 use crate::metrics::{JobLabels, Metrics};
-pub use model::*;
-use store::{Inserted, JobStore, StoreError};
+pub use crate::domain::job::*;
+use crate::store::{self as store, Inserted, JobStore, StoreError};
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError::new(
-            ErrorCode::StoreUnavailable,
-            "The job store cannot be read or written (disk full, read-only or locked?); nothing was changed. Retry later.",
-        )
-        .with_retry_after(5)
-        .with_source(anyhow::Error::new(e))
+/// What the job engine answers when it refuses or fails a request.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    /// No such job, or not one the caller may see.
+    #[error("No job `{0}`.")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("The job queue holds its limit of {0} queued jobs; retry later.")]
+    QueueFull(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl HasCode for JobsError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            JobsError::NotFound(_) => ErrorCode::JobNotFound,
+            JobsError::Conflict(_) => ErrorCode::Conflict,
+            JobsError::QueueFull(_) => ErrorCode::QueueFull,
+            JobsError::Store(e) => e.code(),
+            JobsError::Rejected(e) => e.code(),
+            JobsError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+    fn detail(&self) -> String {
+        match self {
+            JobsError::Store(e) => e.detail(),
+            other => other.to_string(),
+        }
+    }
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            JobsError::QueueFull(_) => Some(5),
+            JobsError::Store(e) => e.retry_after(),
+            _ => None,
+        }
     }
 }
 
@@ -403,14 +435,14 @@ impl Jobs {
     /// (`new.spool`) belongs to the job from here on: deleted unless a new job took it.
     /// Done in a task of its own, so a client that goes away mid-request cannot leave a
     /// row without its secret, or a secret or a spool file without a row.
-    pub async fn submit(self: &Arc<Self>, new: NewJob, secret: Option<RegistryAuth>) -> Result<Submitted, ApiError> {
+    pub async fn submit(self: &Arc<Self>, new: NewJob, secret: Option<RegistryAuth>) -> Result<Submitted, JobsError> {
         let me = self.clone();
         tokio::spawn(async move { me.submit_now(new, secret).await })
             .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("submitting the job: {e}")))?
+            .map_err(|e| JobsError::Internal(format!("submitting the job: {e}")))?
     }
 
-    async fn submit_now(&self, new: NewJob, secret: Option<RegistryAuth>) -> Result<Submitted, ApiError> {
+    async fn submit_now(&self, new: NewJob, secret: Option<RegistryAuth>) -> Result<Submitted, JobsError> {
         let kind = new.kind;
         let spool = new.spool.clone();
         let id = store::new_id();
@@ -444,12 +476,8 @@ impl Jobs {
         }
     }
 
-    pub fn queue_full(&self) -> ApiError {
-        ApiError::new(
-            ErrorCode::QueueFull,
-            format!("The job queue holds its limit of {} queued jobs; retry later.", self.capacity),
-        )
-        .with_retry_after(5)
+    pub fn queue_full(&self) -> JobsError {
+        JobsError::QueueFull(self.capacity)
     }
 
     pub(crate) fn take_secret(&self, id: &str) -> Option<RegistryAuth> {
@@ -469,8 +497,8 @@ impl Jobs {
     }
 
     /// A job the caller may see (its owner, or admin), else 404 `job_not_found`.
-    pub async fn visible(&self, id: &str, who: &Principal) -> Result<Job, ApiError> {
-        let not_found = || ApiError::new(ErrorCode::JobNotFound, format!("No job `{}`.", id.escape_debug()));
+    pub async fn visible(&self, id: &str, who: &Principal) -> Result<Job, JobsError> {
+        let not_found = || JobsError::NotFound(id.escape_debug().to_string());
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(not_found());
         }
@@ -482,7 +510,7 @@ impl Jobs {
 
     /// Cancel: a queued job ends at once; a running one is told to stop and ends within
     /// seconds. Answers the job as it is after the request.
-    pub async fn cancel(&self, id: &str, who: &Principal) -> Result<Job, ApiError> {
+    pub async fn cancel(&self, id: &str, who: &Principal) -> Result<Job, JobsError> {
         let job = self.visible(id, who).await?;
         match job.state {
             JobState::Queued => {
@@ -498,7 +526,7 @@ impl Jobs {
                 self.wait_terminal(&job.id, Duration::from_secs(10)).await;
             }
             s => {
-                return Err(ApiError::new(ErrorCode::Conflict, format!("The job has already ended ({}).", s.as_str())));
+                return Err(JobsError::Conflict(format!("The job has already ended ({}).", s.as_str())));
             }
         }
         let now = self.store.get(&job.id).await?.unwrap_or(job);
@@ -547,13 +575,13 @@ impl Jobs {
     }
 
     /// Forget a finished job and its events.
-    pub async fn delete(&self, id: &str, who: &Principal) -> Result<(), ApiError> {
+    pub async fn delete(&self, id: &str, who: &Principal) -> Result<(), JobsError> {
         let job = self.visible(id, who).await?;
         if !job.state.is_terminal() {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("The job is {}; cancel it first, or wait for it to end.", job.state.as_str()),
-            ));
+            return Err(JobsError::Conflict(format!(
+                "The job is {}; cancel it first, or wait for it to end.",
+                job.state.as_str()
+            )));
         }
         match self.store.delete_finished(&job.id).await? {
             Some(spool) => {
@@ -562,7 +590,7 @@ impl Jobs {
                 }
                 Ok(())
             }
-            None => Err(ApiError::new(ErrorCode::Conflict, "The job is not finished.")),
+            None => Err(JobsError::Conflict("The job is not finished.".into())),
         }
     }
 

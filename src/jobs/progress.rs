@@ -1,7 +1,7 @@
 //! Folding the engine's per-layer pull/push messages into layer events and one
 //! aggregated [`Progress`]. Pure code: tolerant of missing fields and `total: -1`.
 
-use super::model::{LayerEvent, Progress};
+use crate::domain::job::{LayerEvent, Progress};
 use crate::docker::ProgressMessage;
 
 #[derive(Debug, Clone)]

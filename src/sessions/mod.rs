@@ -38,11 +38,43 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::Principal;
+use crate::domain::identity::Principal;
 use crate::config::Settings;
 use crate::docker::{Engine, EngineError, OutputChunk, OutputStream, Stdio};
 use crate::domain::exec::{ClientControl, ExecSpec, ServerControl};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ErrorCode, HasCode};
+
+/// Why a session could not be opened or went wrong: a code from the catalogue, a
+/// message for the caller, and when to retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct SessionError {
+    pub code: ErrorCode,
+    pub detail: String,
+    pub retry_after: Option<u64>,
+}
+
+impl SessionError {
+    fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self { code, detail: detail.into(), retry_after: None }
+    }
+    fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, detail)
+    }
+    fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+impl HasCode for SessionError {
+    fn code(&self) -> ErrorCode {
+        self.code
+    }
+    fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+}
 
 /// Largest WebSocket message accepted from a client (a frame, or a fragmented message
 /// put together), in bytes: a bound on the stdin held at once.
@@ -89,9 +121,9 @@ impl Sessions {
     }
 
     /// A session slot, or 429 `too_many_sessions`. Held for the whole session.
-    pub fn permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+    pub fn permit(&self) -> Result<OwnedSemaphorePermit, SessionError> {
         self.permits.clone().try_acquire_owned().map_err(|_| {
-            ApiError::new(
+            SessionError::new(
                 ErrorCode::TooManySessions,
                 format!(
                     "{} interactive sessions are open, the most this server allows (BERTH_WS_MAX_SESSIONS); retry when one ends.",
@@ -109,12 +141,12 @@ impl Sessions {
 
     /// Remember an exec instance made by `owner`.
     /// Refuse a new exec instance when `owner` holds too many that were never started.
-    pub fn check_exec_quota(&self, owner: &str) -> Result<(), ApiError> {
+    pub fn check_exec_quota(&self, owner: &str) -> Result<(), SessionError> {
         let mut execs = self.execs.lock().expect("exec registry lock");
         execs.retain(|_, r| r.claimed || r.created.elapsed() < EXEC_TTL);
         let unstarted = execs.values().filter(|r| !r.claimed && r.owner == owner).count();
         if unstarted >= MAX_UNSTARTED_EXECS_PER_OWNER {
-            return Err(ApiError::new(
+            return Err(SessionError::new(
                 ErrorCode::TooManySessions,
                 format!(
                     "{unstarted} exec instances of yours were created and never started; start them (GET /v1/exec/{{id}}/ws) or wait for them to expire."
@@ -142,10 +174,10 @@ impl Sessions {
 
     /// Claim an exec instance for starting: 404 `not_found` when Berth made none by this
     /// id for this caller (admins may start anyone's), 409 `conflict` when it was started.
-    pub fn claim_exec(&self, id: &str, who: &Principal) -> Result<ExecClaim, ApiError> {
+    pub fn claim_exec(&self, id: &str, who: &Principal) -> Result<ExecClaim, SessionError> {
         let mut execs = self.execs.lock().expect("exec registry lock");
         let not_found = || {
-            ApiError::not_found(format!(
+            SessionError::new(ErrorCode::NotFound, format!(
                 "No exec instance `{id}` of yours: create one with POST /v1/containers/{{id}}/exec (it can be started once, by its creator, within an hour)."
             ))
         };
@@ -154,7 +186,7 @@ impl Sessions {
             return Err(not_found());
         }
         if record.claimed {
-            return Err(ApiError::new(
+            return Err(SessionError::new(
                 ErrorCode::Conflict,
                 format!("Exec instance `{id}` was already started; create a new one."),
             ));
@@ -275,20 +307,20 @@ pub fn audit_session(audit: &SessionAudit, phase: &SessionPhase<'_>) {
 }
 
 /// Fail early, with a problem, when the request is not a WebSocket handshake.
-pub fn check_handshake(req: &HttpRequest) -> Result<(), ApiError> {
+pub fn check_handshake(req: &HttpRequest) -> Result<(), SessionError> {
     actix_http::ws::verify_handshake(req.head()).map_err(|e| {
-        ApiError::invalid(format!(
+        SessionError::invalid(format!(
             "This route is a WebSocket: connect with `Connection: Upgrade`, `Upgrade: websocket` ({e})."
         ))
     })
 }
 
 /// The `cols`/`rows` query pair: both or neither, 1–10000.
-pub fn initial_size(cols: Option<u16>, rows: Option<u16>) -> Result<Option<(u16, u16)>, ApiError> {
+pub fn initial_size(cols: Option<u16>, rows: Option<u16>) -> Result<Option<(u16, u16)>, SessionError> {
     match (cols, rows) {
         (None, None) => Ok(None),
         (Some(c), Some(r)) if (1..=10_000).contains(&c) && (1..=10_000).contains(&r) => Ok(Some((c, r))),
-        _ => Err(ApiError::invalid("`cols` and `rows` go together, each between 1 and 10000")),
+        _ => Err(SessionError::invalid("`cols` and `rows` go together, each between 1 and 10000")),
     }
 }
 
@@ -313,9 +345,9 @@ impl Sessions {
         body: web::Payload,
         params: SessionParams,
         stdio: Stdio,
-    ) -> Result<HttpResponse, ApiError> {
+    ) -> Result<HttpResponse, SessionError> {
         let (mut response, session, messages) =
-            actix_ws::handle(req, body).map_err(|e| ApiError::invalid(format!("WebSocket handshake failed: {e}")))?;
+            actix_ws::handle(req, body).map_err(|e| SessionError::invalid(format!("WebSocket handshake failed: {e}")))?;
         let messages = messages
             .max_frame_size(MAX_CLIENT_MESSAGE)
             .aggregate_continuations()
@@ -364,8 +396,7 @@ fn control_text(msg: &ServerControl) -> String {
 }
 
 fn error_message(e: EngineError) -> ServerControl {
-    let api = ApiError::from(e);
-    ServerControl::Error { code: api.code, message: api.detail }
+    ServerControl::Error { code: e.code(), message: e.detail() }
 }
 
 /// Pump a WebSocket and an engine connection until one side ends; then say why and close.
@@ -615,7 +646,7 @@ mod tests {
         }
     }
 
-    fn principal(sub: &str, role: crate::auth::Role) -> Principal {
+    fn principal(sub: &str, role: crate::domain::identity::Role) -> Principal {
         Principal { subject: sub.into(), role: Some(role), expires_at: u64::MAX }
     }
 
@@ -626,7 +657,7 @@ mod tests {
         let spec =
             ExecSpec { cmd: vec!["sh".into()], tty: false, env: vec![], workdir: None, user: None, privileged: false };
         sessions.register_exec("e1", "alice", "c1", &spec);
-        use crate::auth::Role::*;
+        use crate::domain::identity::Role::*;
         assert_eq!(sessions.claim_exec("e1", &principal("bob", Operator)).err().unwrap().code, ErrorCode::NotFound);
         assert_eq!(sessions.claim_exec("nope", &principal("alice", Operator)).err().unwrap().code, ErrorCode::NotFound);
         let claim = sessions.claim_exec("e1", &principal("alice", Operator)).unwrap();

@@ -1,8 +1,6 @@
-//! The job store: the only module that writes SQL.
-//!
-//! [`JobStore`] is the seam for a PostgreSQL store serving several replicas later;
-//! [`SqliteStore`] is the embedded default (one file in `BERTH_DATA_DIR`, WAL mode). Every
-//! state change is one conditional UPDATE: the affected-row count decides races.
+//! The embedded SQLite store: one file in `BERTH_DATA_DIR`, WAL mode, one writer
+//! connection and one reader. Every state change is one conditional UPDATE: the
+//! affected-row count decides races.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -11,71 +9,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use super::model::{Job, JobError, JobEvent, JobFilter, JobKind, JobState, NewJob, Progress};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("job store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("job store: corrupt row: {0}")]
-    Corrupt(String),
-    #[error("job store task failed: {0}")]
-    Join(String),
-}
-
-/// Outcome of an insert.
-#[derive(Debug)]
-pub enum Inserted {
-    New(Job),
-    /// Same owner and idempotency key: the job made before.
-    Existing(Job),
-    /// The queue holds `capacity` queued jobs already.
-    QueueFull,
-}
-
-#[async_trait]
-pub trait JobStore: Send + Sync + 'static {
-    /// Insert a queued job unless the queue is full, or return the job with the same key.
-    async fn insert(&self, id: &str, job: NewJob, capacity: usize) -> Result<Inserted, StoreError>;
-    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
-    /// The job `owner` made with `key`, if any.
-    async fn find_idempotent(&self, owner: &str, key: &str) -> Result<Option<Job>, StoreError>;
-    /// Newest first.
-    async fn list(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError>;
-    /// Oldest queued job of `kind`, now `running`.
-    async fn claim_next(&self, kind: JobKind) -> Result<Option<Job>, StoreError>;
-    /// `from` -> `to` with result/error; false when the job was not in `from`.
-    async fn transition(
-        &self,
-        id: &str,
-        from: JobState,
-        to: JobState,
-        result: Option<Value>,
-        error: Option<JobError>,
-    ) -> Result<bool, StoreError>;
-    async fn set_progress(&self, id: &str, progress: &Progress) -> Result<(), StoreError>;
-    /// A running job's partial result (a run's container id, once created).
-    async fn set_result(&self, id: &str, result: &Value) -> Result<(), StoreError>;
-    /// Append an event; returns it with its sequence number.
-    async fn append_event(&self, id: &str, event: &str, data: Value) -> Result<JobEvent, StoreError>;
-    /// The job's last stored event.
-    async fn last_event(&self, id: &str) -> Result<Option<JobEvent>, StoreError>;
-    /// Events with `seq > after`, in order, at most `limit`.
-    async fn events_after(&self, id: &str, after: u64, limit: usize) -> Result<Vec<JobEvent>, StoreError>;
-    /// Forget a finished job and its events; returns its spool path, if any.
-    async fn delete_finished(&self, id: &str) -> Result<Option<Option<String>>, StoreError>;
-    /// Forget jobs that finished before `cutoff` (RFC 3339), with their events; how many.
-    async fn delete_finished_before(&self, cutoff: &str) -> Result<usize, StoreError>;
-    /// Jobs left `running` by a dead process.
-    async fn running_ids(&self) -> Result<Vec<String>, StoreError>;
-    async fn count_queued(&self) -> Result<usize, StoreError>;
-    /// A write that changes nothing: is the store writable?
-    async fn check_writable(&self) -> Result<(), StoreError>;
-    /// The spool path of a job.
-    async fn spool(&self, id: &str) -> Result<Option<String>, StoreError>;
-    /// Spool paths of jobs that will still read them (queued or running).
-    async fn live_spools(&self) -> Result<Vec<String>, StoreError>;
-}
+use super::{AuditFilter, AuditLog, AuditRecord, Inserted, JobStore, StoreError};
+use crate::domain::job::{Job, JobError, JobEvent, JobFilter, JobKind, JobState, NewJob, Progress};
 
 const MIGRATIONS: &[&str] = &[
     // 1: jobs and their events
@@ -139,15 +74,6 @@ pub struct SqliteStore {
 
 /// How long a write waits for the file lock before it fails (and the request gets 503).
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
-
-/// A ULID that sorts after every id this process made before, even within one
-/// millisecond: job order (FIFO, newest first) is id order.
-pub fn new_id() -> String {
-    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
-    let mut g = GENERATOR.lock().unwrap_or_else(|p| p.into_inner());
-    let g = g.get_or_insert_with(ulid::Generator::new);
-    g.generate().map(|u| u.to_string()).unwrap_or_else(|_| ulid::Ulid::new().to_string())
-}
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -546,50 +472,6 @@ impl JobStore for SqliteStore {
     }
 }
 
-/// One audited request.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct AuditRecord {
-    /// Sortable by time (a ULID).
-    pub id: String,
-    pub at: String,
-    /// The token's subject; `null` when the request had no valid token.
-    pub subject: Option<String>,
-    pub role: Option<String>,
-    /// `METHOD /route/pattern`, e.g. `POST /v1/images/build`.
-    pub action: String,
-    /// What it acted on: path parameters, or the image/tags a job names.
-    pub target: Option<String>,
-    /// `success`, `denied` (401/403), `rejected` (other 4xx) or `failed` (5xx).
-    pub outcome: String,
-    pub status: u16,
-    /// The problem `code` when it failed.
-    pub code: Option<String>,
-    pub job_id: Option<String>,
-    /// Client address.
-    pub client: Option<String>,
-    pub request_id: Option<String>,
-}
-
-/// Audit filters.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub subject: Option<String>,
-    pub outcome: Option<String>,
-    pub action: Option<String>,
-    pub job_id: Option<String>,
-    pub before: Option<String>,
-    pub limit: usize,
-}
-
-#[async_trait]
-pub trait AuditLog: Send + Sync + 'static {
-    async fn record(&self, rec: AuditRecord) -> Result<(), StoreError>;
-    /// Newest first.
-    async fn query(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
-    /// Delete records older than `cutoff` (RFC 3339); how many.
-    async fn prune_before(&self, cutoff: &str) -> Result<usize, StoreError>;
-}
-
 #[async_trait]
 impl AuditLog for SqliteStore {
     async fn record(&self, r: AuditRecord) -> Result<(), StoreError> {
@@ -666,6 +548,7 @@ impl AuditLog for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::new_id;
 
     fn new_job(owner: &str, key: Option<&str>) -> NewJob {
         NewJob {

@@ -1,0 +1,20 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::docker::Engine;
+use crate::jobs::Jobs;
+use crate::sessions::Sessions;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub engine: Arc<Engine>,
+    pub jobs: Arc<Jobs>,
+    /// Interactive sessions (attach, exec): limits and exec instances.
+    pub sessions: Arc<Sessions>,
+    /// Build contexts being uploaded at once (`BERTH_MAX_UPLOADS`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
+}
+
