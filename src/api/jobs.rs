@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{Either, HttpRequest, HttpResponse, Responder, delete, get, http::header, post, web};
+use actix_web::{Either, HttpRequest, HttpResponse, Responder, delete, get, post, web};
 use actix_web_lab::sse;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
@@ -14,7 +14,7 @@ use crate::api::extract::{Authorized, Operator, Viewer};
 use crate::auth::Principal;
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::error::ErrorCode;
-use crate::jobs::{Job, JobEvent, JobFilter, JobKind, JobState, Jobs, NewJob, StateEvent, Submitted};
+use crate::jobs::{Job, JobEvent, JobFilter, JobKind, JobState, Jobs, StateEvent};
 use crate::state::AppState;
 
 /// A page of jobs, newest first.
