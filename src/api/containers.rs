@@ -411,11 +411,9 @@ pub async fn run_container(
     req: actix_web::HttpRequest,
     body: web::Json<crate::domain::run::RunContainerRequest>,
 ) -> ApiResult<HttpResponse> {
-    let mut body = body.into_inner();
-    body.validate(who.is_admin())?;
-    body.apply_policy(&state.settings.policy)?;
-    let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
-    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobKind::Run, request, None).await
+    let role = who.role.unwrap_or(crate::auth::Role::Viewer);
+    let spec = crate::jobs::JobSpec::run(body.into_inner(), role, Some(&state.settings.policy))?;
+    crate::api::submit::submit_job(&state, &req, &who, spec, None).await
 }
 
 /// Remove stopped containers (admin). Result `{deleted, space_reclaimed}`.
@@ -436,6 +434,6 @@ pub async fn prune_containers(
     body: web::Json<crate::domain::requests::PruneContainersRequest>,
 ) -> ApiResult<HttpResponse> {
     body.filters.validate()?;
-    let request = serde_json::to_value(&body.into_inner()).map_err(|e| ApiError::internal(e.into()))?;
-    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobKind::PruneContainers, request, None).await
+    let spec = crate::jobs::JobSpec::PruneContainers(body.into_inner());
+    crate::api::submit::submit_job(&state, &req, &who, spec, None).await
 }

@@ -283,7 +283,7 @@ pub async fn build_image(
     let mut params = q.validate()?;
     let key = idempotency_key(&req)?;
     if let Some(k) = &key {
-        if let Some(job) = state.jobs.store().find_idempotent(&who.subject, k).await? {
+        if let Some(job) = state.jobs.find_idempotent(&who, k).await? {
             return Ok(job_response(crate::jobs::Submitted::Existing(job)));
         }
     }
@@ -324,10 +324,8 @@ pub async fn build_image(
         if content_length.is_some_and(|n| n > max) {
             return Err(too_large(max));
         }
-        if state.jobs.store().count_queued().await? >= state.jobs.capacity() {
-            return Err(state.jobs.queue_full().into());
-        }
-        let _upload = state.uploads.clone().try_acquire_owned().map_err(|_| {
+        state.jobs.ensure_room().await?;
+        let _upload = state.jobs.upload_slot().ok_or_else(|| {
             ApiError::new(
                 crate::error::ErrorCode::QueueFull,
                 format!(
@@ -345,20 +343,13 @@ pub async fn build_image(
         params.context_format = Some(format.to_string());
         Some(file)
     };
-    let request = serde_json::to_value(&params).map_err(|e| ApiError::internal(e.into()))?;
-    crate::audit::set_target(&req, crate::api::submit::audit_target(&request));
-    let new = crate::jobs::NewJob {
-        kind: crate::jobs::JobKind::Build,
-        owner: who.subject.clone(),
-        request,
-        idempotency_key: key,
-        spool: spool.as_ref().map(|f| f.path.clone()),
-    };
+    let path = spool.as_ref().map(|f| std::path::PathBuf::from(&f.path));
     // From here the job engine owns the file (it deletes it unless a new job takes it).
     if let Some(file) = spool {
         file.keep();
     }
-    Ok(job_response(state.jobs.submit(new, None).await?))
+    let spec = crate::jobs::JobSpec::Build(params);
+    crate::api::submit::submit_with_spool(&state, &req, &who, spec, None, path).await
 }
 
 /// A spooled build context, deleted when dropped unless handed to the job engine: an
@@ -447,8 +438,7 @@ pub async fn pull_image(
         }
     }
     let secret = body.credentials.clone().map(|c| c.into_auth(image.registry_host())).transpose()?;
-    let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
-    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobKind::Pull, request, secret).await
+    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobSpec::pull(body)?, secret).await
 }
 
 /// Push an image to its registry: a job with `layer` and `progress` events; result
@@ -476,8 +466,7 @@ pub async fn push_image(
     }
     state.settings.policy.check_image(&image, "push")?;
     let secret = body.credentials.clone().map(|c| c.into_auth(image.registry_host())).transpose()?;
-    let request = serde_json::to_value(&body).map_err(|e| ApiError::internal(e.into()))?;
-    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobKind::Push, request, secret).await
+    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobSpec::push(body)?, secret).await
 }
 
 /// Remove unused images (admin): dangling only, or with `all` every image no container
@@ -499,6 +488,6 @@ pub async fn prune_images(
     body: web::Json<crate::domain::requests::PruneImagesRequest>,
 ) -> ApiResult<HttpResponse> {
     body.filters.validate()?;
-    let request = serde_json::to_value(&body.into_inner()).map_err(|e| ApiError::internal(e.into()))?;
-    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobKind::PruneImages, request, None).await
+    let spec = crate::jobs::JobSpec::PruneImages(body.into_inner());
+    crate::api::submit::submit_job(&state, &req, &who, spec, None).await
 }

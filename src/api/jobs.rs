@@ -1,20 +1,16 @@
 //! `/v1/jobs` and `/v1/events`: the job records, their event streams, cancel and delete.
 
-use std::sync::Arc;
-
 use actix_web::{Either, HttpRequest, HttpResponse, Responder, delete, get, post, web};
 use actix_web_lab::sse;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::Qs;
 use super::containers::{SSE_KEEP_ALIVE, sse_json};
 use crate::api::extract::{Authorized, Operator, Viewer};
-use crate::auth::Principal;
 use crate::api::problem::{ApiError, ApiResult, Problem};
-use crate::error::ErrorCode;
-use crate::jobs::{Job, JobEvent, JobFilter, JobKind, JobState, Jobs, StateEvent};
+use crate::jobs::events::StateFeedItem;
+use crate::jobs::{Job, JobEvent, JobFilter, JobKind, JobState, StateEvent};
 use crate::state::AppState;
 
 /// A page of jobs, newest first.
@@ -71,16 +67,8 @@ pub async fn list_jobs(
             ApiError::invalid("`kind` must be build, pull, push, run, prune_images or prune_containers")
         })?),
     };
-    let owner = match (q.owner, who.is_admin()) {
-        (Some(o), true) => Some(o),
-        (None, true) => None,
-        (Some(o), false) if o != who.subject => {
-            return Err(ApiError::new(ErrorCode::Forbidden, "Only admins may list other owners' jobs."));
-        }
-        _ => Some(who.subject.clone()),
-    };
-    let filter = JobFilter { owner, state: job_state, kind, before: paging.cursor.clone(), limit: paging.fetch() };
-    let mut items = state.jobs.store().list(filter).await?;
+    let filter = JobFilter { owner: q.owner, state: job_state, kind, before: paging.cursor.clone(), limit: paging.fetch() };
+    let mut items = state.jobs.list(&who, filter).await?;
     let next_cursor = paging.finish(&mut items, |j| &j.id);
     Ok(web::Json(JobPage { items, next_cursor }))
 }
@@ -98,7 +86,7 @@ pub async fn list_jobs(
 )]
 #[get("/jobs/{id}")]
 pub async fn get_job(who: Authorized<Viewer>, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<web::Json<Job>> {
-    Ok(web::Json(state.jobs.visible(&id, &who).await?))
+    Ok(web::Json(state.jobs.get(&id, &who).await?))
 }
 
 /// Cancel a job: a queued one ends at once, a running one stops its engine call (a run's
@@ -150,7 +138,29 @@ pub struct JobEventsQuery {
 }
 
 fn event_to_sse(ev: &JobEvent) -> sse::Event {
-    sse_json(&ev.event, &ev.data).id(ev.seq.to_string()).into()
+    sse_json(ev.event.as_str(), &ev.data).id(ev.seq.to_string()).into()
+}
+
+/// Forward `events` as SSE until they end, the client leaves or the token expires.
+fn sse_stream<S>(events: S, deadline: tokio::time::Instant) -> impl Responder
+where
+    S: futures_util::Stream<Item = sse::Event> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(64);
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut events = std::pin::pin!(events);
+        // The stream ends when the token does; the client resumes with a fresh one.
+        let _ = tokio::time::timeout_at(deadline, async {
+            while let Some(ev) = events.next().await {
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    });
+    sse::Sse::from_infallible_receiver(rx).with_keep_alive(SSE_KEEP_ALIVE)
 }
 
 /// Stream a job's events as server-sent events.
@@ -181,7 +191,7 @@ pub async fn stream_job_events(
     Qs(q): Qs<JobEventsQuery>,
     req: HttpRequest,
 ) -> ApiResult<impl Responder> {
-    let job = state.jobs.visible(&id, &who).await?;
+    let job = state.jobs.get(&id, &who).await?;
     let after = match req.headers().get("last-event-id") {
         Some(v) => v
             .to_str()
@@ -198,125 +208,15 @@ pub async fn stream_job_events(
     // Only once `end` is stored at or before `after`: the state turns terminal a moment
     // before the last events are written.
     if job.state.is_terminal() {
-        let last = state.jobs.store().last_event(&job.id).await?;
-        if last.is_some_and(|ev| ev.event == "end" && ev.seq <= after) {
+        let last = state.jobs.last_event(&job).await?;
+        if last.is_some_and(|ev| ev.is_end() && ev.seq <= after) {
             return Ok(Either::Left(HttpResponse::NoContent().finish()));
         }
     }
-    let jobs = state.jobs.clone();
-    let deadline = who.stream_deadline();
-    let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(64);
-    tokio::spawn(async move {
-        // The stream ends when the token does; the client resumes with a fresh one.
-        let _ = tokio::time::timeout_at(deadline, follow_job(&jobs, &job.id, after, &tx)).await;
-        jobs.hub().release(&job.id);
-    });
-    Ok(Either::Right(sse::Sse::from_infallible_receiver(rx).with_keep_alive(SSE_KEEP_ALIVE)))
+    use futures_util::StreamExt;
+    let events = state.jobs.follow(&job, after).map(|ev| event_to_sse(&ev));
+    Ok(Either::Right(sse_stream(events, who.stream_deadline())))
 }
-
-/// Replay from the store, then follow live; back to the store whenever the live feed
-/// skips (a lagging subscriber) — the worker never waits for us.
-async fn follow_job(jobs: &Arc<Jobs>, id: &str, mut last: u64, tx: &tokio::sync::mpsc::Sender<sse::Event>) {
-    const PAGE: usize = 500;
-    let mut live = jobs.hub().subscribe(id);
-    loop {
-        let page = match jobs.store().events_after(id, last, PAGE).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(job_id = id, error = %e, "replaying job events failed");
-                return;
-            }
-        };
-        for ev in &page {
-            if tx.send(event_to_sse(ev)).await.is_err() {
-                return;
-            }
-            last = ev.seq;
-            if ev.event == "end" {
-                return;
-            }
-        }
-        if page.len() == PAGE {
-            continue;
-        }
-        // Resumed at or past the `end` of a finished job (an EventSource reconnecting after
-        // `end`): nothing will follow, so close instead of idling forever.
-        if page.is_empty() && last > 0 {
-            let at_last = jobs.store().events_after(id, last - 1, 1).await.unwrap_or_default();
-            let ended = match at_last.first() {
-                Some(ev) => ev.event == "end",
-                None => matches!(jobs.store().get(id).await, Ok(Some(j)) if j.state.is_terminal()),
-            };
-            if ended {
-                return;
-            }
-        }
-        let mut check = tokio::time::interval(RECHECK);
-        check.tick().await;
-        // Ticks in a row that found the job ended with nothing stored after `last`.
-        let mut ended_quiet = 0;
-        loop {
-            let r = tokio::select! {
-                r = live.recv() => r,
-                _ = tx.closed() => return,
-                _ = check.tick() => {
-                    // The live feed is only a wake-up: now and then look at the record,
-                    // so a job deleted, or finished without a stored `end` (a full
-                    // disk), still ends the stream. Twice in a row, a whole tick apart:
-                    // the state turns final a moment before the last events are written.
-                    match jobs.store().get(id).await {
-                        Ok(Some(job)) if job.state.is_terminal() => {
-                            match jobs.store().events_after(id, last, 1).await {
-                                Ok(more) if !more.is_empty() => break,
-                                _ if ended_quiet == 0 => {
-                                    ended_quiet += 1;
-                                    continue;
-                                }
-                                _ => {
-                                    let end = sse_json("end", &serde_json::json!({"state": job.state}))
-                                        .id((last + 1).to_string());
-                                    let _ = tx.send(end.into()).await;
-                                    return;
-                                }
-                            }
-                        }
-                        Ok(Some(_)) => {
-                            ended_quiet = 0;
-                            continue;
-                        }
-                        _ => return,
-                    }
-                }
-            };
-            match r {
-                Ok(ev) if ev.seq <= last => {}
-                Ok(ev) if ev.seq == last + 1 => {
-                    if tx.send(event_to_sse(&ev)).await.is_err() {
-                        return;
-                    }
-                    last = ev.seq;
-                    if ev.event == "end" {
-                        return;
-                    }
-                }
-                Ok(_) | Err(RecvError::Lagged(_)) => break,
-                Err(RecvError::Closed) => {
-                    // The job ended (its channel closes after `end`), or was deleted.
-                    match jobs.store().get(id).await {
-                        Ok(Some(_)) => {
-                            live = jobs.hub().subscribe(id);
-                            break;
-                        }
-                        _ => return,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// How often a follower looks at the stored record while the live feed is quiet.
-const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -340,38 +240,16 @@ pub struct EventsQuery {
 )]
 #[get("/events")]
 pub async fn stream_events(who: Authorized<Viewer>, state: web::Data<AppState>, Qs(_q): Qs<EventsQuery>) -> impl Responder {
-    let mut rx = state.jobs.hub().subscribe_states();
-    let principal: Principal = who.principal.clone();
-    let deadline = principal.stream_deadline();
-    let (tx, out) = tokio::sync::mpsc::channel::<sse::Event>(64);
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout_at(deadline, async move { loop {
-            let change = tokio::select! {
-                r = rx.recv() => r,
-                _ = tx.closed() => return,
-            };
-            match change {
-                Ok(c) if principal.is_admin() || c.owner == principal.subject => {
-                    let job_state = c.event.data.get("state").and_then(|s| serde_json::from_value(s.clone()).ok());
-                    let Some(job_state) = job_state else { continue };
-                    let payload = StateEvent { state: job_state, job_id: Some(c.job_id), kind: Some(c.kind), owner: Some(c.owner) };
-                    if tx.send(sse_json("state", &payload).id(c.event.seq.to_string()).into()).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => {
-                    // A slow reader lost some: say so (ids are per job, so a resume by
-                    // Last-Event-ID cannot fill the gap; GET /v1/jobs can).
-                    let lagged = sse_json("lagged", &serde_json::json!({"missed": missed}));
-                    if tx.send(lagged.into()).await.is_err() {
-                        return;
-                    }
-                }
-                Err(RecvError::Closed) => return,
-            }
-        } })
-        .await;
+    use futures_util::StreamExt;
+    let deadline = who.stream_deadline();
+    let feed = state.jobs.state_feed(who.principal.clone()).map(|item| match item {
+        StateFeedItem::Changed { job_id, kind, owner, state, seq } => {
+            let payload = StateEvent { state, job_id: Some(job_id), kind: Some(kind), owner: Some(owner) };
+            sse_json("state", &payload).id(seq.to_string()).into()
+        }
+        // A slow reader lost some: say so (ids are per job, so a resume by Last-Event-ID
+        // cannot fill the gap; GET /v1/jobs can).
+        StateFeedItem::Lagged(missed) => sse_json("lagged", &serde_json::json!({"missed": missed})).into(),
     });
-    sse::Sse::from_infallible_receiver(out).with_keep_alive(SSE_KEEP_ALIVE)
+    sse_stream(feed, deadline)
 }

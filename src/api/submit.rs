@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, http::header};
 
 use super::problem::{ApiError, ApiResult};
 use crate::auth::Principal;
-use crate::jobs::{JobKind, NewJob, Submitted};
+use crate::jobs::{JobSpec, Submission, Submitted};
 use crate::state::AppState;
 
 /// The `Idempotency-Key` header: 1-255 visible ASCII characters.
@@ -31,31 +31,27 @@ pub fn job_response(submitted: Submitted) -> HttpResponse {
     res.insert_header((header::LOCATION, format!("/v1/jobs/{}", job.id))).json(job)
 }
 
-/// Record and queue a job made from a JSON request.
+/// Record and queue a job; its target goes to the audit log.
 pub async fn submit_job(
     state: &AppState,
     req: &HttpRequest,
     who: &Principal,
-    kind: JobKind,
-    request: serde_json::Value,
+    spec: JobSpec,
     secret: Option<crate::docker::RegistryAuth>,
 ) -> ApiResult<HttpResponse> {
-    crate::audit::set_target(req, audit_target(&request));
-    let new = NewJob { kind, owner: who.subject.clone(), request, idempotency_key: idempotency_key(req)?, spool: None };
-    Ok(job_response(state.jobs.submit(new, secret).await?))
+    submit_with_spool(state, req, who, spec, secret, None).await
 }
 
-/// What a job request acts on, for the audit log: its image, tags or filters.
-pub fn audit_target(request: &serde_json::Value) -> String {
-    if let Some(image) = request.get("image").and_then(|v| v.as_str()) {
-        return match request.get("name").and_then(|v| v.as_str()) {
-            Some(name) => format!("image={image} name={name}"),
-            None => format!("image={image}"),
-        };
-    }
-    if let Some(tags) = request.get("tags").and_then(|v| v.as_array()) {
-        let tags: Vec<&str> = tags.iter().filter_map(|t| t.as_str()).collect();
-        return format!("tags={}", tags.join(","));
-    }
-    request.to_string()
+/// As [`submit_job`], with a spooled build context the job takes over.
+pub async fn submit_with_spool(
+    state: &AppState,
+    req: &HttpRequest,
+    who: &Principal,
+    spec: JobSpec,
+    secret: Option<crate::docker::RegistryAuth>,
+    spool: Option<std::path::PathBuf>,
+) -> ApiResult<HttpResponse> {
+    crate::audit::set_target(req, spec.audit_target());
+    let sub = Submission { spec, owner: who.clone(), idempotency_key: idempotency_key(req)?, spool, secret };
+    Ok(job_response(state.jobs.submit(sub).await?))
 }

@@ -4,77 +4,50 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::identity::Role;
 use crate::error::ErrorCode;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    Build,
-    Pull,
-    Push,
-    Run,
-    PruneImages,
-    PruneContainers,
-}
-
-impl JobKind {
-    pub const ALL: [JobKind; 6] =
-        [JobKind::Build, JobKind::Pull, JobKind::Push, JobKind::Run, JobKind::PruneImages, JobKind::PruneContainers];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Build => "build",
-            JobKind::Pull => "pull",
-            JobKind::Push => "push",
-            JobKind::Run => "run",
-            JobKind::PruneImages => "prune_images",
-            JobKind::PruneContainers => "prune_containers",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+crate::wire_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+    pub enum JobKind {
+        Build => "build",
+        Pull => "pull",
+        Push => "push",
+        Run => "run",
+        PruneImages => "prune_images",
+        PruneContainers => "prune_containers",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Canceled,
-    Interrupted,
+crate::wire_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+    pub enum JobState {
+        Queued => "queued",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Canceled => "canceled",
+        Interrupted => "interrupted",
+    }
 }
 
 impl JobState {
-    pub const ALL: [JobState; 6] = [
-        JobState::Queued,
-        JobState::Running,
-        JobState::Succeeded,
-        JobState::Failed,
-        JobState::Canceled,
-        JobState::Interrupted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Canceled => "canceled",
-            JobState::Interrupted => "interrupted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     pub fn is_terminal(self) -> bool {
         !matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
+crate::wire_enum! {
+    /// The SSE event names of a job.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub enum EventName {
+        State => "state",
+        Progress => "progress",
+        Layer => "layer",
+        Log => "log",
+        Result => "result",
+        Error => "error",
+        End => "end",
     }
 }
 
@@ -127,6 +100,11 @@ pub struct Job {
     /// The `Idempotency-Key` it was made with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The role the submitter held (never shown). Rows from before it was recorded have
+    /// none and run with the least role that may submit jobs.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub authority: Option<Role>,
 }
 
 /// One stored event of a job: what SSE replays.
@@ -135,9 +113,77 @@ pub struct JobEvent {
     pub job_id: String,
     /// Per-job sequence number, from 1: the SSE `id:`.
     pub seq: u64,
-    /// SSE event name: `state`, `progress`, `layer`, `log`, `result`, `error`, `end`.
-    pub event: String,
+    /// SSE event name.
+    pub event: EventName,
     pub data: Value,
+}
+
+impl JobEvent {
+    pub fn is_end(&self) -> bool {
+        self.event == EventName::End
+    }
+}
+
+/// Where a `log` event's line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogSource {
+    Stdout,
+    Stderr,
+    Build,
+}
+
+/// The payload of a job event, typed: what the job engine emits. Each becomes a stored
+/// [`JobEvent`] with its [`EventName`] and the JSON the API has always sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventData {
+    State(JobState),
+    Progress(Progress),
+    Layer(LayerEvent),
+    Log { stream: LogSource, text: String, truncated: bool, container_id: Option<String> },
+    Result(Value),
+    Error(JobError),
+    End(JobState),
+}
+
+impl EventData {
+    pub fn log(stream: LogSource, text: impl Into<String>) -> Self {
+        EventData::Log { stream, text: text.into(), truncated: false, container_id: None }
+    }
+
+    pub fn name(&self) -> EventName {
+        match self {
+            EventData::State(_) => EventName::State,
+            EventData::Progress(_) => EventName::Progress,
+            EventData::Layer(_) => EventName::Layer,
+            EventData::Log { .. } => EventName::Log,
+            EventData::Result(_) => EventName::Result,
+            EventData::Error(_) => EventName::Error,
+            EventData::End(_) => EventName::End,
+        }
+    }
+
+    /// The `data:` JSON, exactly as the wire has it.
+    pub fn to_json(&self) -> Value {
+        use serde_json::json;
+        match self {
+            EventData::State(s) | EventData::End(s) => json!({ "state": s }),
+            EventData::Progress(p) => serde_json::to_value(p).unwrap_or_default(),
+            EventData::Layer(l) => serde_json::to_value(l).unwrap_or_default(),
+            EventData::Log { stream, text, truncated, container_id } => {
+                let mut v = json!({ "stream": stream, "text": text });
+                if *truncated {
+                    v["truncated"] = json!(true);
+                }
+                if let Some(id) = container_id {
+                    v["container_id"] = json!(id);
+                }
+                v
+            }
+            EventData::Result(r) => r.clone(),
+            EventData::Error(e) => json!({ "code": e.code, "message": e.message }),
+        }
+    }
 }
 
 /// What a new job is made of.
@@ -146,6 +192,8 @@ pub struct NewJob {
     pub kind: JobKind,
     pub owner: String,
     pub request: Value,
+    /// The role the submitter held: the job runs with exactly this authority.
+    pub authority: Role,
     pub idempotency_key: Option<String>,
     /// A spooled build context to delete when the job is forgotten.
     pub spool: Option<String>,

@@ -1,13 +1,18 @@
-//! Live fan-out of job events. Persisting comes first (the store is the record); the hub
-//! only wakes subscribers. Broadcast channels never block the sender: a subscriber that
-//! falls behind gets `Lagged` and resyncs from the store.
+//! Live fan-out of job events. The store is the record; the hub only wakes followers.
+//!
+//! Each stored event is published once, by the code that stored it (the submitter for
+//! `queued`, the worker for everything after). Two publishers can still race for one
+//! job (the worker may store `running` before the submitter has published `queued`), so
+//! a job's feed releases events in sequence order, holding an early one back until its
+//! predecessor arrives. Broadcast channels never block the publisher: a follower that
+//! falls behind gets `Lagged` and rereads the store.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use crate::domain::job::{JobEvent, JobKind};
+use crate::domain::job::{EventName, JobEvent, JobKind};
 
 /// A state change, for `/v1/events`.
 #[derive(Debug, Clone)]
@@ -18,90 +23,95 @@ pub struct StateChange {
     pub event: Arc<JobEvent>,
 }
 
+/// One job's live feed.
+struct Feed {
+    tx: broadcast::Sender<Arc<JobEvent>>,
+    /// The next sequence number to release; `None` until the first publish tells it.
+    next: Option<u64>,
+    /// Events that came before their predecessor, by sequence number.
+    held: BTreeMap<u64, Arc<JobEvent>>,
+}
+
+impl Feed {
+    fn new(next: Option<u64>) -> Self {
+        Self { tx: broadcast::channel(PER_JOB_BUFFER).0, next, held: BTreeMap::new() }
+    }
+}
+
 pub struct EventHub {
-    jobs: Mutex<HashMap<String, broadcast::Sender<Arc<JobEvent>>>>,
+    jobs: Mutex<HashMap<String, Feed>>,
     states: broadcast::Sender<StateChange>,
-    /// The last sequence number published per live job: an event is published once, and
-    /// never after a later one (the submitter and the worker may race to publish `queued`).
-    published: Mutex<Published>,
 }
-
-/// Per live job, the last sequence published; and the jobs that ended lately, so a late
-/// publisher (a submitter slower than a job that failed at once) replays nothing.
-#[derive(Default)]
-struct Published {
-    last: HashMap<String, u64>,
-    ended: std::collections::HashSet<String>,
-    ended_order: std::collections::VecDeque<String>,
-}
-
-/// How many ended jobs are remembered against late publishes.
-const ENDED_REMEMBERED: usize = 10_000;
 
 const PER_JOB_BUFFER: usize = 256;
+/// Held-back events per job before the gap is given up on (a publisher that died
+/// between storing and publishing): followers reread the store at a gap anyway.
+const MAX_HELD: usize = 256;
 
 impl Default for EventHub {
     fn default() -> Self {
-        Self { jobs: Mutex::new(HashMap::new()), states: broadcast::channel(1024).0, published: Mutex::default() }
+        Self { jobs: Mutex::new(HashMap::new()), states: broadcast::channel(1024).0 }
     }
 }
 
 impl EventHub {
+    fn feeds(&self) -> std::sync::MutexGuard<'_, HashMap<String, Feed>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Before a new job's first event is stored: its feed then releases from seq 1.
+    pub fn open(&self, job_id: &str) {
+        self.feeds().insert(job_id.to_string(), Feed::new(Some(1)));
+    }
+
+    /// The job `open` was called for was not made after all.
+    pub fn discard(&self, job_id: &str) {
+        self.feeds().remove(job_id);
+    }
+
     pub fn subscribe(&self, job_id: &str) -> broadcast::Receiver<Arc<JobEvent>> {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.entry(job_id.to_string()).or_insert_with(|| broadcast::channel(PER_JOB_BUFFER).0).subscribe()
+        self.feeds().entry(job_id.to_string()).or_insert_with(|| Feed::new(None)).tx.subscribe()
     }
 
     pub fn subscribe_states(&self) -> broadcast::Receiver<StateChange> {
         self.states.subscribe()
     }
 
+    /// Wake the followers of a stored event, in sequence order.
     pub fn publish(&self, kind: JobKind, owner: &str, event: JobEvent) {
-        {
-            let mut p = self.published.lock().unwrap_or_else(|p| p.into_inner());
-            if p.ended.contains(&event.job_id) {
-                return;
+        let mut feeds = self.feeds();
+        let feed = feeds.entry(event.job_id.clone()).or_insert_with(|| Feed::new(None));
+        let next = *feed.next.get_or_insert(event.seq);
+        if event.seq < next {
+            return;
+        }
+        feed.held.insert(event.seq, Arc::new(event));
+        if feed.held.len() > MAX_HELD {
+            feed.next = feed.held.keys().next().copied();
+        }
+        let mut ended = None;
+        while let Some(ev) = feed.next.and_then(|n| feed.held.remove(&n)) {
+            feed.next = Some(ev.seq + 1);
+            let _ = feed.tx.send(ev.clone());
+            if ev.event == EventName::State {
+                let change = StateChange { job_id: ev.job_id.clone(), kind, owner: owner.to_string(), event: ev.clone() };
+                let _ = self.states.send(change);
             }
-            let last = p.last.entry(event.job_id.clone()).or_insert(0);
-            if event.seq <= *last {
-                return;
-            }
-            *last = event.seq;
-            if event.event == "end" {
-                p.last.remove(&event.job_id);
-                p.ended.insert(event.job_id.clone());
-                p.ended_order.push_back(event.job_id.clone());
-                if p.ended_order.len() > ENDED_REMEMBERED {
-                    if let Some(old) = p.ended_order.pop_front() {
-                        p.ended.remove(&old);
-                    }
-                }
+            if ev.is_end() {
+                ended = Some(ev.job_id.clone());
+                break;
             }
         }
-        let event = Arc::new(event);
-        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = jobs.get(&event.job_id) {
-            let _ = tx.send(event.clone());
-        }
-        if event.event == "end" {
-            jobs.remove(&event.job_id);
-        }
-        drop(jobs);
-        if event.event == "state" {
-            let _ = self.states.send(StateChange {
-                job_id: event.job_id.clone(),
-                kind,
-                owner: owner.to_string(),
-                event,
-            });
+        if let Some(id) = ended {
+            feeds.remove(&id);
         }
     }
 
-    /// Drop a job's channel once nobody listens (a subscriber leaving).
+    /// Drop a job's feed once nobody listens (a follower leaving) and nothing is held.
     pub fn release(&self, job_id: &str) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        if jobs.get(job_id).is_some_and(|tx| tx.receiver_count() == 0) {
-            jobs.remove(job_id);
+        let mut feeds = self.feeds();
+        if feeds.get(job_id).is_some_and(|f| f.tx.receiver_count() == 0 && f.held.is_empty() && f.next.is_none()) {
+            feeds.remove(job_id);
         }
     }
 }
@@ -110,23 +120,33 @@ impl EventHub {
 mod tests {
     use super::*;
 
-    fn ev(seq: u64, event: &str) -> JobEvent {
-        JobEvent { job_id: "j1".into(), seq, event: event.into(), data: serde_json::json!({"state": "queued"}) }
+    fn ev(seq: u64, event: EventName) -> JobEvent {
+        JobEvent { job_id: "j1".into(), seq, event, data: serde_json::json!({"state": "queued"}) }
     }
 
     #[test]
-    fn each_event_once_in_order_and_nothing_after_end() {
+    fn events_are_released_in_order_and_the_feed_closes_at_end() {
         let hub = EventHub::default();
+        hub.open("j1");
         let mut states = hub.subscribe_states();
         let mut job = hub.subscribe("j1");
-        hub.publish(JobKind::Pull, "o", ev(1, "state"));
-        hub.publish(JobKind::Pull, "o", ev(2, "state"));
-        hub.publish(JobKind::Pull, "o", ev(1, "state")); // a slow submitter, late
-        hub.publish(JobKind::Pull, "o", ev(3, "end"));
-        hub.publish(JobKind::Pull, "o", ev(1, "state")); // later still: the job has ended
+        // The worker stored and published `running` before the submitter published `queued`.
+        hub.publish(JobKind::Pull, "o", ev(2, EventName::State));
+        assert!(job.try_recv().is_err(), "held until seq 1 arrives");
+        hub.publish(JobKind::Pull, "o", ev(1, EventName::State));
+        hub.publish(JobKind::Pull, "o", ev(3, EventName::End));
         let seqs: Vec<u64> = std::iter::from_fn(|| job.try_recv().ok()).map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 2, 3]);
         let states: Vec<u64> = std::iter::from_fn(|| states.try_recv().ok()).map(|c| c.event.seq).collect();
         assert_eq!(states, [1, 2]);
+        assert!(hub.feeds().is_empty(), "an ended job's feed is gone");
+    }
+
+    #[test]
+    fn a_job_not_opened_starts_at_its_first_publish() {
+        let hub = EventHub::default();
+        let mut job = hub.subscribe("j1");
+        hub.publish(JobKind::Run, "o", ev(7, EventName::State));
+        assert_eq!(job.try_recv().unwrap().seq, 7);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::domain::job::{Job, JobError, JobEvent, JobFilter, JobKind, JobState, NewJob, Progress};
+use crate::domain::job::{EventName, Job, JobError, JobEvent, JobFilter, JobKind, JobState, NewJob, Progress};
 use crate::error::{ErrorCode, HasCode};
 pub use sqlite::SqliteStore;
 
@@ -23,6 +23,13 @@ pub enum StoreError {
     Corrupt(String),
     #[error("job store task failed: {0}")]
     Join(String),
+}
+
+/// What ending a job stored: its last events (to publish) and its spool path.
+#[derive(Debug)]
+pub struct Finished {
+    pub events: Vec<JobEvent>,
+    pub spool: Option<String>,
 }
 
 /// Outcome of an insert.
@@ -59,7 +66,19 @@ pub trait JobStore: Send + Sync + 'static {
     /// A running job's partial result (a run's container id, once created).
     async fn set_result(&self, id: &str, result: &Value) -> Result<(), StoreError>;
     /// Append an event; returns it with its sequence number.
-    async fn append_event(&self, id: &str, event: &str, data: Value) -> Result<JobEvent, StoreError>;
+    async fn append_event(&self, id: &str, event: EventName, data: Value) -> Result<JobEvent, StoreError>;
+    /// End a job in one transaction: `from` -> `to` (terminal) with its result and error,
+    /// the final progress (phase `done`) and `events` appended in order. `None` when the
+    /// job was not in `from` (someone else ended it).
+    async fn finish(
+        &self,
+        id: &str,
+        from: JobState,
+        to: JobState,
+        result: Option<Value>,
+        error: Option<JobError>,
+        events: Vec<(EventName, Value)>,
+    ) -> Result<Option<Finished>, StoreError>;
     /// The job's last stored event.
     async fn last_event(&self, id: &str) -> Result<Option<JobEvent>, StoreError>;
     /// Events with `seq > after`, in order, at most `limit`.

@@ -10,7 +10,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::{AuditFilter, AuditLog, AuditRecord, Inserted, JobStore, StoreError};
-use crate::domain::job::{Job, JobError, JobEvent, JobFilter, JobKind, JobState, NewJob, Progress};
+use super::Finished;
+use crate::domain::identity::Role;
+use crate::domain::job::{EventName, Job, JobError, JobEvent, JobFilter, JobKind, JobState, NewJob, Progress};
 
 const MIGRATIONS: &[&str] = &[
     // 1: jobs and their events
@@ -60,6 +62,8 @@ const MIGRATIONS: &[&str] = &[
     // 3: indexes for the retention sweeps
     "CREATE INDEX audit_at ON audit(at);
      CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL;",
+    // 4: the role a job was submitted with (NULL for rows made before)
+    "ALTER TABLE jobs ADD COLUMN authority TEXT;",
 ];
 
 /// Rows a retention sweep deletes per write transaction, so other writes interleave.
@@ -80,7 +84,7 @@ fn now() -> String {
 }
 
 const COLUMNS: &str =
-    "id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, idempotency_key";
+    "id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, idempotency_key, authority";
 
 fn json_col(row: &Row, idx: usize) -> rusqlite::Result<Option<Value>> {
     let s: Option<String> = row.get(idx)?;
@@ -106,6 +110,7 @@ fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
         result: json_col(row, 9)?,
         error: json_col(row, 10)?.and_then(|v| serde_json::from_value(v).ok()),
         idempotency_key: row.get(11)?,
+        authority: row.get::<_, Option<String>>(12)?.and_then(|r| Role::parse(&r)),
     })
 }
 
@@ -160,12 +165,23 @@ impl SqliteStore {
 /// `(seq, event, data)` columns as an event of job `job_id`.
 fn event_from_row(job_id: &str, r: &Row) -> rusqlite::Result<JobEvent> {
     let data: String = r.get(2)?;
-    Ok(JobEvent {
-        job_id: job_id.to_string(),
-        seq: r.get(0)?,
-        event: r.get(1)?,
-        data: serde_json::from_str(&data).unwrap_or(Value::Null),
-    })
+    let name: String = r.get(1)?;
+    let event = EventName::parse(&name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, format!("event `{name}`").into())
+    })?;
+    Ok(JobEvent { job_id: job_id.to_string(), seq: r.get(0)?, event, data: serde_json::from_str(&data).unwrap_or(Value::Null) })
+}
+
+/// Append one event with the job's next sequence number.
+fn append(conn: &Connection, id: &str, event: EventName, data: Value) -> rusqlite::Result<JobEvent> {
+    let seq: u64 = conn.query_row(
+        "INSERT INTO job_events (job_id, seq, event, data)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_events WHERE job_id = ?1), ?2, ?3)
+         RETURNING seq",
+        params![id, event.as_str(), data.to_string()],
+        |r| r.get(0),
+    )?;
+    Ok(JobEvent { job_id: id.to_string(), seq, event, data })
 }
 
 fn get_job(conn: &Connection, id: &str) -> rusqlite::Result<Option<Job>> {
@@ -196,8 +212,8 @@ impl JobStore for SqliteStore {
             }
             let progress = Progress { phase: "queued".into(), ..Default::default() };
             tx.execute(
-                "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool)
-                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool, authority)
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     id,
                     job.kind.as_str(),
@@ -207,6 +223,7 @@ impl JobStore for SqliteStore {
                     serde_json::to_string(&progress).unwrap_or_default(),
                     job.idempotency_key,
                     job.spool,
+                    job.authority.as_str(),
                 ],
             )?;
             tx.execute(
@@ -335,17 +352,55 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn append_event(&self, id: &str, event: &str, data: Value) -> Result<JobEvent, StoreError> {
-        let (id, event) = (id.to_string(), event.to_string());
+    async fn append_event(&self, id: &str, event: EventName, data: Value) -> Result<JobEvent, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| Ok(append(conn, &id, event, data)?)).await
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        from: JobState,
+        to: JobState,
+        result: Option<Value>,
+        error: Option<JobError>,
+        events: Vec<(EventName, Value)>,
+    ) -> Result<Option<Finished>, StoreError> {
+        let id = id.to_string();
         self.with(move |conn| {
-            let seq: u64 = conn.query_row(
-                "INSERT INTO job_events (job_id, seq, event, data)
-                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_events WHERE job_id = ?1), ?2, ?3)
-                 RETURNING seq",
-                params![id, event, data.to_string()],
-                |r| r.get(0),
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some((progress, spool)) = tx
+                .query_row(
+                    "UPDATE jobs SET state = ?3, finished_at = ?4,
+                            result = COALESCE(?5, result), error = COALESCE(?6, error)
+                     WHERE id = ?1 AND state = ?2
+                     RETURNING progress, spool",
+                    params![
+                        id,
+                        from.as_str(),
+                        to.as_str(),
+                        now(),
+                        result.map(|r| r.to_string()),
+                        error.map(|e| serde_json::to_string(&e).unwrap_or_default()),
+                    ],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let mut progress: Progress = serde_json::from_str(&progress).unwrap_or_default();
+            progress.phase = "done".into();
+            tx.execute(
+                "UPDATE jobs SET progress = ?2 WHERE id = ?1",
+                params![id, serde_json::to_string(&progress).unwrap_or_default()],
             )?;
-            Ok(JobEvent { job_id: id, seq, event, data })
+            let mut stored = Vec::with_capacity(events.len());
+            for (name, data) in events {
+                stored.push(append(&tx, &id, name, data)?);
+            }
+            tx.commit()?;
+            Ok(Some(Finished { events: stored, spool }))
         })
         .await
     }
@@ -555,6 +610,7 @@ mod tests {
             kind: JobKind::Pull,
             owner: owner.into(),
             request: serde_json::json!({"image": "x"}),
+            authority: Role::Operator,
             idempotency_key: key.map(String::from),
             spool: None,
         }
@@ -584,11 +640,11 @@ mod tests {
         assert!(a.finished_at.is_some());
 
         // Events count from 1 (the queued state event) per job.
-        let e = store.append_event(&a.id, "log", serde_json::json!({"text": "hi"})).await.unwrap();
+        let e = store.append_event(&a.id, EventName::Log, serde_json::json!({"text": "hi"})).await.unwrap();
         assert_eq!(e.seq, 2);
         let evs = store.events_after(&a.id, 1, 100).await.unwrap();
         assert_eq!(evs.len(), 1);
-        assert_eq!(evs[0].event, "log");
+        assert_eq!(evs[0].event, EventName::Log);
 
         // Newest first, with a cursor.
         let all = store.list(JobFilter { limit: 10, ..Default::default() }).await.unwrap();
@@ -611,9 +667,71 @@ mod tests {
         let c = store.claim_next(JobKind::Pull).await.unwrap().unwrap();
         assert_eq!(c.id, b.id);
         assert!(store.transition(&c.id, JobState::Running, JobState::Failed, None, None).await.unwrap());
-        store.append_event(&c.id, "end", serde_json::json!({"state": "failed"})).await.unwrap();
+        store.append_event(&c.id, EventName::End, serde_json::json!({"state": "failed"})).await.unwrap();
         assert_eq!(store.delete_finished_before(far_future).await.unwrap(), 1);
         assert!(store.get(&c.id).await.unwrap().is_none());
         assert!(store.last_event(&c.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_job_is_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let Inserted::New(a) = store.insert(&new_id(), new_job("alice", None), 10).await.unwrap() else { panic!() };
+        let job = store.claim_next(JobKind::Pull).await.unwrap().unwrap();
+        assert_eq!(job.authority, Some(Role::Operator), "the submitter's role is recorded");
+        let events = vec![(EventName::State, serde_json::json!({"state": "succeeded"})), (EventName::End, serde_json::json!({"state": "succeeded"}))];
+        let done = store
+            .finish(&a.id, JobState::Running, JobState::Succeeded, Some(serde_json::json!({"ok": 1})), None, events.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+        let j = store.get(&a.id).await.unwrap().unwrap();
+        assert_eq!((j.state, j.progress.phase.as_str()), (JobState::Succeeded, "done"));
+        assert!(store.last_event(&a.id).await.unwrap().unwrap().is_end());
+        // A second end (a cancel racing the worker) changes nothing and stores nothing.
+        assert!(store.finish(&a.id, JobState::Running, JobState::Canceled, None, None, events).await.unwrap().is_none());
+        assert_eq!(store.events_after(&a.id, 0, 10).await.unwrap().len(), 3);
+    }
+
+    /// A database written before the authority column existed opens, migrates, and its
+    /// rows read back and replay as they were.
+    #[tokio::test]
+    async fn rows_from_before_the_renovation_load_and_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("berth.db")).unwrap();
+            for (i, sql) in MIGRATIONS.iter().take(3).enumerate() {
+                conn.execute_batch(sql).unwrap();
+                conn.pragma_update(None, "user_version", i + 1).unwrap();
+            }
+            // Exactly what the previous release wrote for a detached run that succeeded.
+            conn.execute_batch(r#"
+                INSERT INTO jobs (id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, idempotency_key, spool)
+                VALUES ('01JOLDROW0000000000000000', 'run', 'succeeded', 'alice', '2026-11-30T10:00:00.000Z', '2026-11-30T10:00:01.000Z', '2026-11-30T10:00:02.000Z',
+                        '{"image":"berth-test/busybox:latest","cmd":["true"],"detach":true,"auto_remove":null}',
+                        '{"phase":"done","current":null,"total":null,"percent":null,"layers_done":0,"layers_total":0,"message":null}',
+                        '{"container_id":"abc"}', NULL, 'k1', NULL);
+                INSERT INTO job_events VALUES ('01JOLDROW0000000000000000', 1, 'state', '{"state":"queued"}');
+                INSERT INTO job_events VALUES ('01JOLDROW0000000000000000', 2, 'state', '{"state":"running"}');
+                INSERT INTO job_events VALUES ('01JOLDROW0000000000000000', 3, 'log', '{"stream":"stdout","text":"[berth] created container abc","container_id":"abc"}');
+                INSERT INTO job_events VALUES ('01JOLDROW0000000000000000', 4, 'result', '{"container_id":"abc"}');
+                INSERT INTO job_events VALUES ('01JOLDROW0000000000000000', 5, 'state', '{"state":"succeeded"}');
+                INSERT INTO job_events VALUES ('01JOLDROW0000000000000000', 6, 'end', '{"state":"succeeded"}');
+            "#).unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let job = store.get("01JOLDROW0000000000000000").await.unwrap().unwrap();
+        assert_eq!((job.kind, job.state, job.owner.as_str()), (JobKind::Run, JobState::Succeeded, "alice"));
+        assert_eq!(job.authority, None, "old rows have no recorded authority");
+        assert_eq!(job.result, Some(serde_json::json!({"container_id": "abc"})));
+        let spec = crate::domain::job_spec::JobSpec::from_stored(job.kind, &job.request, Role::Operator).unwrap();
+        assert_eq!(spec.request_json()["image"], "berth-test/busybox:latest");
+        let names: Vec<EventName> = store.events_after(&job.id, 0, 10).await.unwrap().iter().map(|e| e.event).collect();
+        use EventName::*;
+        assert_eq!(names, [State, State, Log, Result, State, End]);
+        let again = store.find_idempotent("alice", "k1").await.unwrap().unwrap();
+        assert_eq!(again.id, job.id);
     }
 }

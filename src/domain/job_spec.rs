@@ -1,0 +1,143 @@
+//! What a job does, typed: one variant per kind, built once from validated requests
+//! when the job is submitted, and read back from a stored row under the authority it
+//! was submitted with. The stored `request` JSON is the request DTO (credentials
+//! removed), unchanged from earlier versions.
+
+use serde_json::Value;
+
+use super::identity::Role;
+use super::job::JobKind;
+use super::policy::RunPolicy;
+use super::requests::{BuildParams, PruneContainersRequest, PruneImagesRequest, PullRequest, PushRequest};
+use super::run::{RunContainerRequest, RunSpec};
+use super::{ImageRef, Rejection};
+use crate::error::ErrorCode;
+
+#[derive(Debug, Clone)]
+pub enum JobSpec {
+    Build(BuildParams),
+    Pull { request: PullRequest, image: ImageRef },
+    Push { request: PushRequest, image: ImageRef },
+    Run { request: RunContainerRequest, spec: Box<RunSpec> },
+    PruneImages(PruneImagesRequest),
+    PruneContainers(PruneContainersRequest),
+}
+
+impl JobSpec {
+    pub fn pull(request: PullRequest) -> Result<Self, Rejection> {
+        let image = ImageRef::parse(&request.image)?;
+        Ok(JobSpec::Pull { request, image })
+    }
+
+    pub fn push(request: PushRequest) -> Result<Self, Rejection> {
+        let image = ImageRef::parse(&request.image)?;
+        Ok(JobSpec::Push { request, image })
+    }
+
+    /// A run, validated with the submitter's role (the host-power options need admin);
+    /// with a policy (at submit) its image allow-list and default limits apply too.
+    pub fn run(mut request: RunContainerRequest, authority: Role, policy: Option<&RunPolicy>) -> Result<Self, Rejection> {
+        let mut spec = request.validate(authority >= Role::Admin)?;
+        if let Some(policy) = policy {
+            request.apply_policy(policy)?;
+            spec.memory_bytes = request.memory_bytes;
+            spec.nano_cpus = request.nano_cpus;
+        }
+        Ok(JobSpec::Run { request, spec: Box::new(spec) })
+    }
+
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobSpec::Build(_) => JobKind::Build,
+            JobSpec::Pull { .. } => JobKind::Pull,
+            JobSpec::Push { .. } => JobKind::Push,
+            JobSpec::Run { .. } => JobKind::Run,
+            JobSpec::PruneImages(_) => JobKind::PruneImages,
+            JobSpec::PruneContainers(_) => JobKind::PruneContainers,
+        }
+    }
+
+    /// The least role that may submit a job of this kind.
+    pub fn required_role(kind: JobKind) -> Role {
+        match kind {
+            JobKind::PruneImages | JobKind::PruneContainers => Role::Admin,
+            _ => Role::Operator,
+        }
+    }
+
+    /// The `request` the job stores and shows: the DTO, credentials removed.
+    pub fn request_json(&self) -> Value {
+        let json = match self {
+            JobSpec::Build(p) => serde_json::to_value(p),
+            JobSpec::Pull { request, .. } => serde_json::to_value(request),
+            JobSpec::Push { request, .. } => serde_json::to_value(request),
+            JobSpec::Run { request, .. } => serde_json::to_value(request),
+            JobSpec::PruneImages(r) => serde_json::to_value(r),
+            JobSpec::PruneContainers(r) => serde_json::to_value(r),
+        };
+        json.unwrap_or(Value::Null)
+    }
+
+    /// What the job acts on, for the audit log: its image, tags or filters.
+    pub fn audit_target(&self) -> String {
+        match self {
+            JobSpec::Pull { request, .. } => format!("image={}", request.image),
+            JobSpec::Push { request, .. } => format!("image={}", request.image),
+            JobSpec::Run { request, .. } => match &request.name {
+                Some(name) => format!("image={} name={name}", request.image),
+                None => format!("image={}", request.image),
+            },
+            JobSpec::Build(p) => format!("tags={}", p.tags.join(",")),
+            other => other.request_json().to_string(),
+        }
+    }
+
+    /// A stored request read back, held to the authority it was submitted with: a row
+    /// never runs with more power than its submitter had.
+    pub fn from_stored(kind: JobKind, request: &Value, authority: Role) -> Result<Self, Rejection> {
+        let required = Self::required_role(kind);
+        if authority < required {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                format!("a {kind} job needs the {required} role; it was submitted with {authority}"),
+            ));
+        }
+        let bad = |e: serde_json::Error| Rejection::new(ErrorCode::Internal, format!("the stored request does not parse: {e}"));
+        Ok(match kind {
+            JobKind::Build => JobSpec::Build(serde_json::from_value(request.clone()).map_err(bad)?),
+            JobKind::Pull => JobSpec::pull(serde_json::from_value(request.clone()).map_err(bad)?)?,
+            JobKind::Push => JobSpec::push(serde_json::from_value(request.clone()).map_err(bad)?)?,
+            JobKind::Run => JobSpec::run(serde_json::from_value(request.clone()).map_err(bad)?, authority, None)?,
+            JobKind::PruneImages => JobSpec::PruneImages(serde_json::from_value(request.clone()).map_err(bad)?),
+            JobKind::PruneContainers => JobSpec::PruneContainers(serde_json::from_value(request.clone()).map_err(bad)?),
+        })
+    }
+
+    /// For an attached run (`detach: false`): whether its container is removed at the end.
+    pub fn attached_run(&self) -> Option<bool> {
+        match self {
+            JobSpec::Run { spec, .. } if !spec.detach => Some(spec.auto_remove),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_rows_run_with_the_recorded_authority() {
+        let host = serde_json::json!({"image": "busybox", "privileged": true});
+        let e = JobSpec::from_stored(JobKind::Run, &host, Role::Operator).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PolicyViolation);
+        assert!(JobSpec::from_stored(JobKind::Run, &host, Role::Admin).is_ok());
+        let prune = serde_json::json!({"all": true});
+        assert_eq!(JobSpec::from_stored(JobKind::PruneImages, &prune, Role::Operator).unwrap_err().code, ErrorCode::Forbidden);
+        let pull = serde_json::json!({"image": "busybox:1", "platform": null});
+        let spec = JobSpec::from_stored(JobKind::Pull, &pull, Role::Operator).unwrap();
+        assert_eq!(spec.request_json(), pull, "the stored shape round-trips");
+        assert_eq!(spec.audit_target(), "image=busybox:1");
+        assert!(JobSpec::from_stored(JobKind::Pull, &pull, Role::Viewer).is_err());
+    }
+}

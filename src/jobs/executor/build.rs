@@ -1,0 +1,70 @@
+//! `build`: stream the spooled context (or `remote=`) to the engine, the builder's
+//! output as `log` events, then the extra tags.
+
+use serde_json::{Value, json};
+
+use super::{Failure, JobCtx, set_phase};
+use crate::docker::BuildOutput;
+use crate::domain::ImageRef;
+use crate::domain::job::LogSource;
+use crate::domain::requests::BuildParams;
+use crate::error::ErrorCode;
+
+pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Value, Failure> {
+    set_phase(ctx, "building").await;
+
+    let spool = ctx.jobs.store().spool(&ctx.job.id).await.map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?;
+    let context = match (&spool, &params.remote) {
+        (Some(path), _) => {
+            let file = tokio::fs::File::open(path).await.map_err(|e| {
+                Failure::new(ErrorCode::Internal, format!("the spooled build context is gone ({e}); submit the build again"))
+            })?;
+            Some(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024))
+        }
+        (None, Some(_)) => None,
+        (None, None) => return Err(Failure::new(ErrorCode::InvalidRequest, "the build has neither a context nor `remote`")),
+    };
+    let engine = ctx.jobs.engine().clone();
+    let mut stream = Box::pin(ctx.cancellable(engine.build(params, context)).await??);
+    let mut image_id: Option<String> = None;
+    let mut last_line = String::new();
+    loop {
+        match ctx.next(&mut stream).await? {
+            None => break,
+            Some(Ok(BuildOutput::ImageId(id))) => image_id = Some(id),
+            Some(Ok(BuildOutput::Log(text))) => {
+                // The classic builder sends bare newlines between steps: skip those.
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    if let Some(id) = line.strip_prefix("Successfully built ") {
+                        image_id.get_or_insert_with(|| id.trim().to_string());
+                    }
+                    last_line = line.to_string();
+                    ctx.log(LogSource::Build, line).await;
+                }
+            }
+            Some(Err(e)) if e.is_unavailable() => return Err(e.into()),
+            Some(Err(e)) => {
+                return Err(Failure::Error {
+                    code: ErrorCode::DockerError,
+                    message: format!("The build failed: {e}"),
+                    result: None,
+                });
+            }
+        }
+    }
+    let Some(image_id) = image_id else {
+        return Err(Failure::new(
+            ErrorCode::DockerError,
+            format!("The build ended without an image id (last output: {last_line})"),
+        ));
+    };
+    for extra in params.tags.iter().skip(1) {
+        let r = ImageRef::parse(extra).map_err(|e| Failure::new(ErrorCode::InvalidReference, e.to_string()))?;
+        engine.tag_image(&image_id, &r.repository(), r.tag_or_latest()).await?;
+    }
+    let image_id = if image_id.starts_with("sha256:") { image_id } else {
+        engine.image_identity(&image_id).await?.map(|(id, _, _)| id).unwrap_or(image_id)
+    };
+    Ok(json!({"image_id": image_id, "tags": params.tags, "log_events_dropped": ctx.logs_dropped()}))
+}
+

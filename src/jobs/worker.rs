@@ -1,0 +1,282 @@
+//! The workers: one dispatcher per kind claims queued jobs and runs each in its own
+//! task; start-up recovery, cancellation signals and shutdown.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{EventData, Job, JobError, JobKind, JobSpec, JobState, Jobs, executor};
+use crate::domain::identity::Role;
+use crate::domain::run::RunContainerRequest;
+use crate::error::ErrorCode;
+
+/// Why a running job's token fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StopReason {
+    Canceled,
+    Shutdown,
+}
+
+pub(super) struct Running {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl Jobs {
+    /// Recover after a restart, then start one dispatcher per kind.
+    pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        for id in self.store.running_ids().await? {
+            let Some(job) = self.store.get(&id).await? else { continue };
+            let err = JobError {
+                code: ErrorCode::Interrupted,
+                message: "The service stopped while this job was running; it was not resumed.".into(),
+            };
+            self.finish(&job, JobState::Interrupted, None, Some(err)).await;
+            // In the background: a stop may take its timeout, start-up need not wait.
+            let me = self.clone();
+            tokio::spawn(async move { me.stop_orphan(&job).await });
+        }
+        self.sweep_spool().await?;
+        let me = self.clone();
+        super::every_hour_before(self.retention, move |cutoff| {
+            let me = me.clone();
+            async move {
+                match me.store.delete_finished_before(&cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "finished jobs past BERTH_JOB_RETENTION forgotten"),
+                    Err(e) => tracing::warn!(error = %e, "forgetting old jobs failed"),
+                }
+            }
+        });
+        for &kind in JobKind::ALL {
+            let me = self.clone();
+            tokio::spawn(async move { me.run_dispatcher_until_stopped(kind).await });
+        }
+        Ok(())
+    }
+
+    async fn run_dispatcher_until_stopped(self: Arc<Self>, kind: JobKind) {
+        let limit = self.limits[&kind].clone();
+        let wake = self.wake[&kind].clone();
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let permit = tokio::select! {
+                p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = self.stopping.cancelled() => return,
+            };
+            // Register for a wake-up before looking, so an enqueue in between is not lost.
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.store.claim_next(kind).await {
+                Ok(Some(job)) if self.stopping.is_cancelled() => {
+                    // Claimed as the service stops: back to the queue, to run after the restart.
+                    let _ = self.store.transition(&job.id, JobState::Running, JobState::Queued, None, None).await;
+                    return;
+                }
+                Ok(Some(job)) => {
+                    backoff = Duration::from_millis(500);
+                    let me = self.clone();
+                    self.tasks.spawn(async move {
+                        me.execute(job).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    backoff = Duration::from_millis(500);
+                    drop(permit);
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = self.stopping.cancelled() => return,
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::error!(kind = kind.as_str(), error = %e, retry_in_ms = backoff.as_millis() as u64, "claiming a job failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.stopping.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn execute(self: &Arc<Self>, job: Job) {
+        let token = CancellationToken::new();
+        let reason = Arc::new(Mutex::new(None));
+        {
+            let mut running = self.running.lock().unwrap();
+            running.insert(job.id.clone(), Running { token: token.clone(), reason: reason.clone() });
+            if self.pending_cancels.lock().unwrap().remove(&job.id) {
+                *reason.lock().unwrap() = Some(StopReason::Canceled);
+                token.cancel();
+            }
+        }
+        self.metrics.jobs_running.inc();
+        self.emit(&job, EventData::State(JobState::Running)).await;
+        let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(), owner = %job.owner);
+        span.in_scope(|| tracing::info!("job started"));
+        // In a task of its own: a panic in an executor fails the job, not the worker.
+        // The stored request, held to the authority it was submitted with.
+        let authority = job.authority.unwrap_or(Role::Operator);
+        let outcome = match JobSpec::from_stored(job.kind, &job.request, authority) {
+            Err(e) => Err(executor::Failure::Error { code: e.code, message: e.detail, result: None }),
+            Ok(spec) => self.run_executor(&job, spec, token.clone(), &span).await,
+        };
+        self.running.lock().unwrap().remove(&job.id);
+        self.secrets.lock().unwrap().remove(&job.id);
+        self.metrics.jobs_running.dec();
+        // The job reads its spooled context no more: gone before the end is visible.
+        if let Ok(Some(spool)) = self.store.spool(&job.id).await {
+            self.remove_spool(&spool).await;
+        }
+        let stop = *reason.lock().unwrap();
+        self.conclude(&job, outcome, stop).await;
+        span.in_scope(|| tracing::info!("job ended"));
+    }
+
+    /// The executor in a task of its own: a panic fails the job, not the worker.
+    async fn run_executor(
+        self: &Arc<Self>,
+        job: &Job,
+        spec: JobSpec,
+        token: CancellationToken,
+        span: &tracing::Span,
+    ) -> Result<serde_json::Value, executor::Failure> {
+        let task = {
+            let mut ctx = executor::JobCtx::new(self.clone(), job.clone(), spec, token);
+            tokio::spawn(tracing::Instrument::instrument(async move { executor::run(&mut ctx).await }, span.clone()))
+        };
+        match task.await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                span.in_scope(|| tracing::error!(error = %e, "the job's task panicked"));
+                Err(executor::Failure::Error {
+                    code: ErrorCode::Internal,
+                    message: "The job stopped on an internal error; the service log has the cause.".into(),
+                    result: None,
+                })
+            }
+        }
+    }
+
+    /// The terminal state an executor's outcome makes.
+    async fn conclude(&self, job: &Job, outcome: Result<serde_json::Value, executor::Failure>, stop: Option<StopReason>) {
+        match outcome {
+            Ok(result) => self.finish(job, JobState::Succeeded, Some(result), None).await,
+            Err(executor::Failure::Canceled) => match stop {
+                Some(StopReason::Shutdown) => {
+                    let err = JobError {
+                        code: ErrorCode::Interrupted,
+                        message: "The service shut down while this job was running.".into(),
+                    };
+                    self.finish(job, JobState::Interrupted, None, Some(err)).await
+                }
+                _ => self.finish(job, JobState::Canceled, None, None).await,
+            },
+            Err(executor::Failure::Error { code, message, result }) => {
+                self.finish(job, JobState::Failed, result, Some(JobError { code, message })).await
+            }
+        }
+    }
+
+    /// Delete spooled build contexts no queued job will read (uploads cut short by a crash).
+    async fn sweep_spool(&self) -> anyhow::Result<()> {
+        // By file name: the data dir may be spelled differently from one start to the next.
+        let file_name = |p: &str| std::path::Path::new(p).file_name().map(|n| n.to_os_string());
+        let live: HashSet<std::ffi::OsString> =
+            self.store.live_spools().await?.iter().filter_map(|p| file_name(p)).collect();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.spool_dir)?.flatten() {
+            let name = entry.file_name();
+            let is_ctx = name.to_string_lossy().ends_with(".ctx");
+            if is_ctx && !live.contains(&name) && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed build contexts no job will read");
+        }
+        Ok(())
+    }
+
+    /// An attached run's container lived only for its job: after a crash, stop it (and
+    /// remove it when the run asked for `auto_remove`), as a graceful stop would have.
+    async fn stop_orphan(&self, job: &Job) {
+        if job.kind != JobKind::Run {
+            return;
+        }
+        // Read, not validated: whatever the row asked, its container is ours to stop.
+        let Ok(request) = serde_json::from_value::<RunContainerRequest>(job.request.clone()) else { return };
+        if request.detach.unwrap_or(true) {
+            return;
+        }
+        let auto_remove = request.auto_remove.unwrap_or(false);
+        let Some(cid) = job.result.as_ref().and_then(|r| r.get("container_id")).and_then(|c| c.as_str()) else {
+            return;
+        };
+        // The engine may not answer yet at start-up: retry, backing off, for up to an hour.
+        let mut wait = Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        loop {
+            let done = if auto_remove {
+                self.engine.remove_container(cid, true, true).await
+            } else {
+                self.engine.stop_container(cid, Some(5)).await
+            };
+            match done {
+                Ok(()) | Err(crate::docker::EngineError::NotFound { .. }) => {
+                    tracing::info!(job_id = %job.id, container_id = cid, "stopped the container of an interrupted run");
+                    return;
+                }
+                Err(e) if e.is_unavailable() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = %job.id, container_id = cid, error = %e, "could not stop the container of an interrupted run");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Tell a running job to stop; one claimed but not yet registered stops as soon as it
+    /// registers.
+    pub(super) fn signal(&self, id: &str) {
+        let running = self.running.lock().unwrap();
+        match running.get(id) {
+            Some(r) => {
+                r.reason.lock().unwrap().get_or_insert(StopReason::Canceled);
+                r.token.cancel();
+            }
+            None => {
+                self.pending_cancels.lock().unwrap().insert(id.to_string());
+            }
+        }
+    }
+
+    /// Stop taking work; give running jobs `grace` to end, then interrupt them.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
+            return;
+        }
+        let ids: Vec<String> = self.running.lock().unwrap().keys().cloned().collect();
+        tracing::warn!(jobs = ids.len(), "grace period over; interrupting running jobs");
+        {
+            let running = self.running.lock().unwrap();
+            for r in running.values() {
+                // A user's cancel that is under way stays a cancel.
+                r.reason.lock().unwrap().get_or_insert(StopReason::Shutdown);
+                r.token.cancel();
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.tasks.wait()).await;
+    }
+}
