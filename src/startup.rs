@@ -105,8 +105,7 @@ impl Application {
         jobs.start().await.context("recovering the job queue")?;
         let settings = Arc::new(settings);
         let sessions = Arc::new(crate::sessions::Sessions::new(&settings));
-        let uploads = Arc::new(tokio::sync::Semaphore::new(settings.max_uploads));
-        let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone(), sessions, uploads });
+        let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone(), sessions });
         let spec = openapi();
         let routes = web::Data::new(handlers::RouteTable::from_spec(&spec));
         let json_limit = settings.json_limit;

@@ -14,7 +14,5 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// Interactive sessions (attach, exec): limits and exec instances.
     pub sessions: Arc<Sessions>,
-    /// Build contexts being uploaded at once (`BERTH_MAX_UPLOADS`).
-    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 

@@ -82,7 +82,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(()) => "ok".to_string(),
         Err(e) => e.to_string(),
     };
-    let store = match state.jobs.store().check_writable().await {
+    let store = match state.jobs.check_store().await {
         Ok(()) => "ok".to_string(),
         Err(e) => e.to_string(),
     };
@@ -117,7 +117,7 @@ pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) ->
         }
     }
     let metrics = state.jobs.metrics();
-    if let Ok(n) = state.jobs.store().count_queued().await {
+    if let Ok(n) = state.jobs.queued().await {
         metrics.jobs_queued.set(n as i64);
     }
     Ok(HttpResponse::Ok()

@@ -450,7 +450,7 @@ impl Jobs {
         &self.engine
     }
 
-    pub(crate) fn store(&self) -> &Arc<dyn JobStore> {
+    fn store(&self) -> &Arc<dyn JobStore> {
         &self.store
     }
 
