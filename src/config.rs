@@ -82,6 +82,64 @@ pub struct Settings {
     pub ws_max_sessions: usize,
     /// Image allow-list and default container limits.
     pub policy: crate::domain::policy::RunPolicy,
+    /// What any one caller may consume.
+    pub bounds: Bounds,
+    /// The key that seals job rows (HMAC over id, owner, kind, request, authority and
+    /// spool): a row changed behind the API's back is refused. From
+    /// `BERTH_JOB_SEAL_KEY_FILE`, else derived from the JWT key; never in the data dir.
+    pub seal_key: SecretBytes,
+}
+
+/// Key material that `Debug` never prints.
+#[derive(Clone, Default)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBytes(..)")
+    }
+}
+
+/// Bounds on what one caller (or one job) may consume. Each has a `BERTH_*` variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Log bytes stored per job (`BERTH_JOB_LOG_BYTES_MAX`); past it one notice.
+    pub job_log_bytes_max: u64,
+    /// Largest stored job request, in bytes of JSON (`BERTH_JOB_REQUEST_MAX`; 413 beyond).
+    pub job_request_max: usize,
+    /// A build upload that sends nothing for this long is cut off (`BERTH_UPLOAD_IDLE_TIMEOUT`).
+    pub upload_idle_timeout: Duration,
+    /// Build contexts one subject may upload at once (`BERTH_MAX_UPLOADS_PER_SUBJECT`).
+    pub max_uploads_per_subject: usize,
+    /// Event streams and log follows one subject may hold open (`BERTH_MAX_STREAMS_PER_SUBJECT`).
+    pub max_streams_per_subject: usize,
+    /// Interactive sessions one subject may hold open (`BERTH_WS_MAX_SESSIONS_PER_SUBJECT`).
+    pub ws_max_sessions_per_subject: usize,
+    /// Free bytes the data dir's file system must keep; below it uploads and job
+    /// submits answer 507 (`BERTH_MIN_FREE_BYTES`).
+    pub min_free_bytes: u64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            job_log_bytes_max: 16 * 1024 * 1024,
+            job_request_max: 64 * 1024,
+            upload_idle_timeout: Duration::from_secs(30),
+            max_uploads_per_subject: 2,
+            max_streams_per_subject: 32,
+            ws_max_sessions_per_subject: 8,
+            min_free_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// HMAC-SHA256 of `label` keyed with `key`: one key per use, derived from one secret.
+pub fn derive_key(key: &[u8], label: &str) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(label.as_bytes());
+    mac.finalize().into_bytes().to_vec()
 }
 
 impl Settings {
@@ -107,6 +165,8 @@ impl Settings {
             ws_idle_timeout: Duration::from_secs(600),
             ws_max_sessions: 64,
             policy: crate::domain::policy::RunPolicy::default(),
+            bounds: Bounds::default(),
+            seal_key: SecretBytes::default(),
         }
     }
 
@@ -115,9 +175,18 @@ impl Settings {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let key = match (get("BERTH_JWT_SECRET"), get("BERTH_JWT_PUBLIC_KEY_FILE")) {
+        let secret = match (get("BERTH_JWT_SECRET"), get("BERTH_JWT_SECRET_FILE")) {
+            (Some(_), Some(_)) => bail!("both BERTH_JWT_SECRET and BERTH_JWT_SECRET_FILE are set; set one"),
+            (Some(s), None) => Some(s),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading BERTH_JWT_SECRET_FILE {path}"))?;
+                Some(text.trim_end_matches(['\n', '\r']).to_string())
+            }
+            (None, None) => None,
+        };
+        let key = match (secret, get("BERTH_JWT_PUBLIC_KEY_FILE")) {
             (Some(_), Some(_)) => bail!(
-                "both BERTH_JWT_SECRET and BERTH_JWT_PUBLIC_KEY_FILE are set; set exactly one"
+                "both BERTH_JWT_SECRET (or _FILE) and BERTH_JWT_PUBLIC_KEY_FILE are set; set exactly one"
             ),
             (Some(secret), None) => {
                 if secret.len() < 16 {
@@ -132,11 +201,18 @@ impl Settings {
             }
             (None, None) => bail!(
                 "no JWT key configured: set BERTH_JWT_SECRET to a shared secret of at least 16 bytes \
-                 (for example `export BERTH_JWT_SECRET=$(openssl rand -hex 32)`) or \
+                 (for example `export BERTH_JWT_SECRET=$(openssl rand -hex 32)`), BERTH_JWT_SECRET_FILE to a \
+                 file holding one, or \
                  BERTH_JWT_PUBLIC_KEY_FILE to a PEM public key (RS256 or ES256)"
             ),
         };
+        let seal_material = match (get("BERTH_JOB_SEAL_KEY_FILE"), &key) {
+            (Some(path), _) => std::fs::read(&path).with_context(|| format!("reading BERTH_JOB_SEAL_KEY_FILE {path}"))?,
+            (None, JwtKey::Secret(secret)) => secrecy::ExposeSecret::expose_secret(secret).as_bytes().to_vec(),
+            (None, JwtKey::PublicKey { pem, .. }) => pem.clone(),
+        };
         let mut s = Self::with_key(key);
+        s.seal_key = SecretBytes(derive_key(&seal_material, "berth job seal v1"));
         if let Some(v) = get("BERTH_LISTEN") {
             s.listen = v;
         }
@@ -204,6 +280,21 @@ impl Settings {
             s.audit_retention = humantime::parse_duration(&v)
                 .with_context(|| format!("BERTH_AUDIT_RETENTION must be a duration such as `90d`, not `{v}`"))?;
         }
+        let b = &mut s.bounds;
+        b.job_log_bytes_max = num("BERTH_JOB_LOG_BYTES_MAX", b.job_log_bytes_max)?.max(1024);
+        b.job_request_max = num("BERTH_JOB_REQUEST_MAX", b.job_request_max as u64)?.max(1024) as usize;
+        if let Some(v) = get("BERTH_UPLOAD_IDLE_TIMEOUT") {
+            b.upload_idle_timeout = match v.parse::<u64>() {
+                Ok(secs) => Duration::from_secs(secs.max(1)),
+                Err(_) => humantime::parse_duration(&v)
+                    .with_context(|| format!("BERTH_UPLOAD_IDLE_TIMEOUT must be a duration such as `30s`, not `{v}`"))?,
+            };
+        }
+        b.max_uploads_per_subject = num("BERTH_MAX_UPLOADS_PER_SUBJECT", b.max_uploads_per_subject as u64)?.max(1) as usize;
+        b.max_streams_per_subject = num("BERTH_MAX_STREAMS_PER_SUBJECT", b.max_streams_per_subject as u64)?.max(1) as usize;
+        b.ws_max_sessions_per_subject =
+            num("BERTH_WS_MAX_SESSIONS_PER_SUBJECT", b.ws_max_sessions_per_subject as u64)?.max(1) as usize;
+        b.min_free_bytes = num("BERTH_MIN_FREE_BYTES", b.min_free_bytes)?;
         if let Some(v) = get("BERTH_METRICS_PUBLIC") {
             s.metrics_public = matches!(v.as_str(), "1" | "true" | "yes");
         }
@@ -268,6 +359,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("BERTH_QUEUE_CAPACITY"), "{err}");
+    }
+
+    #[test]
+    fn the_secret_may_come_from_a_file_and_seals_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
+        let path = path.to_str().unwrap();
+        let from_file = Settings::from_lookup(env(&[("BERTH_JWT_SECRET_FILE", path)])).unwrap();
+        let from_env = Settings::from_lookup(env(&[("BERTH_JWT_SECRET", "0123456789abcdef0123")])).unwrap();
+        match (&from_file.jwt.key, &from_env.jwt.key) {
+            (JwtKey::Secret(a), JwtKey::Secret(b)) => {
+                use secrecy::ExposeSecret;
+                assert_eq!(a.expose_secret(), b.expose_secret(), "the trailing newline is not part of the secret");
+            }
+            _ => panic!("a secret"),
+        }
+        assert_eq!(from_file.seal_key.0, from_env.seal_key.0);
+        assert_eq!(from_env.seal_key.0.len(), 32);
+        assert_ne!(from_env.seal_key.0, b"0123456789abcdef0123".to_vec(), "the seal key is derived, not the JWT secret");
+        let both = Settings::from_lookup(env(&[("BERTH_JWT_SECRET_FILE", path), ("BERTH_JWT_SECRET", "0123456789abcdef0123")]));
+        assert!(both.unwrap_err().to_string().contains("BERTH_JWT_SECRET_FILE"));
+        let missing = Settings::from_lookup(env(&[("BERTH_JWT_SECRET_FILE", "/nonexistent/berth")])).unwrap_err();
+        assert!(format!("{missing:#}").contains("/nonexistent/berth"));
     }
 
     #[test]

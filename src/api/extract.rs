@@ -32,7 +32,7 @@ impl<T: DeserializeOwned> FromRequest for Qs<T> {
         ready(
             serde_html_form::from_str::<T>(req.query_string())
                 .map(Qs)
-                .map_err(|e| ApiError::invalid(format!("Invalid query string: {e}")).into()),
+                .map_err(|e| ApiError::invalid(format!("Invalid query string: {}", super::problem::handlers::redact_values(&e.to_string()))).into()),
         )
     }
 }

@@ -67,9 +67,9 @@ pub async fn list_jobs(
             ApiError::invalid("`kind` must be build, pull, push, run, prune_images or prune_containers")
         })?),
     };
-    let filter = JobFilter { owner: q.owner, state: job_state, kind, before: paging.cursor.clone(), limit: paging.fetch() };
-    let mut items = state.jobs.list(&who, filter).await?;
-    let next_cursor = paging.finish(&mut items, |j| &j.id);
+    let filter = JobFilter { owner: q.owner, state: job_state, kind, before: paging.cursor.clone(), limit: paging.fetch(), max_bytes: 0 };
+    let (mut items, cut) = state.jobs.list(&who, filter).await?;
+    let next_cursor = paging.finish(&mut items, |j| &j.id).or_else(|| cut.then(|| items.last().map(|j| j.id.clone())).flatten());
     Ok(web::Json(JobPage { items, next_cursor }))
 }
 

@@ -161,30 +161,44 @@ pub mod handlers {
     /// that value may be a password sent in the wrong place, so it never reaches a
     /// response or a log line.
     pub fn redact_values(msg: &str) -> String {
+        let out = redact_quoted(msg, "string \"", '"', "a string");
+        // Numbers, booleans, characters and enum names are quoted in backticks: a numeric
+        // password or PIN is as secret as a string one.
+        [
+            ("integer `", "an integer"),
+            ("floating point `", "a number"),
+            ("boolean `", "a boolean"),
+            ("character `", "a character"),
+            ("unknown variant `", "an unknown variant"),
+        ]
+        .iter()
+        .fold(out, |acc, (marker, with)| redact_quoted(&acc, marker, '`', with))
+    }
+
+    /// Replace every `marker` + value + `close` in `msg` with `with`.
+    fn redact_quoted(msg: &str, marker: &str, close: char, with: &str) -> String {
         let mut out = String::with_capacity(msg.len());
         let mut rest = msg;
-        while let Some(i) = rest.find("string \"") {
+        while let Some(i) = rest.find(marker) {
             out.push_str(&rest[..i]);
-            out.push_str("a string");
-            let after = &rest[i + 8..];
+            out.push_str(with);
+            let after = &rest[i + marker.len()..];
             let mut end = None;
             let mut escaped = false;
             for (j, c) in after.char_indices() {
                 match c {
-                    '\\' if !escaped => escaped = true,
-                    '"' if !escaped => {
+                    '\\' if !escaped && close == '"' => escaped = true,
+                    c if c == close && !escaped => {
                         end = Some(j);
                         break;
                     }
                     _ => escaped = false,
                 }
             }
-            match end {
-                Some(j) => rest = &after[j + 1..],
-                None => {
-                    rest = "";
-                }
-            }
+            rest = match end {
+                Some(j) => &after[j + close.len_utf8()..],
+                None => "",
+            };
         }
         out.push_str(rest);
         out
@@ -348,6 +362,16 @@ mod tests {
         );
         assert_eq!(redact_values(r#"a string "x\"y" and string "z""#), "a a string and a string");
         assert_eq!(redact_values("unknown field `foo`"), "unknown field `foo`");
+        assert_eq!(
+            redact_values("invalid type: integer `934712`, expected a string at line 1 column 30"),
+            "invalid type: an integer, expected a string at line 1 column 30"
+        );
+        assert_eq!(
+            redact_values("unknown variant `hunter2`, expected one of `missing`, `always`, `never`"),
+            "an unknown variant, expected one of `missing`, `always`, `never`"
+        );
+        assert_eq!(redact_values("invalid type: floating point `3.14`, expected u32"), "invalid type: a number, expected u32");
+        assert_eq!(redact_values("invalid type: boolean `true`, expected a string"), "invalid type: a boolean, expected a string");
     }
 }
 

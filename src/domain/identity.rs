@@ -13,6 +13,9 @@ crate::wire_enum! {
     }
 }
 
+/// The longest any one stream (SSE, log follow) stays open on one token.
+pub const MAX_STREAM_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -27,9 +30,13 @@ pub struct Principal {
 impl Principal {
     /// When the token expires, as a tokio instant (streams opened with it end then; the
     /// client reconnects with a fresh token and resumes by `Last-Event-ID`).
+    /// A token valid for longer than [`MAX_STREAM_LIFETIME`] (an `exp` near `u64::MAX`,
+    /// say) still ends its streams then: checked arithmetic, never an overflow.
     pub fn stream_deadline(&self) -> tokio::time::Instant {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        tokio::time::Instant::now() + std::time::Duration::from_secs(self.expires_at.saturating_sub(now))
+        let left = std::time::Duration::from_secs(self.expires_at.saturating_sub(now)).min(MAX_STREAM_LIFETIME);
+        let start = tokio::time::Instant::now();
+        start.checked_add(left).unwrap_or(start)
     }
 
     pub fn has(&self, role: Role) -> bool {
@@ -40,3 +47,17 @@ impl Principal {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_far_future_exp_does_not_overflow() {
+        let p = Principal { subject: "s".into(), role: Some(Role::Viewer), expires_at: u64::MAX };
+        let left = p.stream_deadline() - tokio::time::Instant::now();
+        assert!(left <= MAX_STREAM_LIFETIME && left > MAX_STREAM_LIFETIME / 2, "{left:?}");
+        let expired = Principal { expires_at: 0, ..p };
+        assert!(expired.stream_deadline() <= tokio::time::Instant::now());
+    }
+}

@@ -105,6 +105,14 @@ pub struct Job {
     #[serde(skip)]
     #[schema(ignore)]
     pub authority: Option<Role>,
+    /// The seal made at submit over what the job may do (never shown).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub seal: Option<String>,
+    /// The job's spooled build context, if any (never shown).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub spool: Option<String>,
 }
 
 /// One stored event of a job: what SSE replays.
@@ -194,6 +202,8 @@ pub struct NewJob {
     pub request: Value,
     /// The role the submitter held: the job runs with exactly this authority.
     pub authority: Role,
+    /// HMAC over id, owner, kind, authority, spool and request (see `jobs::seal`).
+    pub seal: String,
     pub idempotency_key: Option<String>,
     /// A spooled build context to delete when the job is forgotten.
     pub spool: Option<String>,
@@ -208,6 +218,9 @@ pub struct JobFilter {
     /// Exclusive: jobs older than this id.
     pub before: Option<String>,
     pub limit: usize,
+    /// Stop once the rows read hold this many bytes of JSON (0: no bound); the page then
+    /// ends early and says more follow.
+    pub max_bytes: usize,
 }
 
 // ---- SSE payload schemas (documented in OpenAPI) -----------------------------------------

@@ -122,6 +122,38 @@ impl JobSpec {
     }
 }
 
+/// What a job view shows in place of a secret value.
+pub const REDACTED: &str = "<redacted>";
+
+/// Remove what a job's views never show from its stored request: environment values
+/// (`KEY=<redacted>`), build-argument values, and the query string of a `remote=` URL.
+pub fn redact_request(kind: JobKind, request: &mut Value) {
+    match kind {
+        JobKind::Run => {
+            if let Some(env) = request.get_mut("env").and_then(Value::as_array_mut) {
+                for entry in env.iter_mut() {
+                    if let Some(key) = entry.as_str().map(|e| e.split('=').next().unwrap_or("").to_string()) {
+                        *entry = Value::String(format!("{key}={REDACTED}"));
+                    }
+                }
+            }
+        }
+        JobKind::Build => {
+            if let Some(args) = request.get_mut("build_args").and_then(Value::as_object_mut) {
+                for value in args.values_mut() {
+                    *value = Value::String(REDACTED.into());
+                }
+            }
+            if let Some(remote) = request.get_mut("remote") {
+                if let Some((base, _)) = remote.as_str().and_then(|r| r.split_once('?')) {
+                    *remote = Value::String(format!("{base}?{REDACTED}"));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +171,17 @@ mod tests {
         assert_eq!(spec.request_json(), pull, "the stored shape round-trips");
         assert_eq!(spec.audit_target(), "image=busybox:1");
         assert!(JobSpec::from_stored(JobKind::Pull, &pull, Role::Viewer).is_err());
+    }
+
+    #[test]
+    fn views_hide_env_values_build_args_and_url_queries() {
+        let mut run = serde_json::json!({"image": "x", "env": ["DB_PASSWORD=hunter2", "PLAIN"]});
+        redact_request(JobKind::Run, &mut run);
+        assert_eq!(run["env"], serde_json::json!(["DB_PASSWORD=<redacted>", "PLAIN=<redacted>"]));
+        let mut build = serde_json::json!({"build_args": {"TOKEN": "s3cret"}, "remote": "https://git.example/x.git?token=abc"});
+        redact_request(JobKind::Build, &mut build);
+        assert_eq!(build["build_args"]["TOKEN"], REDACTED);
+        assert_eq!(build["remote"], "https://git.example/x.git?<redacted>");
+        assert!(!build.to_string().contains("s3cret") && !build.to_string().contains("abc"));
     }
 }

@@ -15,8 +15,9 @@ use crate::domain::identity::Principal;
 
 /// How often a follower looks at the stored record while the live feed is quiet.
 const RECHECK: Duration = Duration::from_secs(5);
-/// Events read from the store at once.
-const PAGE: usize = 500;
+/// Events read from the store at once: with log lines of up to 64 KiB, at most 4 MiB
+/// held per follower.
+const PAGE: usize = 64;
 
 /// An item of the `/v1/events` feed.
 #[derive(Debug, Clone)]

@@ -28,6 +28,7 @@ pub mod events;
 pub mod executor;
 pub mod hub;
 pub mod progress;
+pub mod seal;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -64,6 +65,8 @@ pub enum JobsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Rejected(#[from] Rejection),
+    #[error("The job's request is larger than BERTH_JOB_REQUEST_MAX ({0} bytes of JSON).")]
+    TooLarge(usize),
     #[error("{0}")]
     Internal(String),
 }
@@ -76,6 +79,7 @@ impl HasCode for JobsError {
             JobsError::QueueFull(_) => ErrorCode::QueueFull,
             JobsError::Store(e) => e.code(),
             JobsError::Rejected(e) => e.code(),
+            JobsError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             JobsError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -92,6 +96,15 @@ impl HasCode for JobsError {
             _ => None,
         }
     }
+}
+
+/// The most request and result JSON one page of `GET /v1/jobs` holds.
+pub const LIST_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// A job as the API shows it: what views never show is redacted from its request.
+fn view(mut job: Job) -> Job {
+    crate::domain::job_spec::redact_request(job.kind, &mut job.request);
+    job
 }
 
 /// Outcome of a submission.
@@ -134,6 +147,12 @@ pub struct Jobs {
     metrics: Arc<Metrics>,
     /// Finished jobs are forgotten this long after they end.
     retention: Duration,
+    /// Seals job rows (see [`seal`]).
+    seal_key: crate::config::SecretBytes,
+    /// Largest stored request (`BERTH_JOB_REQUEST_MAX`).
+    request_max: usize,
+    /// Log bytes stored per job (`BERTH_JOB_LOG_BYTES_MAX`).
+    log_bytes_max: u64,
 }
 
 /// Run `sweep(cutoff)` now and every hour, `cutoff` being `retention` ago (RFC 3339).
@@ -190,6 +209,9 @@ impl Jobs {
             tasks: TaskTracker::new(),
             metrics,
             retention: settings.job_retention,
+            seal_key: settings.seal_key.clone(),
+            request_max: settings.bounds.job_request_max,
+            log_bytes_max: settings.bounds.job_log_bytes_max,
         }))
     }
 
@@ -244,15 +266,15 @@ impl Jobs {
     async fn submit_now(&self, sub: Submission) -> Result<Submitted, JobsError> {
         let kind = sub.spec.kind();
         let spool = sub.spool.map(|p| p.to_string_lossy().into_owned());
-        let new = NewJob {
-            kind,
-            owner: sub.owner.subject.clone(),
-            request: sub.spec.request_json(),
-            authority: sub.owner.role.unwrap_or(Role::Viewer),
-            idempotency_key: sub.idempotency_key,
-            spool: spool.clone(),
-        };
+        let request = sub.spec.request_json();
+        let text = request.to_string();
+        if text.len() > self.request_max {
+            return Err(JobsError::TooLarge(self.request_max));
+        }
         let id = store::new_id();
+        let (owner, authority) = (sub.owner.subject.clone(), sub.owner.role.unwrap_or(Role::Viewer));
+        let seal = seal::seal(&self.seal_key.0, &id, &owner, kind, authority, spool.as_deref(), &text);
+        let new = NewJob { kind, owner, request, authority, seal, idempotency_key: sub.idempotency_key, spool: spool.clone() };
         if let Some(s) = sub.secret {
             self.secrets.lock().unwrap().insert(id.clone(), s);
         }
@@ -266,7 +288,7 @@ impl Jobs {
             }
         }
         match inserted? {
-            Inserted::Existing(job) => Ok(Submitted::Existing(job)),
+            Inserted::Existing(job) => Ok(Submitted::Existing(view(job))),
             Inserted::QueueFull => Err(self.queue_full()),
             Inserted::New(job) => {
                 // The one publisher of `queued`: the store wrote it with the row.
@@ -276,18 +298,23 @@ impl Jobs {
                     }
                 }
                 self.wake[&kind].notify_one();
-                Ok(Submitted::New(job))
+                Ok(Submitted::New(view(job)))
             }
         }
     }
 
     /// The job `who` made before with `key`, if any.
     pub async fn find_idempotent(&self, who: &Principal, key: &str) -> Result<Option<Job>, JobsError> {
-        Ok(self.store.find_idempotent(&who.subject, key).await?)
+        Ok(self.store.find_idempotent(&who.subject, key).await?.map(view))
     }
 
-    /// A job the caller may see (its owner, or admin), else 404 `job_not_found`.
+    /// A job the caller may see (its owner, or admin), else 404 `job_not_found`; as
+    /// views show it (secret values redacted).
     pub async fn get(&self, id: &str, who: &Principal) -> Result<Job, JobsError> {
+        self.get_record(id, who).await.map(view)
+    }
+
+    async fn get_record(&self, id: &str, who: &Principal) -> Result<Job, JobsError> {
         let not_found = || JobsError::NotFound(id.escape_debug().to_string());
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(not_found());
@@ -299,8 +326,10 @@ impl Jobs {
     }
 
     /// Jobs `who` may see, newest first: theirs, or with admin anyone's (`owner`
-    /// filters). A non-admin naming another owner is refused.
-    pub async fn list(&self, who: &Principal, mut filter: JobFilter) -> Result<Vec<Job>, JobsError> {
+    /// filters). A non-admin naming another owner is refused. A page holds at most
+    /// [`LIST_BYTES_MAX`] of requests and results; `true` when that ended it early.
+    pub async fn list(&self, who: &Principal, mut filter: JobFilter) -> Result<(Vec<Job>, bool), JobsError> {
+        filter.max_bytes = LIST_BYTES_MAX;
         filter.owner = match (filter.owner.take(), who.is_admin()) {
             (owner, true) => owner,
             (Some(o), false) if o != who.subject => {
@@ -308,7 +337,8 @@ impl Jobs {
             }
             _ => Some(who.subject.clone()),
         };
-        Ok(self.store.list(filter).await?)
+        let (jobs, cut) = self.store.list(filter).await?;
+        Ok((jobs.into_iter().map(view).collect(), cut))
     }
 
     /// The last stored event of a job (a resuming follower at `end` needs nothing more).
@@ -319,7 +349,7 @@ impl Jobs {
     /// Cancel: a queued job ends at once; a running one is told to stop and ends within
     /// seconds. Answers the job as it is after the request.
     pub async fn cancel(&self, id: &str, who: &Principal) -> Result<Job, JobsError> {
-        let job = self.get(id, who).await?;
+        let job = self.get_record(id, who).await?;
         match job.state {
             JobState::Queued => {
                 self.finish(&job, JobState::Canceled, None, None).await;
@@ -340,7 +370,7 @@ impl Jobs {
             // It ended before the signal found it: nothing is left to cancel.
             self.pending_cancels.lock().unwrap().remove(&now.id);
         }
-        Ok(now)
+        Ok(view(now))
     }
 
     async fn wait_terminal(&self, id: &str, max: Duration) {
@@ -367,7 +397,7 @@ impl Jobs {
 
     /// Forget a finished job and its events.
     pub async fn delete(&self, id: &str, who: &Principal) -> Result<(), JobsError> {
-        let job = self.get(id, who).await?;
+        let job = self.get_record(id, who).await?;
         if !job.state.is_terminal() {
             return Err(JobsError::Conflict(format!(
                 "The job is {}; cancel it first, or wait for it to end.",
@@ -385,11 +415,17 @@ impl Jobs {
         }
     }
 
+    /// Where a row's spool path points, only ever inside the spool dir: a path planted
+    /// in a row (`/etc/passwd`, `../x`) names nothing outside it.
+    pub(crate) fn spool_path(&self, path: &str) -> Option<PathBuf> {
+        let name = std::path::Path::new(path).file_name()?;
+        name.to_str().is_some_and(|n| n.ends_with(".ctx")).then(|| self.spool_dir.join(name))
+    }
+
     /// Delete a spooled context, only ever inside the spool dir.
     async fn remove_spool(&self, path: &str) {
-        let path = std::path::Path::new(path);
-        if let Some(name) = path.file_name() {
-            let _ = tokio::fs::remove_file(self.spool_dir.join(name)).await;
+        if let Some(path) = self.spool_path(path) {
+            let _ = tokio::fs::remove_file(path).await;
         }
     }
 
@@ -456,5 +492,14 @@ impl Jobs {
 
     pub(crate) fn log_events_max(&self) -> u64 {
         self.log_events_max
+    }
+
+    pub(crate) fn log_bytes_max(&self) -> u64 {
+        self.log_bytes_max
+    }
+
+    /// Was this row made by this service, unchanged since?
+    pub(crate) fn is_sealed(&self, job: &Job) -> bool {
+        seal::verify(&self.seal_key.0, job)
     }
 }

@@ -121,22 +121,34 @@ impl Jobs {
         let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(), owner = %job.owner);
         span.in_scope(|| tracing::info!("job started"));
         // In a task of its own: a panic in an executor fails the job, not the worker.
-        // The stored request, held to the authority it was submitted with.
-        let authority = job.authority.unwrap_or(Role::Operator);
-        let outcome = match JobSpec::from_stored(job.kind, &job.request, authority) {
-            Err(e) => Err(executor::Failure::Error { code: e.code, message: e.detail, result: None }),
+        let outcome = match self.spec_of(&job) {
+            Err(failure) => Err(failure),
             Ok(spec) => self.run_executor(&job, spec, token.clone(), &span).await,
         };
         self.running.lock().unwrap().remove(&job.id);
         self.secrets.lock().unwrap().remove(&job.id);
         self.metrics.jobs_running.dec();
         // The job reads its spooled context no more: gone before the end is visible.
-        if let Ok(Some(spool)) = self.store.spool(&job.id).await {
-            self.remove_spool(&spool).await;
+        if let Some(spool) = job.spool.as_deref().filter(|_| self.is_sealed(&job)) {
+            self.remove_spool(spool).await;
         }
         let stop = *reason.lock().unwrap();
         self.conclude(&job, outcome, stop).await;
         span.in_scope(|| tracing::info!("job ended"));
+    }
+
+    /// The stored request, sealed at submit and held to the authority it was submitted
+    /// with: a row changed outside Berth is refused, never run.
+    fn spec_of(&self, job: &Job) -> Result<JobSpec, executor::Failure> {
+        if !self.is_sealed(job) {
+            span_warn(job, "refused a job row whose seal does not verify");
+            let message = "The stored job does not carry a valid seal (it was written or changed outside Berth, \
+                           or before jobs were sealed); it was not run. Submit it again.";
+            return Err(executor::Failure::Error { code: ErrorCode::Forbidden, message: message.into(), result: None });
+        }
+        let authority = job.authority.unwrap_or(Role::Operator);
+        JobSpec::from_stored(job.kind, &job.request, authority)
+            .map_err(|e| executor::Failure::Error { code: e.code, message: e.detail, result: None })
     }
 
     /// The executor in a task of its own: a panic fails the job, not the worker.
@@ -207,7 +219,7 @@ impl Jobs {
     /// An attached run's container lived only for its job: after a crash, stop it (and
     /// remove it when the run asked for `auto_remove`), as a graceful stop would have.
     async fn stop_orphan(&self, job: &Job) {
-        if job.kind != JobKind::Run {
+        if job.kind != JobKind::Run || !self.is_sealed(job) {
             return;
         }
         // Read, not validated: whatever the row asked, its container is ours to stop.
@@ -223,16 +235,9 @@ impl Jobs {
         let mut wait = Duration::from_secs(1);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
         loop {
-            let done = if auto_remove {
-                self.engine.remove_container(cid, true, true).await
-            } else {
-                self.engine.stop_container(cid, Some(5)).await
-            };
+            let done = self.stop_own_container(job, cid, auto_remove).await;
             match done {
-                Ok(()) | Err(crate::docker::EngineError::NotFound { .. }) => {
-                    tracing::info!(job_id = %job.id, container_id = cid, "stopped the container of an interrupted run");
-                    return;
-                }
+                Ok(()) | Err(crate::docker::EngineError::NotFound { .. }) => return,
                 Err(e) if e.is_unavailable() && tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(60));
@@ -243,6 +248,24 @@ impl Jobs {
                 }
             }
         }
+    }
+
+    /// Stop (or remove) an interrupted run's container. The result that names it is
+    /// written while the job runs, outside the seal: act only on the container this job
+    /// made, as its `berth.job` label says.
+    async fn stop_own_container(&self, job: &Job, cid: &str, auto_remove: bool) -> Result<(), crate::docker::EngineError> {
+        let doc = self.engine.inspect_container(cid).await?;
+        if doc.pointer("/Config/Labels/berth.job").and_then(|v| v.as_str()) != Some(job.id.as_str()) {
+            span_warn(job, "an interrupted run names a container it did not make; left alone");
+            return Ok(());
+        }
+        if auto_remove {
+            self.engine.remove_container(cid, true, true).await?;
+        } else {
+            self.engine.stop_container(cid, Some(5)).await?;
+        }
+        tracing::info!(job_id = %job.id, container_id = cid, "stopped the container of an interrupted run");
+        Ok(())
     }
 
     /// Tell a running job to stop; one claimed but not yet registered stops as soon as it
@@ -279,4 +302,8 @@ impl Jobs {
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.tasks.wait()).await;
     }
+}
+
+fn span_warn(job: &Job, msg: &str) {
+    tracing::warn!(job_id = %job.id, kind = job.kind.as_str(), owner = %job.owner, "{msg}");
 }

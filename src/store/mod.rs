@@ -49,8 +49,8 @@ pub trait JobStore: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
     /// The job `owner` made with `key`, if any.
     async fn find_idempotent(&self, owner: &str, key: &str) -> Result<Option<Job>, StoreError>;
-    /// Newest first.
-    async fn list(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError>;
+    /// Newest first; `true` when `max_bytes` cut the list short of `limit`.
+    async fn list(&self, filter: JobFilter) -> Result<(Vec<Job>, bool), StoreError>;
     /// Oldest queued job of `kind`, now `running`.
     async fn claim_next(&self, kind: JobKind) -> Result<Option<Job>, StoreError>;
     /// `from` -> `to` with result/error; false when the job was not in `from`.

@@ -62,8 +62,9 @@ const MIGRATIONS: &[&str] = &[
     // 3: indexes for the retention sweeps
     "CREATE INDEX audit_at ON audit(at);
      CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL;",
-    // 4: the role a job was submitted with (NULL for rows made before)
-    "ALTER TABLE jobs ADD COLUMN authority TEXT;",
+    // 4: the role a job was submitted with, and the seal over the row (NULL for rows made before)
+    "ALTER TABLE jobs ADD COLUMN authority TEXT;
+     ALTER TABLE jobs ADD COLUMN seal TEXT;",
 ];
 
 /// Rows a retention sweep deletes per write transaction, so other writes interleave.
@@ -84,7 +85,7 @@ fn now() -> String {
 }
 
 const COLUMNS: &str =
-    "id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, idempotency_key, authority";
+    "id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, idempotency_key, authority, seal, spool";
 
 fn json_col(row: &Row, idx: usize) -> rusqlite::Result<Option<Value>> {
     let s: Option<String> = row.get(idx)?;
@@ -111,6 +112,8 @@ fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
         error: json_col(row, 10)?.and_then(|v| serde_json::from_value(v).ok()),
         idempotency_key: row.get(11)?,
         authority: row.get::<_, Option<String>>(12)?.and_then(|r| Role::parse(&r)),
+        seal: row.get(13)?,
+        spool: row.get(14)?,
     })
 }
 
@@ -212,8 +215,8 @@ impl JobStore for SqliteStore {
             }
             let progress = Progress { phase: "queued".into(), ..Default::default() };
             tx.execute(
-                "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool, authority)
-                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool, authority, seal)
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     id,
                     job.kind.as_str(),
@@ -224,6 +227,7 @@ impl JobStore for SqliteStore {
                     job.idempotency_key,
                     job.spool,
                     job.authority.as_str(),
+                    job.seal,
                 ],
             )?;
             tx.execute(
@@ -256,7 +260,7 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn list(&self, f: JobFilter) -> Result<Vec<Job>, StoreError> {
+    async fn list(&self, f: JobFilter) -> Result<(Vec<Job>, bool), StoreError> {
         self.read(move |conn| {
             let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1=1");
             let mut args: Vec<String> = Vec::new();
@@ -278,8 +282,17 @@ impl JobStore for SqliteStore {
             }
             sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", f.limit));
             let mut stmt = conn.prepare(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), job_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+            let (mut jobs, mut bytes) = (Vec::new(), 0usize);
+            while let Some(row) = rows.next()? {
+                let job = job_from_row(row)?;
+                bytes += job.request.to_string().len() + job.result.as_ref().map_or(0, |r| r.to_string().len()) + 512;
+                jobs.push(job);
+                if f.max_bytes > 0 && bytes >= f.max_bytes && jobs.len() < f.limit {
+                    return Ok((jobs, true));
+                }
+            }
+            Ok((jobs, false))
         })
         .await
     }
@@ -611,6 +624,7 @@ mod tests {
             owner: owner.into(),
             request: serde_json::json!({"image": "x"}),
             authority: Role::Operator,
+            seal: String::new(),
             idempotency_key: key.map(String::from),
             spool: None,
         }
@@ -647,9 +661,11 @@ mod tests {
         assert_eq!(evs[0].event, EventName::Log);
 
         // Newest first, with a cursor.
-        let all = store.list(JobFilter { limit: 10, ..Default::default() }).await.unwrap();
+        let (all, _) = store.list(JobFilter { limit: 10, ..Default::default() }).await.unwrap();
         assert_eq!(all.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![b.id.clone(), a.id.clone()]);
-        let page = store.list(JobFilter { limit: 10, before: Some(b.id.clone()), ..Default::default() }).await.unwrap();
+        let (page, _) = store.list(JobFilter { limit: 10, before: Some(b.id.clone()), ..Default::default() }).await.unwrap();
+        let (cut, more) = store.list(JobFilter { limit: 10, max_bytes: 1, ..Default::default() }).await.unwrap();
+        assert_eq!((cut.len(), more), (1, true), "a byte budget ends the page early and says so");
         assert_eq!(page.len(), 1);
 
         // Retention forgets finished jobs only.

@@ -13,7 +13,8 @@ use crate::error::ErrorCode;
 pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Value, Failure> {
     set_phase(ctx, "building").await;
 
-    let spool = ctx.jobs.store().spool(&ctx.job.id).await.map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?;
+    // Only ever a file inside the spool dir (the row is sealed, and the path is checked).
+    let spool = ctx.job.spool.as_deref().and_then(|p| ctx.jobs.spool_path(p));
     let context = match (&spool, &params.remote) {
         (Some(path), _) => {
             let file = tokio::fs::File::open(path).await.map_err(|e| {

@@ -48,31 +48,41 @@ pub struct JobCtx {
     pub cancel: CancellationToken,
     logs_stored: u64,
     logs_dropped: u64,
+    log_bytes: u64,
     last_progress: Option<Instant>,
     layers: HashMap<String, (String, Instant)>,
 }
 
 impl JobCtx {
     pub fn new(jobs: Arc<Jobs>, job: Job, spec: JobSpec, cancel: CancellationToken) -> Self {
-        Self { jobs, job, spec, cancel, logs_stored: 0, logs_dropped: 0, last_progress: None, layers: HashMap::new() }
+        Self { jobs, job, spec, cancel, logs_stored: 0, logs_dropped: 0, log_bytes: 0, last_progress: None, layers: HashMap::new() }
     }
 
     async fn emit(&self, data: EventData) {
         self.jobs.emit(&self.job, data).await;
     }
 
-    /// A `log` event, until the per-job cap; past it one notice, then output is dropped.
+    /// A `log` event, until the per-job caps (events and bytes); past them one notice,
+    /// then output is dropped.
     async fn log(&mut self, stream: LogSource, text: &str) {
-        let max = self.jobs.log_events_max();
-        if self.logs_stored < max {
+        let (max, bytes_max) = (self.jobs.log_events_max(), self.jobs.log_bytes_max());
+        let bytes = self.log_bytes.saturating_add(text.len() as u64);
+        if self.logs_dropped == 0 && self.logs_stored < max && bytes <= bytes_max {
             self.logs_stored += 1;
+            self.log_bytes = bytes;
             self.emit(EventData::log(stream, text)).await;
             return;
         }
         if self.logs_dropped == 0 {
-            let text = format!(
-                "[berth] output truncated: this job stores at most {max} log events (BERTH_JOB_LOG_EVENTS_MAX); further output is dropped"
-            );
+            let text = if self.logs_stored >= max {
+                format!(
+                    "[berth] output truncated: this job stores at most {max} log events (BERTH_JOB_LOG_EVENTS_MAX); further output is dropped"
+                )
+            } else {
+                format!(
+                    "[berth] output truncated: this job stores at most {bytes_max} bytes of log (BERTH_JOB_LOG_BYTES_MAX); further output is dropped"
+                )
+            };
             self.emit(EventData::Log { stream, text, truncated: true, container_id: None }).await;
         }
         self.logs_dropped += 1;
