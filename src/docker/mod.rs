@@ -5,11 +5,11 @@
 //! is the implementation, one file per resource. Everything it returns is Berth's own
 //! type ([`types`]) or plain JSON, and its errors are [`EngineError`].
 //!
-//! - [`client`]: the connection, API version negotiation, reconnecting;
-//! - [`images`], [`containers`], [`run`] (create, attach output, wait), [`build`],
-//!   [`registry`] (pull, push);
-//! - [`attach`], [`exec`]: interactive stdio, over hijacked connections that Berth
-//!   upgrades itself ([`raw`]) so that it reads the engine's framing exactly ([`stdio`]).
+//! - `client.rs`: the connection, API version negotiation, reconnecting;
+//! - `images.rs`, `containers.rs`, `run.rs` (create, attach output, wait), `build.rs`,
+//!   `registry.rs` (pull, push);
+//! - `attach.rs`, `exec.rs`: interactive stdio, over hijacked connections that Berth
+//!   upgrades itself (`raw.rs`) so that it reads the engine's framing exactly (`stdio.rs`).
 
 mod attach;
 mod build;

@@ -118,8 +118,10 @@ fn host_config(spec: &RunSpec, port_bindings: PortBindings) -> HostConfig {
         }),
         maximum_retry_count: r.max_retries,
     });
+    // Volumes with a source and bind mounts are both the engine's `Binds`.
+    let binds = [&spec.binds[..], &spec.bind_mounts[..]].concat();
     HostConfig {
-        binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+        binds: (!binds.is_empty()).then_some(binds),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         // An attached run removes its container itself once it has the exit code.
         auto_remove: Some(spec.auto_remove && spec.detach),

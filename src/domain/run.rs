@@ -110,8 +110,10 @@ pub struct RunSpec {
     pub ports: Vec<PortSpec>,
     /// Anonymous volume paths.
     pub anonymous_volumes: Vec<String>,
-    /// Named volumes and (admin) binds, `src:dst[:mode]`.
+    /// The other `volumes`, `src:dst[:mode]`: named volumes, and (admin) host paths.
     pub binds: Vec<String>,
+    /// (Admin) host bind mounts from `binds`, `src:dst[:mode]`.
+    pub bind_mounts: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub auto_remove: bool,
@@ -130,6 +132,23 @@ pub struct RunSpec {
     pub security_opt: Vec<String>,
     pub pid_mode: Option<String>,
     pub ipc_mode: Option<String>,
+}
+
+impl RunSpec {
+    /// What the container asks of the host, for the host-power list.
+    pub fn host_config(&self) -> EffectiveHostConfig {
+        EffectiveHostConfig {
+            privileged: self.privileged,
+            volumes: self.binds.clone(),
+            bind_mounts: self.bind_mounts.clone(),
+            network_mode: self.network.clone(),
+            pid_mode: self.pid_mode.clone(),
+            ipc_mode: self.ipc_mode.clone(),
+            cap_add: self.cap_add.clone(),
+            devices: self.devices.iter().map(|(host, _, _)| host.clone()).collect(),
+            security_opt: self.security_opt.clone(),
+        }
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> Rejection {
@@ -200,34 +219,25 @@ impl RunContainerRequest {
     /// Validate, and apply the run policy: options that give a container power over the
     /// host need `admin` (403 `policy_violation` naming the option).
     pub fn validate(&self, is_admin: bool) -> Result<RunSpec, Rejection> {
+        let spec = self.checked()?;
+        check_host_power(&spec.host_config(), is_admin)?;
+        Ok(spec)
+    }
+
+    /// Every field checked, in the order of the request; the spec.
+    fn checked(&self) -> Result<RunSpec, Rejection> {
         let image = ImageRef::parse(&self.image)?;
         self.check_name()?;
         self.check_command()?;
         let env = self.valid_env()?;
         let labels = self.valid_labels()?;
         let ports = self.ports.iter().flatten().map(|p| parse_port(p)).collect::<Result<Vec<_>, _>>()?;
-        let (anonymous_volumes, volume_binds) = self.valid_volumes()?;
+        let (anonymous_volumes, binds) = self.valid_volumes()?;
         let bind_mounts = self.valid_binds()?;
         self.check_network()?;
         let restart = self.valid_restart()?;
         self.check_resources()?;
         self.check_process_options()?;
-        let cap_add = self.valid_cap_add()?;
-        let devices = self.valid_devices()?;
-        let security_opt = self.valid_security_opt()?;
-        self.check_namespaces()?;
-        let host = EffectiveHostConfig {
-            privileged: self.privileged == Some(true),
-            volumes: volume_binds.clone(),
-            bind_mounts: bind_mounts.clone(),
-            network_mode: self.network.clone(),
-            pid_mode: self.pid_mode.clone(),
-            ipc_mode: self.ipc_mode.clone(),
-            cap_add: cap_add.clone(),
-            devices: devices.iter().map(|(host, _, _)| host.clone()).collect(),
-            security_opt: security_opt.clone(),
-        };
-        check_host_power(&host, is_admin)?;
         Ok(RunSpec {
             image,
             name: self.name.clone(),
@@ -237,7 +247,8 @@ impl RunContainerRequest {
             labels,
             ports,
             anonymous_volumes,
-            binds: [volume_binds, bind_mounts].concat(),
+            binds,
+            bind_mounts,
             workdir: self.workdir.clone(),
             user: self.user.clone(),
             auto_remove: self.auto_remove.unwrap_or(false),
@@ -250,11 +261,11 @@ impl RunContainerRequest {
             privileged: self.privileged.unwrap_or(false),
             tty: self.tty.unwrap_or(false),
             open_stdin: self.open_stdin.unwrap_or(false),
-            cap_add,
-            devices,
-            security_opt,
-            pid_mode: self.pid_mode.clone(),
-            ipc_mode: self.ipc_mode.clone().filter(|i| !i.is_empty()),
+            cap_add: self.valid_cap_add()?,
+            devices: self.valid_devices()?,
+            security_opt: self.valid_security_opt()?,
+            pid_mode: self.valid_pid_mode()?,
+            ipc_mode: self.valid_ipc_mode()?,
         })
     }
 
@@ -429,18 +440,23 @@ impl RunContainerRequest {
         Ok(security_opt)
     }
 
-    /// `pid_mode` and `ipc_mode`.
-    fn check_namespaces(&self) -> Result<(), Rejection> {
+    /// Any PID namespace mode (the engine knows `host` and `container:<id>`).
+    fn valid_pid_mode(&self) -> Result<Option<String>, Rejection> {
         if let Some(p) = &self.pid_mode {
             check_text("pid_mode", p, 256)?;
         }
+        Ok(self.pid_mode.clone())
+    }
+
+    /// The IPC namespace mode; `""` is the engine's default.
+    fn valid_ipc_mode(&self) -> Result<Option<String>, Rejection> {
         if let Some(i) = &self.ipc_mode {
             check_text("ipc_mode", i, 256)?;
             if !shares_namespace(i) && !["private", "shareable", "none", ""].contains(&i.as_str()) {
                 return Err(invalid("`ipc_mode` must be private, shareable, none, host or container:<id>"));
             }
         }
-        Ok(())
+        Ok(self.ipc_mode.clone().filter(|i| !i.is_empty()))
     }
 
     /// Apply the configured policy: the image allow-list, and default limits for a
@@ -501,6 +517,24 @@ mod tests {
         let spec = ok.validate(false).unwrap();
         assert_eq!(spec.binds, vec!["data:/data".to_string()]);
         assert_eq!(spec.anonymous_volumes, vec!["/anon".to_string()]);
+    }
+
+    #[test]
+    fn the_host_power_check_comes_after_the_fields_and_names_the_option() {
+        // `binds` are bind mounts whatever their source; any PID mode is reserved.
+        for (option, r) in [
+            ("binds", RunContainerRequest { binds: Some(vec!["data:/data".into()]), ..req("a") }),
+            ("pid_mode", RunContainerRequest { pid_mode: Some(String::new()), ..req("a") }),
+        ] {
+            let e = r.validate(false).unwrap_err();
+            assert!(e.code == ErrorCode::PolicyViolation && e.detail.starts_with(&format!("`{option}`")), "{e:?}");
+        }
+        let both = RunContainerRequest { privileged: Some(true), workdir: Some("rel".into()), ..req("a") };
+        assert_eq!(both.validate(false).unwrap_err().code, ErrorCode::InvalidRequest);
+        let spec = RunContainerRequest { volumes: Some(vec!["v:/v".into()]), binds: Some(vec!["/srv:/srv".into()]), ..req("a") }
+            .validate(true)
+            .unwrap();
+        assert_eq!((spec.binds, spec.bind_mounts), (vec!["v:/v".to_string()], vec!["/srv:/srv".to_string()]));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! A handler checks everything that can fail (role, limits, the container or exec, the
 //! engine's hijacked connection) while it can still answer with a problem, then upgrades
-//! and hands the WebSocket and the engine connection to [`run_session`] (in [`pump`]),
+//! and hands the WebSocket and the engine connection to [`run_session`] (in `pump.rs`),
 //! which pumps both directions until one side ends.
 //!
 //! Wire protocol (also in the OpenAPI descriptions and the README):
