@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::api;
 use crate::auth::JwtVerifier;
 use crate::config::Settings;
-use crate::docker::Engine;
+use crate::docker::{DockerEngine, Engine};
 use crate::domain::credentials::CredentialStore;
 use crate::jobs::Jobs;
 use crate::store::SqliteStore;
@@ -85,7 +85,7 @@ impl Application {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating BERTH_DATA_DIR {}", settings.data_dir.display()))?;
         let verifier = web::Data::new(JwtVerifier::new(&settings.jwt)?);
-        let engine = Arc::new(Engine::new(settings.docker_host.clone()));
+        let engine: Arc<Engine> = Arc::new(DockerEngine::new(settings.docker_host.clone()));
         if let Err(e) = engine.ping().await {
             tracing::warn!(error = %e, "the Docker engine does not answer yet; serving 503 docker_unavailable until it does");
         }

@@ -1,30 +1,44 @@
-//! A raw JSON-stream request to the engine, for the one call whose bollard model drops
-//! fields we need: bollard's push messages carry no layer `id` and no `aux.Digest`.
-//! Same transport and negotiated API version as the bollard client; plain `unix://`
-//! and `tcp://` hosts only (TLS hosts fall back to bollard).
+//! Berth's own HTTP to the engine, beside bollard's, on the same transport and the
+//! negotiated API version; plain `unix://` and `tcp://` hosts only (TLS hosts go through
+//! bollard). Two kinds of request need it:
+//!
+//! - the push stream, whose bollard model drops fields we need (a layer's `id`, the
+//!   pushed `aux.Digest`): [`post_json_stream`];
+//! - attach and exec start, "hijacked" connections: the engine answers `101 UPGRADED` and
+//!   the HTTP connection becomes a bidirectional byte stream, read exactly as the engine
+//!   writes it (see [`super::stdio`]): [`hijack`].
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::StatusCode;
+use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::{EngineError, ObjectKind};
 
-/// Whether `raw_post_stream` can reach this host.
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// Whether Berth's own requests can reach this host.
 pub fn supported(host: &str) -> bool {
     host.starts_with("unix://") || (host.starts_with("tcp://") && std::env::var_os("DOCKER_TLS_VERIFY").is_none())
 }
 
+/// The `message` of an engine's JSON error answer.
+fn json_message(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+}
+
 /// POST `path_and_query` (already versioned) and stream the newline-delimited JSON reply.
-pub async fn raw_post_stream(
+pub async fn post_json_stream(
     host: &str,
     path_and_query: &str,
     headers: &[(&str, String)],
     kind: ObjectKind,
-) -> Result<impl Stream<Item = Result<Value, EngineError>> + Send + 'static + use<>, EngineError> {
+) -> Result<impl Stream<Item = Result<Value>> + Send + 'static + use<>> {
     let unavailable = |e: &dyn std::fmt::Display| EngineError::Unavailable(e.to_string());
     let mut builder = hyper::Request::builder().method("POST");
     for (k, v) in headers {
@@ -45,16 +59,8 @@ pub async fn raw_post_stream(
     let status = response.status();
     if !status.is_success() {
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        let message = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        return Err(match status.as_u16() {
-            404 => EngineError::NotFound { kind, message },
-            409 => EngineError::Conflict(message),
-            400 => EngineError::BadRequest(message),
-            _ => EngineError::Docker(message),
-        });
+        let message = json_message(&body).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(EngineError::from_status(status.as_u16(), kind, message));
     }
     let body = response.into_body().into_data_stream().map(|r| r.map_err(std::io::Error::other));
     let lines = FramedRead::new(tokio_util::io::StreamReader::new(body), LinesCodec::new_with_max_length(1 << 20));
@@ -65,4 +71,61 @@ pub async fn raw_post_stream(
             Ok(l) => Some(serde_json::from_str::<Value>(&l).map_err(|e| EngineError::Docker(format!("bad engine JSON: {e}")))),
         }
     }))
+}
+
+/// POST `path_and_query` (already versioned) asking for `Upgrade: tcp`; the upgraded
+/// connection. An answer other than 101 is mapped like any engine error.
+pub async fn hijack(
+    host: &str,
+    path_and_query: &str,
+    body: String,
+    kind: ObjectKind,
+) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri(path_and_query)
+        .header(HOST, "docker")
+        .header(CONNECTION, "Upgrade")
+        .header(UPGRADE, "tcp")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| EngineError::Docker(e.to_string()))?;
+    let upgraded = if let Some(path) = host.strip_prefix("unix://") {
+        let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| EngineError::unavailable(path, &e))?;
+        upgrade_over(TokioIo::new(stream), req, kind).await?
+    } else {
+        let authority = host.trim_start_matches("tcp://").trim_end_matches('/');
+        let stream =
+            tokio::net::TcpStream::connect(authority).await.map_err(|e| EngineError::unavailable(authority, &e))?;
+        let _ = stream.set_nodelay(true);
+        upgrade_over(TokioIo::new(stream), req, kind).await?
+    };
+    Ok(TokioIo::new(upgraded))
+}
+
+async fn upgrade_over<T>(io: T, req: hyper::Request<Full<Bytes>>, kind: ObjectKind) -> Result<hyper::upgrade::Upgraded>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| EngineError::unavailable("engine handshake", &e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "engine connection ended");
+        }
+    });
+    let response = sender.send_request(req).await.map_err(|e| EngineError::unavailable("engine request", &e))?;
+    let status = response.status();
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        if status.as_u16() < 300 {
+            return Err(EngineError::Docker(format!(
+                "the engine answered {status} instead of upgrading the connection"
+            )));
+        }
+        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let message = json_message(&body).unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+        return Err(EngineError::from_status(status.as_u16(), kind, message));
+    }
+    hyper::upgrade::on(response).await.map_err(|e| EngineError::unavailable("engine upgrade", &e))
 }

@@ -1,4 +1,5 @@
-//! Berth's own views of engine objects: what the API returns, independent of bollard.
+//! Berth's own views of engine objects and of what engine calls return, independent of
+//! bollard.
 
 use std::collections::HashMap;
 
@@ -123,4 +124,51 @@ pub struct ContainerFilters {
     pub label: Vec<String>,
     pub status: Vec<String>,
     pub name: Vec<String>,
+}
+
+/// One pull/push status message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProgressMessage {
+    pub id: Option<String>,
+    pub status: Option<String>,
+    pub current: Option<i64>,
+    pub total: Option<i64>,
+    /// The pushed manifest's digest (push's `aux.Digest`).
+    pub digest: Option<String>,
+}
+
+/// One item of build output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuildOutput {
+    Log(String),
+    ImageId(String),
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Default)]
+pub struct PruneReport {
+    /// Ids of the images or containers deleted.
+    pub deleted: Vec<String>,
+    /// References untagged on the way (image prune).
+    pub untagged: Vec<String>,
+    pub space_reclaimed: i64,
+}
+
+/// The engine's prune filters: `label` and `until`.
+pub(super) fn prune_filters(label: &[String], until: Option<&str>) -> HashMap<String, Vec<String>> {
+    let mut f = HashMap::new();
+    if !label.is_empty() {
+        f.insert("label".to_string(), label.to_vec());
+    }
+    if let Some(u) = until {
+        f.insert("until".to_string(), vec![u.to_string()]);
+    }
+    f
+}
+
+/// Unix seconds as RFC 3339 UTC, the views' time format.
+pub(super) fn unix_to_rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::policy::reserved_to_admins;
 use super::run::check_text;
 use super::Rejection;
 use crate::error::ErrorCode;
@@ -79,10 +80,7 @@ impl ExecRequest {
         }
         let privileged = self.privileged.unwrap_or(false);
         if privileged && !is_admin {
-            return Err(Rejection::new(
-                ErrorCode::PolicyViolation,
-                "`privileged` is reserved to the admin role: a privileged exec gets every capability and the host's devices",
-            ));
+            return Err(reserved_to_admins("privileged", "a privileged exec gets every capability and the host's devices"));
         }
         Ok(ExecSpec {
             cmd: self.cmd.clone(),

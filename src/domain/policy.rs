@@ -1,5 +1,6 @@
-//! The run policy beyond roles: which images may be run, pulled and pushed, and the
-//! resource limits a container gets when it asks for none.
+//! The run policy beyond roles: what gives a container power over the host (the one
+//! list, for create and for attach/exec), which images may be run, pulled and pushed, and
+//! the resource limits a container gets when it asks for none.
 
 use super::ImageRef;
 use super::Rejection;
@@ -88,6 +89,170 @@ impl RunPolicy {
     }
 }
 
+/// What gives a container power over the host: the one list. A non-admin may not create a
+/// container with any of these (403 `policy_violation` naming the option), nor attach to
+/// or exec in one that has them: a shell in it is a shell on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostPower {
+    /// Privileged mode: every capability and the host's devices.
+    Privileged,
+    /// A bind mount of a host path.
+    HostBind,
+    /// The host's (or another container's) network namespace.
+    HostNetwork,
+    /// A PID namespace other than the container's own.
+    PidMode,
+    /// The host's (or another container's) IPC namespace.
+    IpcMode,
+    /// Capabilities beyond the engine's default set.
+    CapAdd,
+    /// Host devices.
+    Devices,
+    /// Security options (seccomp, AppArmor, SELinux, `no-new-privileges`).
+    SecurityOpt,
+}
+
+impl HostPower {
+    /// Every power, in the order a refusal lists them.
+    pub const ALL: [HostPower; 8] = [
+        HostPower::Privileged,
+        HostPower::HostBind,
+        HostPower::HostNetwork,
+        HostPower::PidMode,
+        HostPower::IpcMode,
+        HostPower::CapAdd,
+        HostPower::Devices,
+        HostPower::SecurityOpt,
+    ];
+
+    /// The option that grants it, as the run request names it.
+    pub fn option(self) -> &'static str {
+        match self {
+            HostPower::Privileged => "privileged",
+            HostPower::HostBind => "binds",
+            HostPower::HostNetwork => "network",
+            HostPower::PidMode => "pid_mode",
+            HostPower::IpcMode => "ipc_mode",
+            HostPower::CapAdd => "cap_add",
+            HostPower::Devices => "devices",
+            HostPower::SecurityOpt => "security_opt",
+        }
+    }
+
+    /// Why it is reserved; `setting` is the value that grants it.
+    fn why(self, setting: &str) -> String {
+        match self {
+            HostPower::Privileged => "a privileged container owns the host".into(),
+            HostPower::HostBind => "host bind mounts give the container the host's files".into(),
+            HostPower::HostNetwork => format!("network mode `{setting}` shares a namespace"),
+            HostPower::PidMode => "sharing a PID namespace exposes other processes".into(),
+            HostPower::IpcMode => format!("IPC mode `{setting}` shares a namespace"),
+            HostPower::CapAdd => "added capabilities widen what the container may do to the host".into(),
+            HostPower::Devices => "host devices give the container the host's hardware".into(),
+            HostPower::SecurityOpt => "security options can switch off confinement".into(),
+        }
+    }
+}
+
+/// A container's effective host configuration, as far as host power goes: what a run
+/// request asks for, or what the engine reports of an existing container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EffectiveHostConfig {
+    pub privileged: bool,
+    /// Volumes as `docker run -v` takes them, `source:target[:mode]`: a source that is a
+    /// host path (`/…`, `./…`, `~…`) makes it a bind mount; otherwise it names a volume.
+    pub volumes: Vec<String>,
+    /// Explicit bind mounts (the run request's `binds`, `--mount type=bind`): host paths
+    /// whatever their spelling.
+    pub bind_mounts: Vec<String>,
+    pub network_mode: Option<String>,
+    /// `None`: the container's own PID namespace. The engine knows no other modes than
+    /// `host` and `container:<id>`, so any mode shares one.
+    pub pid_mode: Option<String>,
+    pub ipc_mode: Option<String>,
+    pub cap_add: Vec<String>,
+    /// Host paths of the devices.
+    pub devices: Vec<String>,
+    pub security_opt: Vec<String>,
+}
+
+/// One power found in a configuration, and the setting that grants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPowerUse {
+    pub power: HostPower,
+    /// The value that grants it: a volume or mount, a namespace mode, the first entry of
+    /// a list (`true` for `privileged`).
+    pub setting: String,
+    /// Granted by a `-v` volume with a host-path source, which the run request takes in
+    /// `volumes`.
+    via_volume: bool,
+}
+
+impl HostPowerUse {
+    fn new(power: HostPower, setting: impl Into<String>) -> Self {
+        Self { power, setting: setting.into(), via_volume: false }
+    }
+
+    /// The option the run request gave it in.
+    pub fn option(&self) -> &'static str {
+        if self.via_volume { "volumes" } else { self.power.option() }
+    }
+
+    /// 403 `policy_violation`: `` `option` is reserved to the admin role: why ``.
+    pub fn refusal(&self) -> Rejection {
+        let why = if self.via_volume {
+            format!("`{}` bind-mounts a host path", self.setting)
+        } else {
+            self.power.why(&self.setting)
+        };
+        reserved_to_admins(self.option(), &why)
+    }
+}
+
+/// 403 `policy_violation` for an option only admins may use.
+pub fn reserved_to_admins(option: &str, why: &str) -> Rejection {
+    Rejection::new(ErrorCode::PolicyViolation, format!("`{option}` is reserved to the admin role: {why}"))
+}
+
+/// Whether a `-v` volume's source is a host path (else it names a volume).
+pub fn is_host_path(source: &str) -> bool {
+    source.starts_with('/') || source.starts_with('.') || source.starts_with('~')
+}
+
+/// Whether a namespace mode shares another's namespace: the host's or a container's.
+pub fn shares_namespace(mode: &str) -> bool {
+    mode == "host" || mode.starts_with("container:")
+}
+
+impl EffectiveHostConfig {
+    /// Every power this configuration has, at most one use of each, in
+    /// [`HostPower::ALL`] order. Empty: nothing here needs admin.
+    pub fn host_power(&self) -> Vec<HostPowerUse> {
+        HostPower::ALL.into_iter().filter_map(|p| self.find(p)).collect()
+    }
+
+    /// The first setting that grants `power`, if any.
+    fn find(&self, power: HostPower) -> Option<HostPowerUse> {
+        let first = |list: &[String]| list.first().map(|s| HostPowerUse::new(power, s.clone()));
+        let shared = |mode: &Option<String>| {
+            mode.as_deref().filter(|m| shares_namespace(m)).map(|m| HostPowerUse::new(power, m))
+        };
+        match power {
+            HostPower::Privileged => self.privileged.then(|| HostPowerUse::new(power, "true")),
+            HostPower::HostBind => match self.volumes.iter().find(|v| is_host_path(v)) {
+                Some(v) => Some(HostPowerUse { via_volume: true, ..HostPowerUse::new(power, v.clone()) }),
+                None => first(&self.bind_mounts),
+            },
+            HostPower::HostNetwork => shared(&self.network_mode),
+            HostPower::PidMode => self.pid_mode.as_ref().map(|m| HostPowerUse::new(power, m.clone())),
+            HostPower::IpcMode => shared(&self.ipc_mode),
+            HostPower::CapAdd => first(&self.cap_add),
+            HostPower::Devices => first(&self.devices),
+            HostPower::SecurityOpt => first(&self.security_opt),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +281,49 @@ mod tests {
         let e = p.check_image(&ImageRef::parse("evil/app").unwrap(), "push").unwrap_err();
         assert_eq!(e.code, ErrorCode::PolicyViolation);
         assert!(e.detail.contains("evil/app") && e.detail.contains("BERTH_ALLOWED_IMAGES"), "{}", e.detail);
+    }
+
+    #[test]
+    fn one_list_of_host_powers() {
+        assert!(EffectiveHostConfig::default().host_power().is_empty());
+        let quiet = EffectiveHostConfig {
+            volumes: vec!["data:/data".into()],
+            network_mode: Some("bridge".into()),
+            ipc_mode: Some("private".into()),
+            ..Default::default()
+        };
+        assert!(quiet.host_power().is_empty(), "named volumes, own namespaces");
+        let all = EffectiveHostConfig {
+            privileged: true,
+            volumes: vec!["data:/data".into(), "/etc:/x:ro".into()],
+            bind_mounts: vec!["/srv".into()],
+            network_mode: Some("container:abc".into()),
+            pid_mode: Some("host".into()),
+            ipc_mode: Some("host".into()),
+            cap_add: vec!["SYS_ADMIN".into()],
+            devices: vec!["/dev/kmsg".into()],
+            security_opt: vec!["seccomp=unconfined".into()],
+        };
+        let found = all.host_power();
+        assert_eq!(found.iter().map(|u| u.power).collect::<Vec<_>>(), HostPower::ALL.to_vec());
+        let names: Vec<_> = HostPower::ALL.iter().map(|p| p.option()).collect();
+        assert_eq!(names, ["privileged", "binds", "network", "pid_mode", "ipc_mode", "cap_add", "devices", "security_opt"]);
+        let bind = &found[1];
+        assert_eq!((bind.option(), bind.setting.as_str()), ("volumes", "/etc:/x:ro"));
+        assert_eq!(
+            bind.refusal().detail,
+            "`volumes` is reserved to the admin role: `/etc:/x:ro` bind-mounts a host path"
+        );
+        let mounted = EffectiveHostConfig { bind_mounts: vec!["/srv".into()], ..Default::default() }.host_power();
+        assert_eq!(
+            mounted[0].refusal().detail,
+            "`binds` is reserved to the admin role: host bind mounts give the container the host's files"
+        );
+        let net = &found[2];
+        assert_eq!(net.refusal().code, ErrorCode::PolicyViolation);
+        assert_eq!(
+            net.refusal().detail,
+            "`network` is reserved to the admin role: network mode `container:abc` shares a namespace"
+        );
     }
 }

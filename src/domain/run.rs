@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::ImageRef;
 use super::Rejection;
-use crate::error::ErrorCode;
+use super::policy::{EffectiveHostConfig, is_host_path, shares_namespace};
 
 /// When to pull the image before creating the container.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -110,8 +110,10 @@ pub struct RunSpec {
     pub ports: Vec<PortSpec>,
     /// Anonymous volume paths.
     pub anonymous_volumes: Vec<String>,
-    /// Named volumes and (admin) binds, `src:dst[:mode]`.
+    /// The other `volumes`, `src:dst[:mode]`: named volumes, and (admin) host paths.
     pub binds: Vec<String>,
+    /// (Admin) host bind mounts from `binds`, `src:dst[:mode]`.
+    pub bind_mounts: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub auto_remove: bool,
@@ -132,15 +134,34 @@ pub struct RunSpec {
     pub ipc_mode: Option<String>,
 }
 
+impl RunSpec {
+    /// What the container asks of the host, for the host-power list.
+    pub fn host_config(&self) -> EffectiveHostConfig {
+        EffectiveHostConfig {
+            privileged: self.privileged,
+            volumes: self.binds.clone(),
+            bind_mounts: self.bind_mounts.clone(),
+            network_mode: self.network.clone(),
+            pid_mode: self.pid_mode.clone(),
+            ipc_mode: self.ipc_mode.clone(),
+            cap_add: self.cap_add.clone(),
+            devices: self.devices.iter().map(|(host, _, _)| host.clone()).collect(),
+            security_opt: self.security_opt.clone(),
+        }
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> Rejection {
     Rejection::invalid(msg)
 }
 
-fn policy(option: &str, why: &str) -> Rejection {
-    Rejection::new(
-        ErrorCode::PolicyViolation,
-        format!("`{option}` is reserved to the admin role: {why}"),
-    )
+/// Options that give a container power over the host need `admin`: 403
+/// `policy_violation` naming the first one found.
+fn check_host_power(host: &EffectiveHostConfig, is_admin: bool) -> Result<(), Rejection> {
+    match host.host_power().first() {
+        Some(found) if !is_admin => Err(found.refusal()),
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn check_text(field: &str, s: &str, max: usize) -> Result<(), Rejection> {
@@ -198,24 +219,80 @@ impl RunContainerRequest {
     /// Validate, and apply the run policy: options that give a container power over the
     /// host need `admin` (403 `policy_violation` naming the option).
     pub fn validate(&self, is_admin: bool) -> Result<RunSpec, Rejection> {
+        let spec = self.checked()?;
+        check_host_power(&spec.host_config(), is_admin)?;
+        Ok(spec)
+    }
+
+    /// Every field checked, in the order of the request; the spec.
+    fn checked(&self) -> Result<RunSpec, Rejection> {
         let image = ImageRef::parse(&self.image)?;
-        if let Some(name) = &self.name {
-            let b = name.as_bytes();
-            let ok = !b.is_empty()
-                && b.len() <= 128
-                && b[0].is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
-            if !ok {
-                return Err(invalid("`name` must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 characters)"));
-            }
+        self.check_name()?;
+        self.check_command()?;
+        let env = self.valid_env()?;
+        let labels = self.valid_labels()?;
+        let ports = self.ports.iter().flatten().map(|p| parse_port(p)).collect::<Result<Vec<_>, _>>()?;
+        let (anonymous_volumes, binds) = self.valid_volumes()?;
+        let bind_mounts = self.valid_binds()?;
+        self.check_network()?;
+        let restart = self.valid_restart()?;
+        self.check_resources()?;
+        self.check_process_options()?;
+        Ok(RunSpec {
+            image,
+            name: self.name.clone(),
+            cmd: self.cmd.clone(),
+            entrypoint: self.entrypoint.clone(),
+            env,
+            labels,
+            ports,
+            anonymous_volumes,
+            binds,
+            bind_mounts,
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            auto_remove: self.auto_remove.unwrap_or(false),
+            detach: self.detach.unwrap_or(true),
+            pull: self.pull.unwrap_or_default(),
+            restart,
+            memory_bytes: self.memory_bytes,
+            nano_cpus: self.nano_cpus,
+            network: self.network.clone(),
+            privileged: self.privileged.unwrap_or(false),
+            tty: self.tty.unwrap_or(false),
+            open_stdin: self.open_stdin.unwrap_or(false),
+            cap_add: self.valid_cap_add()?,
+            devices: self.valid_devices()?,
+            security_opt: self.valid_security_opt()?,
+            pid_mode: self.valid_pid_mode()?,
+            ipc_mode: self.valid_ipc_mode()?,
+        })
+    }
+
+    fn check_name(&self) -> Result<(), Rejection> {
+        let Some(name) = &self.name else { return Ok(()) };
+        let b = name.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 128
+            && b[0].is_ascii_alphanumeric()
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
+        if !ok {
+            return Err(invalid("`name` must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 characters)"));
         }
+        Ok(())
+    }
+
+    /// `cmd` and `entrypoint`.
+    fn check_command(&self) -> Result<(), Rejection> {
         for (field, list) in [("cmd", &self.cmd), ("entrypoint", &self.entrypoint)] {
-            if let Some(list) = list {
-                for a in list {
-                    check_text(field, a, 64 * 1024)?;
-                }
+            for a in list.iter().flatten() {
+                check_text(field, a, 64 * 1024)?;
             }
         }
+        Ok(())
+    }
+
+    fn valid_env(&self) -> Result<Vec<String>, Rejection> {
         let env = self.env.clone().unwrap_or_default();
         for e in &env {
             let key = e.split('=').next().unwrap_or("");
@@ -227,6 +304,10 @@ impl RunContainerRequest {
             }
             check_text("env", e, 64 * 1024)?;
         }
+        Ok(env)
+    }
+
+    fn valid_labels(&self) -> Result<HashMap<String, String>, Rejection> {
         let labels = self.labels.clone().unwrap_or_default();
         for (k, v) in &labels {
             if k.is_empty() || k.len() > 256 || k.chars().any(|c| c.is_control() || c == '=') {
@@ -234,8 +315,13 @@ impl RunContainerRequest {
             }
             check_text("labels", v, 4096)?;
         }
-        let ports = self.ports.iter().flatten().map(|p| parse_port(p)).collect::<Result<Vec<_>, _>>()?;
-        let mut anonymous_volumes = Vec::new();
+        Ok(labels)
+    }
+
+    /// `volumes`: `(anonymous volume paths, src:dst[:mode] entries)`. A host-path source
+    /// is a bind mount, which the host-power check then reserves.
+    fn valid_volumes(&self) -> Result<(Vec<String>, Vec<String>), Rejection> {
+        let mut anonymous = Vec::new();
         let mut binds = Vec::new();
         for v in self.volumes.iter().flatten() {
             if v.starts_with('/') && !v.contains(':') {
@@ -243,37 +329,38 @@ impl RunContainerRequest {
                 if v.chars().any(char::is_control) {
                     return Err(invalid("`volumes` paths must not contain control characters"));
                 }
-                anonymous_volumes.push(v.clone());
+                anonymous.push(v.clone());
                 continue;
             }
             let (src, _) = check_mount("volumes", v)?;
-            if src.starts_with('/') || src.starts_with('.') || src.starts_with('~') {
-                if !is_admin {
-                    return Err(policy("volumes", &format!("`{v}` bind-mounts a host path")));
-                }
-            } else if !src.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+            if !is_host_path(&src) && !src.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
                 return Err(invalid(format!("volume name `{}` must be [a-zA-Z0-9_.-]", src.escape_debug())));
             }
             binds.push(v.clone());
         }
-        for b in self.binds.iter().flatten() {
+        Ok((anonymous, binds))
+    }
+
+    /// `binds`: host bind mounts, reserved to admins by the host-power check.
+    fn valid_binds(&self) -> Result<Vec<String>, Rejection> {
+        let binds = self.binds.clone().unwrap_or_default();
+        for b in &binds {
             check_mount("binds", b)?;
-            if !is_admin {
-                return Err(policy("binds", "host bind mounts give the container the host's files"));
-            }
-            binds.push(b.clone());
         }
-        if self.privileged == Some(true) && !is_admin {
-            return Err(policy("privileged", "a privileged container owns the host"));
-        }
-        if let Some(net) = &self.network {
-            if net.is_empty() || net.len() > 128 || net.chars().any(|c| c.is_control() || c == '/') {
-                return Err(invalid("`network` must be a network name"));
+        Ok(binds)
+    }
+
+    fn check_network(&self) -> Result<(), Rejection> {
+        match &self.network {
+            Some(net) if net.is_empty() || net.len() > 128 || net.chars().any(|c| c.is_control() || c == '/') => {
+                Err(invalid("`network` must be a network name"))
             }
-            if (net == "host" || net.starts_with("container:")) && !is_admin {
-                return Err(policy("network", &format!("network mode `{net}` shares a namespace")));
-            }
+            _ => Ok(()),
         }
+    }
+
+    /// `restart_policy`, which `auto_remove` excludes.
+    fn valid_restart(&self) -> Result<Option<RestartSpec>, Rejection> {
         let restart = match self.restart_policy.as_deref() {
             None | Some("") | Some("no") => None,
             Some(p @ ("always" | "unless-stopped")) => Some(RestartSpec { name: p.into(), max_retries: None }),
@@ -283,16 +370,25 @@ impl RunContainerRequest {
                 _ => return Err(invalid("`restart_policy` must be no, always, unless-stopped, on-failure or on-failure:N")),
             },
         };
-        let detach = self.detach.unwrap_or(true);
         if restart.is_some() && self.auto_remove == Some(true) {
             return Err(invalid("`auto_remove` cannot be combined with a restart policy"));
         }
+        Ok(restart)
+    }
+
+    /// `memory_bytes` and `nano_cpus`.
+    fn check_resources(&self) -> Result<(), Rejection> {
         if self.memory_bytes.is_some_and(|m| m < 6 * 1024 * 1024) {
             return Err(invalid("`memory_bytes` must be at least 6 MiB (6291456)"));
         }
         if self.nano_cpus.is_some_and(|c| c <= 0) {
             return Err(invalid("`nano_cpus` must be positive"));
         }
+        Ok(())
+    }
+
+    /// `workdir` and `user`.
+    fn check_process_options(&self) -> Result<(), Rejection> {
         for (field, v) in [("workdir", &self.workdir), ("user", &self.user)] {
             if let Some(v) = v {
                 check_text(field, v, 4096)?;
@@ -304,15 +400,21 @@ impl RunContainerRequest {
         if self.workdir.as_ref().is_some_and(|w| !w.starts_with('/')) {
             return Err(invalid("`workdir` must be an absolute path"));
         }
+        Ok(())
+    }
+
+    fn valid_cap_add(&self) -> Result<Vec<String>, Rejection> {
         let cap_add = self.cap_add.clone().unwrap_or_default();
         for c in &cap_add {
             if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(invalid(format!("`cap_add` entry `{}` is not a capability name", c.escape_debug())));
             }
         }
-        if !cap_add.is_empty() && !is_admin {
-            return Err(policy("cap_add", "added capabilities widen what the container may do to the host"));
-        }
+        Ok(cap_add)
+    }
+
+    /// `devices`: `(host path, container path, permissions)`.
+    fn valid_devices(&self) -> Result<Vec<(String, String, String)>, Rejection> {
         let mut devices = Vec::new();
         for d in self.devices.iter().flatten() {
             let parts: Vec<&str> = d.split(':').collect();
@@ -327,60 +429,34 @@ impl RunContainerRequest {
             }
             devices.push((host.to_string(), ctr.to_string(), perm.to_string()));
         }
-        if !devices.is_empty() && !is_admin {
-            return Err(policy("devices", "host devices give the container the host's hardware"));
-        }
+        Ok(devices)
+    }
+
+    fn valid_security_opt(&self) -> Result<Vec<String>, Rejection> {
         let security_opt = self.security_opt.clone().unwrap_or_default();
         for o in &security_opt {
             check_text("security_opt", o, 1024)?;
         }
-        if !security_opt.is_empty() && !is_admin {
-            return Err(policy("security_opt", "security options can switch off confinement"));
-        }
+        Ok(security_opt)
+    }
+
+    /// Any PID namespace mode (the engine knows `host` and `container:<id>`).
+    fn valid_pid_mode(&self) -> Result<Option<String>, Rejection> {
         if let Some(p) = &self.pid_mode {
             check_text("pid_mode", p, 256)?;
-            if !is_admin {
-                return Err(policy("pid_mode", "sharing a PID namespace exposes other processes"));
-            }
         }
+        Ok(self.pid_mode.clone())
+    }
+
+    /// The IPC namespace mode; `""` is the engine's default.
+    fn valid_ipc_mode(&self) -> Result<Option<String>, Rejection> {
         if let Some(i) = &self.ipc_mode {
             check_text("ipc_mode", i, 256)?;
-            let reserved = i == "host" || i.starts_with("container:");
-            if !reserved && !["private", "shareable", "none", ""].contains(&i.as_str()) {
+            if !shares_namespace(i) && !["private", "shareable", "none", ""].contains(&i.as_str()) {
                 return Err(invalid("`ipc_mode` must be private, shareable, none, host or container:<id>"));
             }
-            if reserved && !is_admin {
-                return Err(policy("ipc_mode", &format!("IPC mode `{i}` shares a namespace")));
-            }
         }
-        Ok(RunSpec {
-            image,
-            name: self.name.clone(),
-            cmd: self.cmd.clone(),
-            entrypoint: self.entrypoint.clone(),
-            env,
-            labels,
-            ports,
-            anonymous_volumes,
-            binds,
-            workdir: self.workdir.clone(),
-            user: self.user.clone(),
-            auto_remove: self.auto_remove.unwrap_or(false),
-            detach,
-            pull: self.pull.unwrap_or_default(),
-            restart,
-            memory_bytes: self.memory_bytes,
-            nano_cpus: self.nano_cpus,
-            network: self.network.clone(),
-            privileged: self.privileged.unwrap_or(false),
-            tty: self.tty.unwrap_or(false),
-            open_stdin: self.open_stdin.unwrap_or(false),
-            cap_add,
-            devices,
-            security_opt,
-            pid_mode: self.pid_mode.clone(),
-            ipc_mode: self.ipc_mode.clone().filter(|i| !i.is_empty()),
-        })
+        Ok(self.ipc_mode.clone().filter(|i| !i.is_empty()))
     }
 
     /// Apply the configured policy: the image allow-list, and default limits for a
@@ -401,6 +477,7 @@ impl RunContainerRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
 
     fn req(image: &str) -> RunContainerRequest {
         RunContainerRequest { image: image.into(), ..Default::default() }
@@ -440,6 +517,24 @@ mod tests {
         let spec = ok.validate(false).unwrap();
         assert_eq!(spec.binds, vec!["data:/data".to_string()]);
         assert_eq!(spec.anonymous_volumes, vec!["/anon".to_string()]);
+    }
+
+    #[test]
+    fn the_host_power_check_comes_after_the_fields_and_names_the_option() {
+        // `binds` are bind mounts whatever their source; any PID mode is reserved.
+        for (option, r) in [
+            ("binds", RunContainerRequest { binds: Some(vec!["data:/data".into()]), ..req("a") }),
+            ("pid_mode", RunContainerRequest { pid_mode: Some(String::new()), ..req("a") }),
+        ] {
+            let e = r.validate(false).unwrap_err();
+            assert!(e.code == ErrorCode::PolicyViolation && e.detail.starts_with(&format!("`{option}`")), "{e:?}");
+        }
+        let both = RunContainerRequest { privileged: Some(true), workdir: Some("rel".into()), ..req("a") };
+        assert_eq!(both.validate(false).unwrap_err().code, ErrorCode::InvalidRequest);
+        let spec = RunContainerRequest { volumes: Some(vec!["v:/v".into()]), binds: Some(vec!["/srv:/srv".into()]), ..req("a") }
+            .validate(true)
+            .unwrap();
+        assert_eq!((spec.binds, spec.bind_mounts), (vec!["v:/v".to_string()], vec!["/srv:/srv".to_string()]));
     }
 
     #[test]

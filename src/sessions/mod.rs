@@ -2,17 +2,17 @@
 //!
 //! A handler checks everything that can fail (role, limits, the container or exec, the
 //! engine's hijacked connection) while it can still answer with a problem, then upgrades
-//! and hands the WebSocket and the engine connection to [`run_session`], which pumps
-//! both directions until one side ends.
+//! and hands the WebSocket and the engine connection to [`run_session`] (in `pump.rs`),
+//! which pumps both directions until one side ends.
 //!
 //! Wire protocol (also in the OpenAPI descriptions and the README):
 //! - client -> server, binary frame: bytes for the process's stdin, as they are;
-//! - client -> server, text frame: one JSON control message ([`ClientControl`]):
+//! - client -> server, text frame: one JSON control message ([`ClientControl`](crate::domain::exec::ClientControl)):
 //!   `{"type":"resize","cols":C,"rows":R}` or `{"type":"close_stdin"}`;
 //! - server -> client, binary frame: output. With a TTY the raw bytes; without, the first
 //!   byte names the stream (`1` stdout, `2` stderr, as in Docker's stdcopy header) and the
 //!   rest is the payload;
-//! - server -> client, text frame: one JSON control message ([`ServerControl`]):
+//! - server -> client, text frame: one JSON control message ([`ServerControl`](crate::domain::exec::ServerControl)):
 //!   `exit`, `detached` or `error`;
 //! - close codes: 1000 after `exit`/`detached` (or answering the client's close), 1001
 //!   idle timeout, 1011 after an engine `error`, 1002/1009 on a protocol error or an
@@ -26,23 +26,21 @@
 //! previous stdin bytes were written to the engine. The two directions run concurrently,
 //! so a process that is blocked writing output never blocks its own input.
 
-use std::cell::Cell;
+mod pump;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
-use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::domain::identity::Principal;
 use crate::config::Settings;
-use crate::docker::{Engine, EngineError, OutputChunk, OutputStream, Stdio};
-use crate::domain::exec::{ClientControl, ExecSpec, ServerControl};
+use crate::docker::{Engine, Stdio};
+use crate::domain::exec::ExecSpec;
+use crate::domain::identity::Principal;
 use crate::error::{ErrorCode, HasCode};
+pub use pump::{output_frame, run_session};
 
 /// Why a session could not be opened or went wrong: a code from the catalogue, a
 /// message for the caller, and when to retry.
@@ -85,12 +83,6 @@ const MAX_UNSTARTED_EXECS_PER_OWNER: usize = 32;
 
 /// An exec instance created but not started is forgotten after this long.
 const EXEC_TTL: Duration = Duration::from_secs(3600);
-
-/// How long to wait, once the output ended, for the engine to report the exit code.
-const EXIT_CODE_WAIT: Duration = Duration::from_secs(3);
-
-/// How long the last messages may wait for a client that does not read.
-const GOODBYE_WAIT: Duration = Duration::from_secs(5);
 
 /// The limits and the exec instances of interactive sessions; one per application.
 pub struct Sessions {
@@ -367,275 +359,9 @@ impl Sessions {
     }
 }
 
-/// Why a session ended.
-enum End {
-    /// The engine closed the output: the process ended, or the engine detached.
-    OutputEnded,
-    EngineFailed(EngineError),
-    ClientClosed,
-    ClientGone,
-    Protocol(ProtocolError),
-    Idle,
-}
-
-/// A binary frame of output: raw with a TTY, else the stream byte and the payload.
-pub fn output_frame(chunk: OutputChunk) -> Bytes {
-    let prefix = match chunk.stream {
-        OutputStream::Tty => return chunk.bytes,
-        OutputStream::Stdout => 1u8,
-        OutputStream::Stderr => 2u8,
-    };
-    let mut frame = BytesMut::with_capacity(chunk.bytes.len() + 1);
-    frame.put_u8(prefix);
-    frame.extend_from_slice(&chunk.bytes);
-    frame.freeze()
-}
-
-fn control_text(msg: &ServerControl) -> String {
-    serde_json::to_string(msg).unwrap_or_else(|_| "{\"type\":\"error\"}".into())
-}
-
-fn error_message(e: EngineError) -> ServerControl {
-    ServerControl::Error { code: e.code(), message: e.detail() }
-}
-
-/// Pump a WebSocket and an engine connection until one side ends; then say why and close.
-pub async fn run_session(
-    params: SessionParams,
-    stdio: Stdio,
-    session: actix_ws::Session,
-    mut messages: actix_ws::AggregatedMessageStream,
-) {
-    let SessionParams { engine, audit, stdin, idle_timeout, permit, exec_claim } = params;
-    let started = Instant::now();
-    audit_session(&audit, &SessionPhase::Started);
-    let Stdio { mut output, mut input } = stdio;
-    let activity = Cell::new(Instant::now());
-    let stdin_bytes = Cell::new(0u64);
-    let output_bytes = Cell::new(0u64);
-    let tty = audit.tty;
-    let target = &audit.target;
-
-    let outbound = async {
-        let mut ws = session.clone();
-        while let Some(item) = output.next().await {
-            match item {
-                Ok(chunk) => {
-                    output_bytes.set(output_bytes.get() + chunk.bytes.len() as u64);
-                    if ws.binary(output_frame(chunk)).await.is_err() {
-                        return End::ClientGone;
-                    }
-                    activity.set(Instant::now());
-                }
-                Err(e) => return End::EngineFailed(e),
-            }
-        }
-        End::OutputEnded
-    };
-
-    let inbound = async {
-        let mut ws = session.clone();
-        let mut stdin_open = stdin;
-        let mut said_no_stdin = false;
-        let tell = |code: ErrorCode, message: String| {
-            let text = control_text(&ServerControl::Error { code, message });
-            let mut ws = session.clone();
-            async move { ws.text(text).await.is_ok() }
-        };
-        loop {
-            let msg = match messages.next().await {
-                None => return End::ClientGone,
-                Some(Err(e)) => return End::Protocol(e),
-                Some(Ok(m)) => m,
-            };
-            activity.set(Instant::now());
-            let ok = match msg {
-                AggregatedMessage::Binary(bytes) if stdin_open => {
-                    let written = async {
-                        input.write_all(&bytes).await?;
-                        input.flush().await
-                    };
-                    match written.await {
-                        Ok(()) => {
-                            stdin_bytes.set(stdin_bytes.get() + bytes.len() as u64);
-                            true
-                        }
-                        Err(e) => {
-                            stdin_open = false;
-                            said_no_stdin = true;
-                            tell(
-                                ErrorCode::Conflict,
-                                format!("The process's stdin is closed ({e}); further input is dropped."),
-                            )
-                            .await
-                        }
-                    }
-                }
-                AggregatedMessage::Binary(_) if !said_no_stdin => {
-                    said_no_stdin = true;
-                    let why = if stdin {
-                        "stdin was closed (`close_stdin`); input is dropped."
-                    } else {
-                        "This process's stdin is not open (run the container with `open_stdin: true`); input is dropped."
-                    };
-                    tell(ErrorCode::InvalidRequest, why.into()).await
-                }
-                AggregatedMessage::Binary(_) => true,
-                AggregatedMessage::Text(text) => match ClientControl::parse(&text) {
-                    Err(message) => tell(ErrorCode::InvalidRequest, message).await,
-                    Ok(ClientControl::Resize { .. }) if !tty => {
-                        tell(ErrorCode::InvalidRequest, "There is no TTY to resize (no `tty: true`).".into()).await
-                    }
-                    Ok(ClientControl::Resize { cols, rows }) => {
-                        let resized = match target {
-                            SessionTarget::Attach { container_id } => {
-                                engine.resize_container_tty(container_id, cols, rows).await
-                            }
-                            SessionTarget::Exec { exec_id, .. } => engine.resize_exec(exec_id, cols, rows).await,
-                        };
-                        match resized {
-                            Ok(()) => true,
-                            Err(e) => {
-                                let text = control_text(&error_message(e));
-                                ws.text(text).await.is_ok()
-                            }
-                        }
-                    }
-                    Ok(ClientControl::CloseStdin) => {
-                        if stdin_open {
-                            stdin_open = false;
-                            let _ = input.shutdown().await;
-                        }
-                        true
-                    }
-                },
-                AggregatedMessage::Ping(payload) => ws.pong(&payload).await.is_ok(),
-                AggregatedMessage::Pong(_) => true,
-                AggregatedMessage::Close(_) => return End::ClientClosed,
-            };
-            if !ok {
-                return End::ClientGone;
-            }
-        }
-    };
-
-    let idle = async {
-        if idle_timeout.is_zero() {
-            return std::future::pending::<End>().await;
-        }
-        loop {
-            let deadline = activity.get() + idle_timeout;
-            if Instant::now() >= deadline {
-                return End::Idle;
-            }
-            tokio::time::sleep_until(deadline.into()).await;
-        }
-    };
-
-    let end = tokio::select! {
-        end = outbound => end,
-        end = inbound => end,
-        end = idle => end,
-    };
-    // Close the engine connection first: the engine detaches, the process goes on.
-    drop(input);
-    drop(output);
-
-    let mut exit_code = None;
-    let (reason, last, close) = match end {
-        End::OutputEnded => match exit_status(&engine, target).await {
-            Ok(Some(code)) => {
-                exit_code = Some(code);
-                (
-                    "exited",
-                    Some(ServerControl::Exit { exit_code: code }),
-                    Some(close_reason(CloseCode::Normal, "exited")),
-                )
-            }
-            Ok(None) => ("detached", Some(ServerControl::Detached), Some(close_reason(CloseCode::Normal, "detached"))),
-            Err(e) => ("engine_error", Some(error_message(e)), Some(close_reason(CloseCode::Error, "engine error"))),
-        },
-        End::EngineFailed(e) => {
-            ("engine_error", Some(error_message(e)), Some(close_reason(CloseCode::Error, "engine error")))
-        }
-        End::ClientClosed => ("client_closed", None, Some(close_reason(CloseCode::Normal, "detached"))),
-        End::ClientGone => ("client_gone", None, None),
-        End::Protocol(e) => {
-            let code = if matches!(e, ProtocolError::Overflow) { CloseCode::Size } else { CloseCode::Protocol };
-            ("protocol_error", None, Some(close_reason(code, &e.to_string())))
-        }
-        End::Idle => (
-            "idle_timeout",
-            None,
-            Some(close_reason(CloseCode::Away, &format!("idle timeout: no frames for {} s", idle_timeout.as_secs()))),
-        ),
-    };
-    // A client that stopped reading must not keep the session (and its slot) forever.
-    let goodbye = async {
-        let mut ws = session.clone();
-        if let Some(msg) = last {
-            let _ = ws.text(control_text(&msg)).await;
-        }
-        if let Some(close) = close {
-            let _ = session.close(Some(close)).await;
-        }
-    };
-    let _ = tokio::time::timeout(GOODBYE_WAIT, goodbye).await;
-    audit_session(
-        &audit,
-        &SessionPhase::Ended {
-            reason,
-            exit_code,
-            duration: started.elapsed(),
-            stdin_bytes: stdin_bytes.get(),
-            output_bytes: output_bytes.get(),
-        },
-    );
-    drop(exec_claim);
-    drop(permit);
-}
-
-fn close_reason(code: CloseCode, description: &str) -> CloseReason {
-    CloseReason { code, description: Some(description.to_string()) }
-}
-
-/// Once the output ended: the exit code, or `None` when the process still runs (the
-/// engine detached: Ctrl-P Ctrl-Q).
-async fn exit_status(engine: &Engine, target: &SessionTarget) -> Result<Option<i64>, EngineError> {
-    match target {
-        SessionTarget::Attach { container_id } => {
-            match tokio::time::timeout(EXIT_CODE_WAIT, engine.wait_exit(container_id)).await {
-                Ok(code) => code.map(Some),
-                Err(_) => Ok(None),
-            }
-        }
-        SessionTarget::Exec { exec_id, .. } => {
-            let deadline = Instant::now() + EXIT_CODE_WAIT;
-            loop {
-                let info = engine.inspect_exec(exec_id).await?;
-                if !info.running {
-                    return Ok(Some(info.exit_code.unwrap_or(-1)));
-                }
-                if Instant::now() >= deadline {
-                    return Ok(None);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn output_frames() {
-        let f = |stream, b: &'static [u8]| output_frame(OutputChunk { stream, bytes: Bytes::from_static(b) });
-        assert_eq!(&f(OutputStream::Tty, b"\x01hi")[..], b"\x01hi");
-        assert_eq!(&f(OutputStream::Stdout, b"hi")[..], b"\x01hi");
-        assert_eq!(&f(OutputStream::Stderr, b"")[..], b"\x02");
-    }
 
     #[test]
     fn sizes_go_together() {

@@ -1,0 +1,217 @@
+//! [`DockerEngine`]: the connection to one Docker engine.
+//!
+//! It connects lazily: the service starts (and answers `503 docker_unavailable`) while the
+//! engine is away, and connects on the first call that finds it. On connect it negotiates
+//! the API version with the engine, so an older engine (Debian's 20.10 speaks API 1.41)
+//! and newer ones both work. A transport failure drops the client, so the next call
+//! reconnects and negotiates again: the service recovers by itself when the engine comes
+//! back.
+
+use std::sync::RwLock;
+
+use bollard::Docker;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+use super::*;
+use crate::domain::exec::ExecSpec;
+use crate::domain::requests::BuildParams;
+use crate::domain::run::RunSpec;
+
+/// The Docker engine behind Berth, through bollard (and, for hijacked connections and
+/// the push stream, Berth's own HTTP on the same transport).
+pub struct DockerEngine {
+    host: String,
+    client: RwLock<Option<Docker>>,
+}
+
+impl DockerEngine {
+    /// `host`: `DOCKER_HOST` (`unix://…`, `tcp://…`), or the local socket when `None`.
+    pub fn new(host: Option<String>) -> Self {
+        let host = host.unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        Self { host, client: RwLock::new(None) }
+    }
+
+    pub(super) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The connected client, connecting and negotiating the API version first if needed.
+    pub(super) async fn docker(&self) -> Result<Docker> {
+        if let Some(d) = self.client.read().expect("engine lock").as_ref() {
+            return Ok(d.clone());
+        }
+        let docker = Docker::connect_with_host(&self.host)
+            .map_err(|e| EngineError::Unavailable(format!("{} ({e})", self.host)))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| match EngineError::from_bollard(ObjectKind::Other, e) {
+                EngineError::Unavailable(m) => EngineError::Unavailable(m),
+                other => EngineError::Unavailable(format!("version negotiation failed: {other}")),
+            })?;
+        let v = docker.client_version();
+        tracing::info!(host = %self.host, api_version = %format!("{}.{}", v.major_version, v.minor_version), "connected to the Docker engine");
+        *self.client.write().expect("engine lock") = Some(docker.clone());
+        Ok(docker)
+    }
+
+    /// Whether Berth's own HTTP reaches this host (plain `unix://` and `tcp://`; TLS
+    /// hosts go through bollard).
+    pub(super) fn speaks_raw(&self) -> bool {
+        super::raw::supported(&self.host)
+    }
+
+    /// `/v{negotiated}{path}`: a path for Berth's own requests.
+    pub(super) fn versioned(docker: &Docker, path: &str) -> String {
+        let v = docker.client_version();
+        format!("/v{}.{}{path}", v.major_version, v.minor_version)
+    }
+
+    /// Forget the client when the transport failed, so the next call reconnects.
+    pub(super) fn forget_if_unavailable(&self, err: EngineError) -> EngineError {
+        if err.is_unavailable() {
+            self.client.write().expect("engine lock").take();
+        }
+        err
+    }
+
+    /// Map a bollard error, forgetting the client when the transport failed.
+    pub(super) fn fail(&self, kind: ObjectKind, e: bollard::errors::Error) -> EngineError {
+        self.forget_if_unavailable(EngineError::from_bollard(kind, e))
+    }
+
+    pub(super) async fn ping(&self) -> Result<()> {
+        let d = self.docker().await?;
+        d.ping().await.map(|_| ()).map_err(|e| self.fail(ObjectKind::Other, e))
+    }
+
+    pub(super) async fn info(&self) -> Result<EngineInfo> {
+        let d = self.docker().await?;
+        let version = d.version().await.map_err(|e| self.fail(ObjectKind::Other, e))?;
+        let info = d.info().await.map_err(|e| self.fail(ObjectKind::Other, e))?;
+        let v = d.client_version();
+        Ok(EngineInfo {
+            version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+            negotiated_api_version: format!("{}.{}", v.major_version, v.minor_version),
+            min_api_version: version.min_api_version,
+            os: version.os.unwrap_or_default(),
+            arch: version.arch.unwrap_or_default(),
+            kernel_version: version.kernel_version,
+            containers: info.containers.unwrap_or(0),
+            containers_running: info.containers_running.unwrap_or(0),
+            containers_paused: info.containers_paused.unwrap_or(0),
+            containers_stopped: info.containers_stopped.unwrap_or(0),
+            images: info.images.unwrap_or(0),
+        })
+    }
+}
+
+/// Each method is implemented in its resource's file (`images.rs`, `containers.rs`, …).
+#[async_trait::async_trait]
+impl EngineApi for DockerEngine {
+    fn host(&self) -> &str {
+        DockerEngine::host(self)
+    }
+    async fn ping(&self) -> Result<()> {
+        DockerEngine::ping(self).await
+    }
+    async fn info(&self) -> Result<EngineInfo> {
+        DockerEngine::info(self).await
+    }
+    async fn list_images(&self, filters: &ImageFilters) -> Result<Vec<ImageSummary>> {
+        DockerEngine::list_images(self, filters).await
+    }
+    async fn resolve_image(&self, given: &str) -> Result<String> {
+        DockerEngine::resolve_image(self, given).await
+    }
+    async fn inspect_image(&self, reference: &str) -> Result<serde_json::Value> {
+        DockerEngine::inspect_image(self, reference).await
+    }
+    async fn image_identity(&self, reference: &str) -> Result<Option<(String, Vec<String>, Vec<String>)>> {
+        DockerEngine::image_identity(self, reference).await
+    }
+    async fn remove_image(&self, reference: &str, force: bool, noprune: bool) -> Result<Vec<ImageDeleteItem>> {
+        DockerEngine::remove_image(self, reference, force, noprune).await
+    }
+    async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<()> {
+        DockerEngine::tag_image(self, source, repo, tag).await
+    }
+    async fn prune_images(&self, all: bool, label: &[String], until: Option<&str>) -> Result<PruneReport> {
+        DockerEngine::prune_images(self, all, label, until).await
+    }
+    async fn build_image(&self, spec: &BuildParams, context: Option<BoxStream<'static, std::io::Result<Bytes>>>) -> Result<BoxStream<'static, Result<BuildOutput>>> {
+        DockerEngine::build_image(self, spec, context).await
+    }
+    async fn pull(&self, repository: &str, tag: &str, platform: Option<&str>, auth: Option<&RegistryAuth>) -> Result<BoxStream<'static, Result<ProgressMessage>>> {
+        DockerEngine::pull(self, repository, tag, platform, auth).await
+    }
+    async fn push(&self, repository: &str, tag: &str, auth: Option<&RegistryAuth>) -> Result<BoxStream<'static, Result<ProgressMessage>>> {
+        DockerEngine::push(self, repository, tag, auth).await
+    }
+    async fn list_containers(&self, filters: &ContainerFilters) -> Result<Vec<ContainerSummary>> {
+        DockerEngine::list_containers(self, filters).await
+    }
+    async fn resolve_container(&self, given: &str) -> Result<String> {
+        DockerEngine::resolve_container(self, given).await
+    }
+    async fn inspect_container(&self, id: &str) -> Result<serde_json::Value> {
+        DockerEngine::inspect_container(self, id).await
+    }
+    async fn container_running(&self, id: &str) -> Result<bool> {
+        DockerEngine::container_running(self, id).await
+    }
+    async fn start_container(&self, id: &str) -> Result<()> {
+        DockerEngine::start_container(self, id).await
+    }
+    async fn stop_container(&self, id: &str, timeout: Option<i32>) -> Result<()> {
+        DockerEngine::stop_container(self, id, timeout).await
+    }
+    async fn restart_container(&self, id: &str, timeout: Option<i32>) -> Result<()> {
+        DockerEngine::restart_container(self, id, timeout).await
+    }
+    async fn kill_container(&self, id: &str, signal: &str) -> Result<()> {
+        DockerEngine::kill_container(self, id, signal).await
+    }
+    async fn remove_container(&self, id: &str, force: bool, volumes: bool) -> Result<()> {
+        DockerEngine::remove_container(self, id, force, volumes).await
+    }
+    async fn logs(&self, id: &str, options: &LogOptions) -> Result<BoxStream<'static, Result<LogLine>>> {
+        DockerEngine::logs(self, id, options).await
+    }
+    async fn prune_containers(&self, label: &[String], until: Option<&str>) -> Result<PruneReport> {
+        DockerEngine::prune_containers(self, label, until).await
+    }
+    async fn create_container(&self, spec: &RunSpec) -> Result<String> {
+        DockerEngine::create_container(self, spec).await
+    }
+    async fn attach_output(&self, id: &str) -> Result<BoxStream<'static, Result<(LogStream, Bytes)>>> {
+        DockerEngine::attach_output(self, id).await
+    }
+    async fn wait_exit(&self, id: &str) -> Result<i64> {
+        DockerEngine::wait_exit(self, id).await
+    }
+    async fn container_stdio_info(&self, id: &str) -> Result<ContainerStdioInfo> {
+        DockerEngine::container_stdio_info(self, id).await
+    }
+    async fn attach_stdio(&self, id: &str, tty: bool, stdin: bool, logs: bool) -> Result<Stdio> {
+        DockerEngine::attach_stdio(self, id, tty, stdin, logs).await
+    }
+    async fn resize_container_tty(&self, id: &str, cols: u16, rows: u16) -> Result<()> {
+        DockerEngine::resize_container_tty(self, id, cols, rows).await
+    }
+    async fn create_exec(&self, container: &str, spec: &ExecSpec) -> Result<String> {
+        DockerEngine::create_exec(self, container, spec).await
+    }
+    async fn inspect_exec(&self, id: &str) -> Result<ExecInfo> {
+        DockerEngine::inspect_exec(self, id).await
+    }
+    async fn start_exec_stdio(&self, id: &str, tty: bool) -> Result<Stdio> {
+        DockerEngine::start_exec_stdio(self, id, tty).await
+    }
+    async fn resize_exec(&self, id: &str, cols: u16, rows: u16) -> Result<()> {
+        DockerEngine::resize_exec(self, id, cols, rows).await
+    }
+}

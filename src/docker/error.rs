@@ -1,0 +1,83 @@
+//! The engine's errors, and how bollard's map onto them.
+
+/// Which kind of object a 404 was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Image,
+    Container,
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("Docker engine unavailable: {0}")]
+    Unavailable(String),
+    #[error("{message}")]
+    NotFound { kind: ObjectKind, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Docker(String),
+}
+
+impl crate::error::HasCode for EngineError {
+    fn code(&self) -> crate::error::ErrorCode {
+        use crate::error::ErrorCode;
+        match self {
+            EngineError::Unavailable(_) => ErrorCode::DockerUnavailable,
+            EngineError::NotFound { kind: ObjectKind::Image, .. } => ErrorCode::ImageNotFound,
+            EngineError::NotFound { kind: ObjectKind::Container, .. } => ErrorCode::ContainerNotFound,
+            EngineError::NotFound { kind: ObjectKind::Other, .. } => ErrorCode::NotFound,
+            EngineError::Conflict(_) => ErrorCode::Conflict,
+            EngineError::BadRequest(_) => ErrorCode::InvalidRequest,
+            EngineError::Docker(_) => ErrorCode::DockerError,
+        }
+    }
+    fn detail(&self) -> String {
+        match self {
+            EngineError::Unavailable(msg) => format!("The Docker engine does not answer: {msg}"),
+            other => other.to_string(),
+        }
+    }
+    fn retry_after(&self) -> Option<u64> {
+        self.is_unavailable().then_some(5)
+    }
+}
+
+impl EngineError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, EngineError::Unavailable(_))
+    }
+
+    pub(super) fn from_bollard(kind: ObjectKind, e: bollard::errors::Error) -> Self {
+        use bollard::errors::Error as B;
+        match e {
+            B::DockerResponseServerError { status_code, message } => Self::from_status(status_code, kind, message),
+            B::SocketNotFoundError(path) => EngineError::Unavailable(format!("no socket at {path}")),
+            B::HyperLegacyError { err } => EngineError::Unavailable(format!("{err}")),
+            B::IOError { err } => EngineError::Unavailable(err.to_string()),
+            B::RequestTimeoutError => EngineError::Unavailable("the engine did not answer in time".into()),
+            // The connection broke while a body was streaming: the engine went away.
+            B::HyperResponseError { err } => EngineError::Unavailable(format!("the engine connection broke: {err}")),
+            B::DockerStreamError { error } => EngineError::Docker(error),
+            other => EngineError::Docker(other.to_string()),
+        }
+    }
+
+    /// An engine answer that is not a success, by its status: 404, 409 and 400 as such,
+    /// anything else a Docker error.
+    pub(super) fn from_status(status: u16, kind: ObjectKind, message: String) -> Self {
+        match status {
+            404 => EngineError::NotFound { kind, message },
+            409 => EngineError::Conflict(message),
+            400 => EngineError::BadRequest(message),
+            _ => EngineError::Docker(message),
+        }
+    }
+
+    pub(super) fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Self {
+        EngineError::Unavailable(format!("{what}: {e}"))
+    }
+}

@@ -1,0 +1,124 @@
+//! Images: list, inspect, remove, tag, prune.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters as qp;
+
+use super::types::{prune_filters, unix_to_rfc3339};
+use super::{
+    DockerEngine, EngineError, ImageDeleteItem, ImageFilters, ImageSummary, MIN_ID_PREFIX, ObjectKind, PruneReport,
+    Result,
+};
+
+impl DockerEngine {
+    pub(super) async fn list_images(&self, f: &ImageFilters) -> Result<Vec<ImageSummary>> {
+        let d = self.docker().await?;
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        if let Some(dangling) = f.dangling {
+            filters.insert("dangling".into(), vec![dangling.to_string()]);
+        }
+        if !f.reference.is_empty() {
+            filters.insert("reference".into(), f.reference.clone());
+        }
+        if !f.label.is_empty() {
+            filters.insert("label".into(), f.label.clone());
+        }
+        let opts = qp::ListImagesOptions { all: f.all, filters: Some(filters), ..Default::default() };
+        let images = d.list_images(Some(opts)).await.map_err(|e| self.fail(ObjectKind::Image, e))?;
+        Ok(images
+            .into_iter()
+            .map(|i| ImageSummary {
+                id: i.id,
+                repo_tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
+                repo_digests: i.repo_digests.into_iter().filter(|t| t != "<none>@<none>").collect(),
+                size: i.size,
+                created: unix_to_rfc3339(i.created),
+                labels: i.labels,
+                containers: i.containers,
+            })
+            .collect())
+    }
+
+    /// Inspect an image named by reference, full id, or an id prefix of at least
+    /// [`MIN_ID_PREFIX`] hex digits (Docker would take any unambiguous prefix: `rmi 8`).
+    async fn inspect_image_checked(&self, given: &str) -> Result<bollard::models::ImageInspect> {
+        let d = self.docker().await?;
+        let image = d.inspect_image(given).await.map_err(|e| self.fail(ObjectKind::Image, e))?;
+        let id = image.id.as_deref().unwrap_or_default();
+        let hex = id.trim_start_matches("sha256:");
+        let wanted = given.trim_start_matches("sha256:");
+        let looks_like_id = given.starts_with("sha256:") || (wanted.len() < 64 && wanted.bytes().all(|b| b.is_ascii_hexdigit()));
+        let by_name = !given.starts_with("sha256:") && {
+            let tags = image.repo_tags.as_deref().unwrap_or_default();
+            let digests = image.repo_digests.as_deref().unwrap_or_default();
+            let with_latest = format!("{given}:latest");
+            tags.iter().any(|t| t == given || *t == with_latest) || digests.iter().any(|d| d == given)
+        };
+        let by_id = hex.starts_with(wanted) && (wanted.len() >= MIN_ID_PREFIX || wanted.len() == hex.len());
+        if !looks_like_id || by_name || by_id {
+            return Ok(image);
+        }
+        Err(EngineError::NotFound {
+            kind: ObjectKind::Image,
+            message: format!(
+                "No such image: {given} (give a reference, or an id or id prefix of at least {MIN_ID_PREFIX} hex digits)"
+            ),
+        })
+    }
+
+    pub(super) async fn resolve_image(&self, given: &str) -> Result<String> {
+        Ok(self.inspect_image_checked(given).await?.id.unwrap_or_else(|| given.to_string()))
+    }
+
+    pub(super) async fn inspect_image(&self, reference: &str) -> Result<serde_json::Value> {
+        let image = self.inspect_image_checked(reference).await?;
+        serde_json::to_value(image).map_err(|e| EngineError::Docker(e.to_string()))
+    }
+
+    pub(super) async fn image_identity(&self, reference: &str) -> Result<Option<(String, Vec<String>, Vec<String>)>> {
+        let d = self.docker().await?;
+        match d.inspect_image(reference).await {
+            Ok(i) => Ok(Some((
+                i.id.unwrap_or_default(),
+                i.repo_digests.unwrap_or_default(),
+                i.repo_tags.unwrap_or_default(),
+            ))),
+            Err(e) => match self.fail(ObjectKind::Image, e) {
+                EngineError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    pub(super) async fn remove_image(&self, reference: &str, force: bool, noprune: bool) -> Result<Vec<ImageDeleteItem>> {
+        // The same naming rule as inspect: a short id prefix removes nothing.
+        self.inspect_image_checked(reference).await?;
+        let d = self.docker().await?;
+        let opts = qp::RemoveImageOptions { force, noprune, ..Default::default() };
+        let items = d
+            .remove_image(reference, Some(opts), None)
+            .await
+            .map_err(|e| self.fail(ObjectKind::Image, e))?;
+        Ok(items.into_iter().map(|i| ImageDeleteItem { untagged: i.untagged, deleted: i.deleted }).collect())
+    }
+
+    pub(super) async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<()> {
+        let d = self.docker().await?;
+        let opts = qp::TagImageOptions { repo: Some(repo.to_string()), tag: Some(tag.to_string()) };
+        d.tag_image(source, Some(opts)).await.map_err(|e| self.fail(ObjectKind::Image, e))
+    }
+
+    pub(super) async fn prune_images(&self, all: bool, label: &[String], until: Option<&str>) -> Result<PruneReport> {
+        let d = self.docker().await?;
+        let mut filters = prune_filters(label, until);
+        filters.insert("dangling".into(), vec![(!all).to_string()]);
+        let res = d
+            .prune_images(Some(qp::PruneImagesOptions { filters: Some(filters) }))
+            .await
+            .map_err(|e| self.fail(ObjectKind::Image, e))?;
+        let items = res.images_deleted.unwrap_or_default();
+        let deleted = items.iter().filter_map(|i| i.deleted.clone()).collect();
+        let untagged = items.into_iter().filter_map(|i| i.untagged).collect();
+        Ok(PruneReport { deleted, untagged, space_reclaimed: res.space_reclaimed.unwrap_or(0) })
+    }
+}
