@@ -1,7 +1,7 @@
 //! Load generator for a running Berth: many concurrent clients mixing lists, job
 //! submissions and SSE subscribers. Prints errors (anything but 2xx and 429), p50/p99
 //! latency per request kind next to `/healthz` measured in the same run, and throughput.
-//! Run it through `benches/load.sh`, which starts the service and reports its peak RSS.
+//! Run it through `scripts/bench/load.sh`, which starts the service and reports its peak RSS.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,6 +11,7 @@ MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-25}"
 # A fixed seed keeps CI reproducible; FUZZ_SEED=random explores new inputs.
 SEED="${FUZZ_SEED:-20261129}"
 
+# Installed from the registry, pinned, into a venv outside the work tree (kept between runs).
 if ! "$VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
@@ -42,13 +43,15 @@ for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 
 token=$(./target/debug/berth token --sub fuzz --role operator --ttl 1h)
 
 set +e
-"$VENV/bin/st" run "http://127.0.0.1:$port/openapi.json" \
+# schemathesis keeps a cache (`.schemathesis/`, and hypothesis' examples) in its working
+# directory: run it from the scratch directory, so a fuzz run leaves the work tree as it was.
+(cd "$work" && "$VENV/bin/st" run "http://127.0.0.1:$port/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --exclude-path-regex '^/v1/(events|jobs/\{id\}/events|containers/\{id\}/logs)$' \
   --max-examples "$MAX_EXAMPLES" --workers 2 --request-timeout 20 --no-color \
   --phases examples,coverage,fuzzing \
-  $([ "$SEED" = random ] || echo "--seed $SEED")
+  $([ "$SEED" = random ] || echo "--seed $SEED"))
 rc=$?
 set -e
 if [ $rc -ne 0 ]; then

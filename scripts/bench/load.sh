@@ -2,9 +2,9 @@
 # Load test: the release service under many concurrent clients (lists, run jobs, SSE
 # subscribers). Prints errors (must be 0 besides 429), p50/p99 latency per request kind
 # against /healthz in the same run, throughput, and the service's peak RSS.
-#   CLIENTS=64 SUBSCRIBERS=16 SECONDS=30 benches/load.sh
+#   CLIENTS=64 SUBSCRIBERS=16 DURATION=30 scripts/bench/load.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PORT="${PORT:-18572}"
 work="$(mktemp -d)"
 label="load-$(date +%s)"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: a large build context through Berth next to `docker build` of the same context.
 # Prints the service's idle and peak RSS (VmHWM) and both wall times, and their ratios.
-#   SIZE_MIB=1024 benches/build-context.sh
+#   SIZE_MIB=1024 scripts/bench/build-context.sh
 # Needs the test environment (scripts/test-env.sh) and builds Berth in release mode.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 SIZE_MIB="${SIZE_MIB:-1024}"
 PORT="${PORT:-18571}"
 work="$(mktemp -d)"
