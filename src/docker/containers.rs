@@ -29,21 +29,26 @@ impl DockerEngine {
     /// Inspect by name, full id, or an id prefix of at least [`MIN_ID_PREFIX`] characters.
     pub(super) async fn inspect_checked(&self, given: &str) -> Result<bollard::models::ContainerInspectResponse> {
         let d = self.docker().await?;
-        let c = d
-            .inspect_container(given, None::<qp::InspectContainerOptions>)
-            .await
-            .map_err(|e| self.fail(ObjectKind::Container, e))?;
+        let not_found = || EngineError::NotFound {
+            kind: ObjectKind::Container,
+            message: format!(
+                "No such container: {given} (give a name, or an id or id prefix of at least {MIN_ID_PREFIX} characters)"
+            ),
+        };
+        let c = match d.inspect_container(given, None::<qp::InspectContainerOptions>).await {
+            Ok(c) => c,
+            // A short prefix several containers share ("Multiple IDs found"): it names none.
+            Err(e) => match self.fail(ObjectKind::Container, e) {
+                e if given.len() < MIN_ID_PREFIX && !e.is_unavailable() => return Err(not_found()),
+                e => return Err(e),
+            },
+        };
         let id = c.id.as_deref().unwrap_or_default();
         let name = c.name.as_deref().unwrap_or_default().trim_start_matches('/');
         if given == name || given == id || (given.len() >= MIN_ID_PREFIX && id.starts_with(given)) {
             return Ok(c);
         }
-        Err(EngineError::NotFound {
-            kind: ObjectKind::Container,
-            message: format!(
-                "No such container: {given} (give a name, or an id or id prefix of at least {MIN_ID_PREFIX} characters)"
-            ),
-        })
+        Err(not_found())
     }
 
     pub(super) async fn resolve_container(&self, given: &str) -> Result<String> {

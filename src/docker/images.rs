@@ -43,11 +43,20 @@ impl DockerEngine {
     /// [`MIN_ID_PREFIX`] hex digits (Docker would take any unambiguous prefix: `rmi 8`).
     async fn inspect_image_checked(&self, given: &str) -> Result<bollard::models::ImageInspect> {
         let d = self.docker().await?;
-        let image = d.inspect_image(given).await.map_err(|e| self.fail(ObjectKind::Image, e))?;
-        let id = image.id.as_deref().unwrap_or_default();
-        let hex = id.trim_start_matches("sha256:");
         let wanted = given.trim_start_matches("sha256:");
         let looks_like_id = given.starts_with("sha256:") || (wanted.len() < 64 && wanted.bytes().all(|b| b.is_ascii_hexdigit()));
+        let image = match d.inspect_image(given).await {
+            Ok(image) => image,
+            // A short id prefix several images share: it names none.
+            Err(e) => match self.fail(ObjectKind::Image, e) {
+                e if looks_like_id && wanted.len() < MIN_ID_PREFIX && !e.is_unavailable() => {
+                    return Err(EngineError::NotFound { kind: ObjectKind::Image, message: format!("No such image: {given}") });
+                }
+                e => return Err(e),
+            },
+        };
+        let id = image.id.as_deref().unwrap_or_default();
+        let hex = id.trim_start_matches("sha256:");
         let by_name = !given.starts_with("sha256:") && {
             let tags = image.repo_tags.as_deref().unwrap_or_default();
             let digests = image.repo_digests.as_deref().unwrap_or_default();
