@@ -134,6 +134,8 @@ impl Default for Bounds {
     }
 }
 
+const SEAL_LABEL: &str = "berth job seal v1";
+
 /// HMAC-SHA256 of `label` keyed with `key`: one key per use, derived from one secret.
 pub fn derive_key(key: &[u8], label: &str) -> Vec<u8> {
     use hmac::{KeyInit, Mac};
@@ -145,7 +147,12 @@ pub fn derive_key(key: &[u8], label: &str) -> Vec<u8> {
 impl Settings {
     /// Settings with defaults and the given JWT key: what tests and `from_env` start from.
     pub fn with_key(key: JwtKey) -> Self {
+        let seal_material = match &key {
+            JwtKey::Secret(secret) => secrecy::ExposeSecret::expose_secret(secret).as_bytes().to_vec(),
+            JwtKey::PublicKey { pem, .. } => pem.clone(),
+        };
         Self {
+            seal_key: SecretBytes(derive_key(&seal_material, SEAL_LABEL)),
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
             jwt: JwtSettings { key, issuer: None, audience: None, leeway: Duration::from_secs(5) },
@@ -166,7 +173,6 @@ impl Settings {
             ws_max_sessions: 64,
             policy: crate::domain::policy::RunPolicy::default(),
             bounds: Bounds::default(),
-            seal_key: SecretBytes::default(),
         }
     }
 
@@ -206,13 +212,14 @@ impl Settings {
                  BERTH_JWT_PUBLIC_KEY_FILE to a PEM public key (RS256 or ES256)"
             ),
         };
-        let seal_material = match (get("BERTH_JOB_SEAL_KEY_FILE"), &key) {
-            (Some(path), _) => std::fs::read(&path).with_context(|| format!("reading BERTH_JOB_SEAL_KEY_FILE {path}"))?,
-            (None, JwtKey::Secret(secret)) => secrecy::ExposeSecret::expose_secret(secret).as_bytes().to_vec(),
-            (None, JwtKey::PublicKey { pem, .. }) => pem.clone(),
-        };
         let mut s = Self::with_key(key);
-        s.seal_key = SecretBytes(derive_key(&seal_material, "berth job seal v1"));
+        if let Some(path) = get("BERTH_JOB_SEAL_KEY_FILE") {
+            let material = std::fs::read(&path).with_context(|| format!("reading BERTH_JOB_SEAL_KEY_FILE {path}"))?;
+            if material.len() < 16 {
+                bail!("BERTH_JOB_SEAL_KEY_FILE holds fewer than 16 bytes: use `openssl rand -hex 32 > FILE`");
+            }
+            s.seal_key = SecretBytes(derive_key(&material, SEAL_LABEL));
+        }
         if let Some(v) = get("BERTH_LISTEN") {
             s.listen = v;
         }

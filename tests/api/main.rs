@@ -20,6 +20,7 @@ mod layers;
 mod openapi;
 mod policy;
 mod roles;
+mod security;
 mod snapshots;
 mod system;
 mod ws;
