@@ -430,3 +430,25 @@ pub async fn prune_containers(
     let request = serde_json::to_value(&body.into_inner()).map_err(|e| ApiError::internal(e.into()))?;
     crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobKind::PruneContainers, request, None).await
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::{StreamExt, stream};
+
+    use crate::docker::{LogLine, LogStream};
+    use crate::domain::Rejection;
+
+    #[tokio::test]
+    async fn a_log_that_fails_midway_ends_with_its_error_then_end() {
+        let line = |text: &str| Ok(LogLine { stream: LogStream::Stdout, text: text.into() });
+        let lines = stream::iter([line("a"), Err(Rejection::invalid("gone")), line("never read")]);
+        let end = stream::once(async { super::sse_json("end", &super::LogEndEvent { state: "exited".into() }) });
+        let events: Vec<String> =
+            super::numbered(super::log_events(lines).chain(end)).map(|e| format!("{e:?}")).collect().await;
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(events[0].contains(r#"id: Some("1"), event: Some("log")"#), "{events:?}");
+        assert!(events[1].contains(r#"id: Some("2"), event: Some("error")"#), "{events:?}");
+        assert!(events[1].contains("invalid_request") && events[1].contains("gone"), "{events:?}");
+        assert!(events[2].contains(r#"id: Some("3"), event: Some("end")"#), "{events:?}");
+    }
+}

@@ -54,3 +54,35 @@ where
 pub fn numbered(events: impl Stream<Item = Data>) -> impl Stream<Item = Event> {
     events.enumerate().map(|(i, data)| data.id((i as u64 + 1).to_string()).into())
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::Responder;
+    use futures_util::{StreamExt, stream};
+    use tokio::time::{Duration, Instant};
+
+    async fn body(events: impl futures_util::Stream<Item = super::Event> + Send + 'static, deadline: Instant) -> String {
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        let res = super::stream(events, deadline).respond_to(&req);
+        let bytes = match actix_web::body::to_bytes(res.into_body()).await {
+            Ok(bytes) => bytes,
+            Err(e) => panic!("{}", Into::<Box<dyn std::error::Error>>::into(e)),
+        };
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn forwards_numbered_events_until_they_end() {
+        let events = super::numbered(stream::iter([super::sse_json("log", &"a"), super::sse_json("end", &1)]));
+        let got = body(events, Instant::now() + Duration::from_secs(60)).await;
+        assert_eq!(got.replace(": keep-alive\n\n", ""), "id: 1\nevent: log\ndata: \"a\"\n\nid: 2\nevent: end\ndata: 1\n\n");
+    }
+
+    #[actix_web::test]
+    async fn ends_when_the_deadline_passes() {
+        let events = stream::iter([super::Event::from(super::sse_json("log", &"a"))]).chain(stream::pending());
+        let got = body(events, Instant::now() + Duration::from_millis(200)).await;
+        // The body ends (to_bytes returns) although the events do not.
+        assert_eq!(got.replace(": keep-alive\n\n", ""), "event: log\ndata: \"a\"\n\n");
+    }
+}
