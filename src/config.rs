@@ -84,6 +84,9 @@ pub struct Settings {
     pub policy: crate::domain::policy::RunPolicy,
     /// What any one caller may consume.
     pub bounds: Bounds,
+    /// Berth's own container, an id or a name (`BERTH_SELF_CONTAINER`); found at start
+    /// when unset. Nobody stops, removes, execs into or attaches to it through Berth.
+    pub self_container: Option<String>,
     /// The key that seals job rows (HMAC over id, owner, kind, request, authority and
     /// spool): a row changed behind the API's back is refused. From
     /// `BERTH_JOB_SEAL_KEY_FILE`, else derived from the JWT key; never in the data dir.
@@ -171,8 +174,9 @@ impl Settings {
             registry_auth_file: None,
             ws_idle_timeout: Duration::from_secs(600),
             ws_max_sessions: 64,
-            policy: crate::domain::policy::RunPolicy::default(),
+            policy: crate::domain::policy::RunPolicy { default_pids_limit: Some(4096), ..Default::default() },
             bounds: Bounds::default(),
+            self_container: None,
         }
     }
 
@@ -271,6 +275,18 @@ impl Settings {
         if let Some(v) = get("BERTH_ALLOWED_IMAGES") {
             s.policy.allowed_images = v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
         }
+        let list = |v: Option<String>| -> Vec<String> {
+            v.map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()).unwrap_or_default()
+        };
+        s.policy.allowed_volumes = list(get("BERTH_ALLOWED_VOLUMES"));
+        s.policy.build_remote_allow = list(get("BERTH_BUILD_REMOTE_ALLOW"));
+        let opt_num = |name: &str| -> anyhow::Result<Option<i64>> {
+            get(name).map(|v| v.parse::<i64>().with_context(|| format!("{name} must be a whole number, not `{v}`"))).transpose()
+        };
+        s.policy.max_memory_bytes = opt_num("BERTH_MAX_MEMORY_BYTES")?;
+        s.policy.max_nano_cpus = opt_num("BERTH_MAX_NANO_CPUS")?;
+        s.policy.default_pids_limit = opt_num("BERTH_DEFAULT_PIDS_LIMIT")?.or(s.policy.default_pids_limit);
+        s.self_container = get("BERTH_SELF_CONTAINER");
         if let Some(v) = get("BERTH_DEFAULT_MEMORY_BYTES") {
             s.policy.default_memory_bytes =
                 Some(v.parse().with_context(|| format!("BERTH_DEFAULT_MEMORY_BYTES must be bytes, not `{v}`"))?);

@@ -54,6 +54,10 @@ error_codes! {
     UnsupportedMediaType => 415, "unsupported_media_type", "Unsupported media type";
     MethodNotAllowed => 405, "method_not_allowed", "Method not allowed";
     QueueFull => 429, "queue_full", "Job queue is full";
+    TooManyStreams => 429, "too_many_streams", "Too many open event streams";
+    InsufficientStorage => 507, "insufficient_storage", "Not enough free disk space";
+    RequestTimeout => 408, "request_timeout", "The request body stalled";
+    IdempotencyKeyReused => 422, "idempotency_key_reused", "Idempotency key reused with another request";
     TooManySessions => 429, "too_many_sessions", "Too many interactive sessions";
     DockerUnavailable => 503, "docker_unavailable", "Docker engine unavailable";
     DockerError => 502, "docker_error", "Docker engine error";

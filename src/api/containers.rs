@@ -1,24 +1,21 @@
 //! `/v1/containers`: list, inspect, start/stop/restart/kill, remove, logs (SSE).
 
-use std::time::Duration;
-
 use actix_web::{HttpResponse, Responder, delete, get, post, web};
-use actix_web_lab::sse;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::responses::{ContainerActionErrors, JobSubmitted};
+use super::sse::sse_json;
 use super::extract::Qs;
+use super::responses::{ContainerActionErrors, EngineErrors, JobSubmitted};
+use super::sse::{self, numbered};
+// The job event streams (api/jobs.rs) take these from here.
 use crate::domain::de_bool_opt;
 use crate::api::extract::{Authorized, Operator, Viewer};
-use crate::docker::{ContainerFilters, ContainerSummary, LogOptions};
+use crate::docker::{ContainerFilters, ContainerSummary, LogLine, LogOptions};
 use crate::domain::names::{validate_container_ref, validate_label_filter, validate_signal};
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
-
-/// SSE keep-alive period: a comment line at least this often while idle.
-pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -40,6 +37,22 @@ pub struct ContainerListQuery {
 
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
 
+impl ContainerListQuery {
+    /// The engine's filters, once each is checked.
+    fn filters(self) -> ApiResult<ContainerFilters> {
+        for l in &self.label {
+            validate_label_filter(l)?;
+        }
+        if let Some(bad) = self.status.iter().find(|s| !STATUSES.contains(&s.as_str())) {
+            return Err(ApiError::invalid(format!("`status` must be one of {}, not `{}`", STATUSES.join(", "), bad.escape_debug())));
+        }
+        if self.name.iter().any(|n| n.is_empty() || n.len() > 256 || n.chars().any(char::is_control)) {
+            return Err(ApiError::invalid("`name` must be a non-empty name pattern without control characters"));
+        }
+        Ok(ContainerFilters { all: self.all.unwrap_or(false), label: self.label, status: self.status, name: self.name })
+    }
+}
+
 /// List containers (running only unless `all=true`).
 #[utoipa::path(
     tag = "containers",
@@ -47,9 +60,7 @@ const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "pa
     responses(
         (status = 200, description = "The containers", body = Vec<ContainerSummary>),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        EngineErrors,
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -59,17 +70,7 @@ pub async fn list_containers(
     state: web::Data<AppState>,
     Qs(q): Qs<ContainerListQuery>,
 ) -> ApiResult<web::Json<Vec<ContainerSummary>>> {
-    for l in &q.label {
-        validate_label_filter(l)?;
-    }
-    if let Some(bad) = q.status.iter().find(|s| !STATUSES.contains(&s.as_str())) {
-        return Err(ApiError::invalid(format!("`status` must be one of {}, not `{}`", STATUSES.join(", "), bad.escape_debug())));
-    }
-    if q.name.iter().any(|n| n.is_empty() || n.len() > 256 || n.chars().any(char::is_control)) {
-        return Err(ApiError::invalid("`name` must be a non-empty name pattern without control characters"));
-    }
-    let filters = ContainerFilters { all: q.all.unwrap_or(false), label: q.label, status: q.status, name: q.name };
-    Ok(web::Json(state.engine.list_containers(&filters).await?))
+    Ok(web::Json(state.engine.list_containers(&q.filters()?).await?))
 }
 
 pub(crate) fn container_id(path: web::Path<String>) -> ApiResult<String> {
@@ -84,6 +85,17 @@ async fn resolved(state: &AppState, path: web::Path<String>) -> ApiResult<String
     Ok(state.engine.resolve_container(&given).await?)
 }
 
+/// An action on the container a path names: resolve it, act, answer 204.
+async fn act_on(
+    state: &AppState,
+    path: web::Path<String>,
+    action: impl AsyncFnOnce(&AppState, &str) -> ApiResult<()>,
+) -> ApiResult<HttpResponse> {
+    let id = resolved(state, path).await?;
+    action(state, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// Inspect a container by id (or id prefix) or name. The body is the engine's own
 /// inspect document.
 #[utoipa::path(
@@ -92,10 +104,8 @@ async fn resolved(state: &AppState, path: web::Path<String>) -> ApiResult<String
     responses(
         (status = 200, description = "The engine's inspect document", body = Object),
         (status = 400, description = "Not a valid id or name", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        EngineErrors,
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -125,9 +135,7 @@ pub async fn start_container(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = resolved(&state, id).await?;
-    state.engine.start_container(&id).await?;
-    Ok(HttpResponse::NoContent().finish())
+    act_on(&state, id, async |s, id| Ok(s.engine.start_container(id).await?)).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -163,9 +171,7 @@ pub async fn stop_container(
     Qs(q): Qs<StopQuery>,
 ) -> ApiResult<HttpResponse> {
     let timeout = stop_timeout(&q)?;
-    let id = resolved(&state, id).await?;
-    state.engine.stop_container(&id, timeout).await?;
-    Ok(HttpResponse::NoContent().finish())
+    act_on(&state, id, async |s, id| Ok(s.engine.stop_container(id, timeout).await?)).await
 }
 
 /// Restart a container (stop with `timeout`, then start).
@@ -186,9 +192,7 @@ pub async fn restart_container(
     Qs(q): Qs<StopQuery>,
 ) -> ApiResult<HttpResponse> {
     let timeout = stop_timeout(&q)?;
-    let id = resolved(&state, id).await?;
-    state.engine.restart_container(&id, timeout).await?;
-    Ok(HttpResponse::NoContent().finish())
+    act_on(&state, id, async |s, id| Ok(s.engine.restart_container(id, timeout).await?)).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -218,9 +222,7 @@ pub async fn kill_container(
 ) -> ApiResult<HttpResponse> {
     let signal = q.signal.unwrap_or_else(|| "SIGKILL".into());
     validate_signal(&signal)?;
-    let id = resolved(&state, id).await?;
-    state.engine.kill_container(&id, &signal).await?;
-    Ok(HttpResponse::NoContent().finish())
+    act_on(&state, id, async |s, id| Ok(s.engine.kill_container(id, &signal).await?)).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -254,10 +256,8 @@ pub async fn remove_container(
     id: web::Path<String>,
     Qs(q): Qs<RemoveQuery>,
 ) -> ApiResult<HttpResponse> {
-    let id = resolved(&state, id).await?;
-    let force = q.force.unwrap_or(false);
-    state.engine.remove_container(&id, force, q.volumes.unwrap_or(false)).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let (force, volumes) = (q.force.unwrap_or(false), q.volumes.unwrap_or(false));
+    act_on(&state, id, async |s, id| Ok(s.engine.remove_container(id, force, volumes).await?)).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -277,6 +277,18 @@ pub struct LogsQuery {
     pub timestamps: Option<bool>,
     /// The bearer token, for clients that cannot set headers (EventSource).
     pub access_token: Option<String>,
+}
+
+impl LogsQuery {
+    /// The engine's log options, once each is checked.
+    fn options(&self) -> ApiResult<LogOptions> {
+        let tail = match self.tail.as_deref() {
+            None | Some("all") => None,
+            Some(n) => Some(n.parse::<u64>().map_err(|_| ApiError::invalid("`tail` must be a number of lines or `all`"))?),
+        };
+        let since = self.since.as_deref().map(parse_since).transpose()?;
+        Ok(LogOptions { follow: self.follow.unwrap_or(false), tail, since, timestamps: self.timestamps.unwrap_or(false) })
+    }
 }
 
 /// The last event of a log stream.
@@ -317,10 +329,8 @@ fn parse_since(s: &str) -> ApiResult<i64> {
     responses(
         (status = 200, description = "SSE stream: `log` events (LogLine), then `end` (LogEndEvent)", content_type = "text/event-stream", body = String),
         (status = 400, description = "Bad id or query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        EngineErrors,
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -332,59 +342,40 @@ pub async fn container_logs(
     Qs(q): Qs<LogsQuery>,
 ) -> ApiResult<impl Responder> {
     let id = container_id(id)?;
-    let tail = match q.tail.as_deref() {
-        None | Some("all") => None,
-        Some(n) => Some(n.parse::<u64>().map_err(|_| ApiError::invalid("`tail` must be a number of lines or `all`"))?),
-    };
-    let since = q.since.as_deref().map(parse_since).transpose()?;
-    let opts = LogOptions { follow: q.follow.unwrap_or(false), tail, since, timestamps: q.timestamps.unwrap_or(false) };
+    let opts = q.options()?;
     // Fail before the stream starts when the container does not exist.
     state.engine.container_running(&id).await?;
-    let mut logs = Box::pin(state.engine.logs(&id, &opts).await?);
-    let engine = state.engine.clone();
-    let deadline = who.stream_deadline();
-    let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(64);
-    tokio::spawn(async move {
-        let mut seq: u64 = 0;
-        loop {
-            let item = tokio::select! {
-                item = logs.next() => item,
-                _ = tx.closed() => return,
-                // The token expired: end the stream (the client reconnects with a new one).
-                _ = tokio::time::sleep_until(deadline) => return,
-            };
-            let event = match item {
-                None => break,
-                Some(Ok(line)) => {
-                    seq += 1;
-                    sse_json("log", &line).id(seq.to_string())
-                }
-                Some(Err(e)) => {
-                    let err = ApiError::from(e);
-                    seq += 1;
-                    let _ = tx
-                        .send(sse_json("error", &serde_json::json!({"code": err.code, "message": err.detail})).id(seq.to_string()).into())
-                        .await;
-                    break;
-                }
-            };
-            if tx.send(event.into()).await.is_err() {
-                return;
-            }
-        }
-        let state = match engine.inspect_container(&id).await {
-            Ok(v) => v.pointer("/State/Status").and_then(|s| s.as_str()).unwrap_or("unknown").to_string(),
-            Err(_) => "removed".to_string(),
-        };
-        seq += 1;
-        let _ = tx.send(sse_json("end", &LogEndEvent { state }).id(seq.to_string()).into()).await;
-    });
-    Ok(sse::Sse::from_infallible_receiver(rx).with_keep_alive(SSE_KEEP_ALIVE))
+    let lines = state.engine.logs(&id, &opts).await?;
+    let end = stream::once(end_event(state.clone(), id));
+    Ok(sse::stream(numbered(log_events(lines).chain(end)), who.stream_deadline()))
 }
 
-/// An SSE data event with a JSON payload.
-pub fn sse_json(event: &str, payload: &impl Serialize) -> sse::Data {
-    sse::Data::new(serde_json::to_string(payload).unwrap_or_else(|_| "null".into())).event(event.to_string())
+/// The engine's log lines as `log` events; when the engine fails midway, an `error`
+/// event and nothing more.
+fn log_events<E>(lines: impl Stream<Item = Result<LogLine, E>> + Send + 'static) -> impl Stream<Item = sse::Data> + Send
+where
+    E: Send,
+    ApiError: From<E>,
+{
+    stream::unfold(Some(Box::pin(lines)), |lines| async move {
+        let mut lines = lines?;
+        Some(match lines.next().await? {
+            Ok(line) => (sse_json("log", &line), Some(lines)),
+            Err(e) => {
+                let err = ApiError::from(e);
+                (sse_json("error", &serde_json::json!({"code": err.code, "message": err.detail})), None)
+            }
+        })
+    })
+}
+
+/// The `end` event: the container's state once its log ended.
+async fn end_event(state: web::Data<AppState>, id: String) -> sse::Data {
+    let state = match state.engine.inspect_container(&id).await {
+        Ok(v) => v.pointer("/State/Status").and_then(|s| s.as_str()).unwrap_or("unknown").to_string(),
+        Err(_) => "removed".to_string(),
+    };
+    sse_json("end", &LogEndEvent { state })
 }
 
 // ---- jobs ---------------------------------------------------------------------------------
@@ -436,4 +427,26 @@ pub async fn prune_containers(
     body.filters.validate()?;
     let spec = crate::jobs::JobSpec::PruneContainers(body.into_inner());
     crate::api::submit::submit_job(&state, &req, &who, spec, None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::{StreamExt, stream};
+
+    use crate::docker::{LogLine, LogStream};
+    use crate::domain::Rejection;
+
+    #[tokio::test]
+    async fn a_log_that_fails_midway_ends_with_its_error_then_end() {
+        let line = |text: &str| Ok(LogLine { stream: LogStream::Stdout, text: text.into() });
+        let lines = stream::iter([line("a"), Err(Rejection::invalid("gone")), line("never read")]);
+        let end = stream::once(async { super::sse_json("end", &super::LogEndEvent { state: "exited".into() }) });
+        let events: Vec<String> =
+            super::numbered(super::log_events(lines).chain(end)).map(|e| format!("{e:?}")).collect().await;
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(events[0].contains(r#"id: Some("1"), event: Some("log")"#), "{events:?}");
+        assert!(events[1].contains(r#"id: Some("2"), event: Some("error")"#), "{events:?}");
+        assert!(events[1].contains("invalid_request") && events[1].contains("gone"), "{events:?}");
+        assert!(events[2].contains(r#"id: Some("3"), event: Some("end")"#), "{events:?}");
+    }
 }

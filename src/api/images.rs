@@ -4,8 +4,10 @@ use actix_web::{HttpResponse, delete, get, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::responses::JobSubmitted;
 use super::extract::Qs;
+use super::responses::{EngineErrors, JobSubmitted};
+use super::submit::{idempotency_key, job_response};
+use super::upload::SpooledContext;
 use crate::domain::de_bool_opt;
 use crate::api::extract::{Authorized, Operator, Viewer};
 use crate::docker::{ImageDeleteItem, ImageFilters, ImageSummary};
@@ -32,6 +34,23 @@ pub struct ImageListQuery {
     pub label: Vec<String>,
 }
 
+impl ImageListQuery {
+    /// The engine's filters, once each is checked.
+    fn filters(self) -> ApiResult<ImageFilters> {
+        for l in &self.label {
+            validate_label_filter(l)?;
+        }
+        for r in &self.reference {
+            if r.is_empty() || r.len() > 512 || r.chars().any(char::is_control) || !is_glob(r) {
+                return Err(ApiError::invalid(
+                    "`reference` must be a non-empty reference pattern (`*` and `?` wildcards, `[...]` classes), without control characters",
+                ));
+            }
+        }
+        Ok(ImageFilters { all: self.all.unwrap_or(false), dangling: self.dangling, reference: self.reference, label: self.label })
+    }
+}
+
 /// List images.
 #[utoipa::path(
     tag = "images",
@@ -39,9 +58,7 @@ pub struct ImageListQuery {
     responses(
         (status = 200, description = "The images, as the engine lists them", body = Vec<ImageSummary>),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        EngineErrors,
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -51,18 +68,7 @@ pub async fn list_images(
     state: web::Data<AppState>,
     Qs(q): Qs<ImageListQuery>,
 ) -> ApiResult<web::Json<Vec<ImageSummary>>> {
-    for l in &q.label {
-        validate_label_filter(l)?;
-    }
-    for r in &q.reference {
-        if r.is_empty() || r.len() > 512 || r.chars().any(char::is_control) || !is_glob(r) {
-            return Err(ApiError::invalid(
-                "`reference` must be a non-empty reference pattern (`*` and `?` wildcards, `[...]` classes), without control characters",
-            ));
-        }
-    }
-    let filters = ImageFilters { all: q.all.unwrap_or(false), dangling: q.dangling, reference: q.reference, label: q.label };
-    Ok(web::Json(state.engine.list_images(&filters).await?))
+    Ok(web::Json(state.engine.list_images(&q.filters()?).await?))
 }
 
 /// A pattern Go's `path.Match` (the engine's reference filter) accepts: it answers a bad
@@ -124,10 +130,8 @@ mod tests {
     responses(
         (status = 200, description = "The engine's inspect document", body = Object),
         (status = 400, description = "Not a valid reference", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image (`image_not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        EngineErrors,
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -161,12 +165,10 @@ pub struct ImageRemoveQuery {
     responses(
         (status = 200, description = "What was untagged and deleted", body = Vec<ImageDeleteItem>),
         (status = 400, description = "Not a valid reference", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "In use by a container (`conflict`); retry with `force`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        EngineErrors,
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -213,11 +215,9 @@ pub struct TagImageView {
         (status = 201, description = "Tagged", body = TagImageView),
         (status = 400, description = "Bad body or reference", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such source image", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        EngineErrors,
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -279,136 +279,27 @@ pub async fn build_image(
     Qs(q): Qs<crate::domain::requests::BuildQuery>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    use crate::api::submit::{idempotency_key, job_response};
     let mut params = q.validate()?;
     let key = idempotency_key(&req)?;
-    if let Some(k) = &key {
-        if let Some(job) = state.jobs.find_idempotent(&who, k).await? {
-            return Ok(job_response(crate::jobs::Submitted::Existing(job)));
-        }
+    if let Some(job) = idempotent_job(&state, &who, key.as_deref()).await? {
+        return Ok(job_response(crate::jobs::Submitted::Existing(job)));
     }
-    let content_length = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let chunked = req.headers().contains_key(actix_web::http::header::TRANSFER_ENCODING);
-    let has_body = content_length.is_some_and(|n| n > 0) || chunked;
-    let spool = if params.remote.is_some() {
-        if has_body {
-            return Err(ApiError::invalid("Send either a context body or `remote`, not both."));
-        }
-        None
-    } else {
-        let format = match req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-            Some(ct) => match ct.split(';').next().unwrap_or("").trim() {
-                "application/x-tar" | "application/tar" => "tar",
-                // The engine detects compression itself.
-                "application/octet-stream" => "tar or gzip",
-                "application/gzip" | "application/x-gzip" | "application/tar+gzip" => "gzip",
-                other => {
-                    return Err(ApiError::new(
-                        crate::error::ErrorCode::UnsupportedMediaType,
-                        format!("The build context must be `application/x-tar` or `application/gzip`, not `{other}`."),
-                    ));
-                }
-            },
-            None => {
-                return Err(ApiError::new(
-                    crate::error::ErrorCode::UnsupportedMediaType,
-                    "Send the build context with `Content-Type: application/x-tar` (or `application/gzip`), or use `remote=`.",
-                ));
-            }
-        };
-        let max = state.settings.build_context_max;
-        if content_length.is_some_and(|n| n > max) {
-            return Err(too_large(max));
-        }
-        state.jobs.ensure_room().await?;
-        let _upload = state.jobs.upload_slot().ok_or_else(|| {
-            ApiError::new(
-                crate::error::ErrorCode::QueueFull,
-                format!(
-                    "{} build contexts are being uploaded already (BERTH_MAX_UPLOADS); retry later.",
-                    state.settings.max_uploads
-                ),
-            )
-            .with_retry_after(5)
-        })?;
-        let (file, bytes) = spool_context(&state, payload, max).await?;
-        if bytes == 0 {
-            return Err(ApiError::invalid("The build context is empty."));
-        }
-        params.context_bytes = Some(bytes);
-        params.context_format = Some(format.to_string());
-        Some(file)
-    };
-    let path = spool.as_ref().map(|f| std::path::PathBuf::from(&f.path));
+    let context = SpooledContext::for_build(&state, &req, payload, &mut params).await?;
+    let path = context.as_ref().map(|c| std::path::PathBuf::from(c.path()));
     // From here the job engine owns the file (it deletes it unless a new job takes it).
-    if let Some(file) = spool {
-        file.keep();
+    if let Some(c) = context {
+        c.keep();
     }
     let spec = crate::jobs::JobSpec::Build(params);
     crate::api::submit::submit_with_spool(&state, &req, &who, spec, None, path).await
 }
 
-/// A spooled build context, deleted when dropped unless handed to the job engine: an
-/// upload cut short or refused leaves nothing behind.
-struct SpoolFile {
-    path: String,
-    keep: bool,
-}
-
-impl SpoolFile {
-    fn keep(mut self) {
-        self.keep = true;
+/// The job the caller made before with this `Idempotency-Key`, if any.
+async fn idempotent_job(state: &AppState, who: &crate::auth::Principal, key: Option<&str>) -> ApiResult<Option<crate::jobs::Job>> {
+    match key {
+        Some(k) => Ok(state.jobs.find_idempotent(who, k).await?),
+        None => Ok(None),
     }
-}
-
-impl Drop for SpoolFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-fn too_large(max: u64) -> ApiError {
-    ApiError::new(
-        crate::error::ErrorCode::PayloadTooLarge,
-        format!("The build context is larger than BERTH_BUILD_CONTEXT_MAX ({max} bytes)."),
-    )
-}
-
-/// Write the body to a spool file as it arrives; bounded memory whatever its size.
-async fn spool_context(state: &AppState, mut payload: web::Payload, max: u64) -> ApiResult<(SpoolFile, u64)> {
-    use futures_util::StreamExt;
-    use tokio::io::AsyncWriteExt;
-    let path = state.jobs.spool_dir().join(format!("{}.ctx", uuid::Uuid::new_v4()));
-    let spool = SpoolFile { path: path.to_string_lossy().into_owned(), keep: false };
-    let file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| ApiError::new(crate::error::ErrorCode::Internal, "Cannot store the build context.").with_source(e.into()))?;
-    let mut out = tokio::io::BufWriter::with_capacity(1024 * 1024, file);
-    let mut bytes: u64 = 0;
-    let result: ApiResult<()> = async {
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| ApiError::invalid(format!("Reading the build context failed: {e}")))?;
-            bytes += chunk.len() as u64;
-            if bytes > max {
-                return Err(too_large(max));
-            }
-            out.write_all(&chunk).await.map_err(|e| {
-                ApiError::new(crate::error::ErrorCode::Internal, "Cannot store the build context (disk full?).")
-                    .with_source(e.into())
-            })?;
-        }
-        out.flush().await.map_err(|e| ApiError::internal(e.into()))?;
-        Ok(())
-    }
-    .await;
-    drop(out);
-    result.map(|()| (spool, bytes))
 }
 
 /// Pull an image: a job with per-layer `layer` events and an aggregated `progress`;

@@ -3,18 +3,20 @@
 //! fail while a problem can still be answered, then upgrade.
 
 use actix_web::{HttpRequest, HttpResponse, get, http::header, post, web};
+use tokio::sync::OwnedSemaphorePermit;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::containers::container_id;
 use super::extract::Qs;
+use super::responses::{EngineErrors, WebSocketErrors};
 use crate::domain::de_bool_opt;
 use super::extract::{Authorized, Operator};
 use crate::domain::exec::ExecRequest;
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::error::ErrorCode;
 use crate::sessions::{
-    SessionAudit, SessionParams, SessionPhase, SessionTarget, audit_session, check_handshake, initial_size,
+    ExecClaim, SessionAudit, SessionParams, SessionPhase, SessionTarget, audit_session, check_handshake, initial_size,
 };
 use crate::state::AppState;
 
@@ -67,13 +69,9 @@ pub struct AttachQuery {
     ),
     responses(
         (status = 101, description = "Switched to a WebSocket (framing above)", headers(("x-berth-tty" = bool, description = "`true`: binary frames are raw TTY bytes; `false`: their first byte is the stream (1 stdout, 2 stderr)"))),
-        (status = 400, description = "Bad id or query, or not a WebSocket handshake", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        WebSocketErrors,
         (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The container is not running (`conflict`)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many interactive sessions (`too_many_sessions`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -87,36 +85,17 @@ pub async fn attach_container(
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let id = container_id(id)?;
-    check_handshake(&req)?;
-    let size = initial_size(q.cols, q.rows)?;
-    let permit = state.sessions.permit()?;
+    let (size, permit) = opening(&state, &req, q.cols, q.rows)?;
     let c = state.engine.container_stdio_info(&id).await?;
     crate::audit::set_target(&req, format!("container={}", c.id));
-    check_host_power(&c, &who)?;
-    if !c.running {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("Container {id} is not running: start it before attaching."),
-        ));
-    }
+    usable(&c, &who, || format!("Container {id} is not running: start it before attaching."))?;
     let stdio = state.engine.attach_stdio(&c.id, c.tty, c.open_stdin, q.logs.unwrap_or(false)).await?;
     if let (true, Some((cols, rows))) = (c.tty, size) {
         state.engine.resize_container_tty(&c.id, cols, rows).await?;
     }
-    let audit = SessionAudit {
-        subject: who.subject.clone(),
-        target: SessionTarget::Attach { container_id: c.id },
-        tty: c.tty,
-        exec: None,
-    };
-    let params = SessionParams {
-        engine: state.engine.clone(),
-        audit,
-        stdin: c.open_stdin,
-        idle_timeout: state.sessions.idle_timeout(),
-        permit,
-        exec_claim: None,
-    };
+    let target = SessionTarget::Attach { container_id: c.id };
+    let audit = SessionAudit { subject: who.subject.clone(), target, tty: c.tty, exec: None };
+    let params = session_params(&state, audit, c.open_stdin, permit, None);
     Ok(state.sessions.upgrade(&req, body, params, stdio)?)
 }
 
@@ -142,13 +121,11 @@ pub struct ExecCreatedView {
     responses(
         (status = 201, description = "Created; `Location: /v1/exec/{id}/ws`", body = ExecCreatedView),
         (status = 400, description = "Bad body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role below operator, or `policy_violation` (`privileged` without admin)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The container is not running (`conflict`)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
+        EngineErrors,
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -163,13 +140,7 @@ pub async fn create_exec(
     let spec = body.validate(who.is_admin())?;
     state.sessions.check_exec_quota(&who.subject)?;
     let c = state.engine.container_stdio_info(&id).await?;
-    check_host_power(&c, &who)?;
-    if !c.running {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("Container {id} is not running: start it before exec."),
-        ));
-    }
+    usable(&c, &who, || format!("Container {id} is not running: start it before exec."))?;
     let exec_id = state.engine.create_exec(&c.id, &spec).await?;
     state.sessions.register_exec(&exec_id, &who.subject, &c.id, &spec);
     let target = SessionTarget::Exec { container_id: c.id.clone(), exec_id: exec_id.clone() };
@@ -212,13 +183,9 @@ fn exec_id(path: web::Path<String>) -> ApiResult<String> {
     ),
     responses(
         (status = 101, description = "Switched to a WebSocket (framing above)", headers(("x-berth-tty" = bool, description = "`true`: binary frames are raw TTY bytes; `false`: their first byte is the stream (1 stdout, 2 stderr)"))),
-        (status = 400, description = "Bad id or query, or not a WebSocket handshake", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
+        WebSocketErrors,
         (status = 404, description = "No such exec instance of the caller's (`not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already started, or its container stopped (`conflict`)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many interactive sessions (`too_many_sessions`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -232,23 +199,15 @@ pub async fn exec_session(
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let id = exec_id(id)?;
-    check_handshake(&req)?;
-    let size = initial_size(q.cols, q.rows)?;
-    let permit = state.sessions.permit()?;
+    let (size, permit) = opening(&state, &req, q.cols, q.rows)?;
     let mut claim = state.sessions.claim_exec(&id, &who)?;
     let info = state.engine.inspect_exec(&id).await?;
     crate::audit::set_target(&req, format!("exec={id} container={}", info.container_id));
     if info.started {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("Exec instance {id} was already started; create a new one."),
-        ));
+        return Err(conflict(format!("Exec instance {id} was already started; create a new one.")));
     }
     let c = state.engine.container_stdio_info(&info.container_id).await?;
-    check_host_power(&c, &who)?;
-    if !c.running {
-        return Err(ApiError::new(ErrorCode::Conflict, format!("The container of exec instance {id} is not running.")));
-    }
+    usable(&c, &who, || format!("The container of exec instance {id} is not running."))?;
     let stdio = state.engine.start_exec_stdio(&id, info.tty).await?;
     claim.started();
     if let (true, Some((cols, rows))) = (info.tty, size) {
@@ -257,15 +216,51 @@ pub async fn exec_session(
     let target = SessionTarget::Exec { container_id: info.container_id, exec_id: id };
     let audit =
         SessionAudit { subject: who.subject.clone(), target, tty: info.tty, exec: Some(claim.record.spec.clone()) };
-    let params = SessionParams {
-        engine: state.engine.clone(),
-        audit,
-        stdin: info.open_stdin,
-        idle_timeout: state.sessions.idle_timeout(),
-        permit,
-        exec_claim: Some(claim),
-    };
+    let params = session_params(&state, audit, info.open_stdin, permit, Some(claim));
     Ok(state.sessions.upgrade(&req, body, params, stdio)?)
+}
+
+/// What both WebSocket routes check before anything else: a WebSocket handshake, a
+/// valid initial size, and a free session slot (held by the session).
+fn opening(
+    state: &AppState,
+    req: &HttpRequest,
+    cols: Option<u16>,
+    rows: Option<u16>,
+) -> ApiResult<(Option<(u16, u16)>, OwnedSemaphorePermit)> {
+    check_handshake(req)?;
+    let size = initial_size(cols, rows)?;
+    Ok((size, state.sessions.permit()?))
+}
+
+/// A session's parameters, with the engine and idle timeout every session has.
+fn session_params(
+    state: &AppState,
+    audit: SessionAudit,
+    stdin: bool,
+    permit: OwnedSemaphorePermit,
+    exec_claim: Option<ExecClaim>,
+) -> SessionParams {
+    let idle_timeout = state.sessions.idle_timeout();
+    SessionParams { engine: state.engine.clone(), audit, stdin, idle_timeout, permit, exec_claim }
+}
+
+/// A container a session may use: the caller may reach its host power, and it runs
+/// (else 409 `conflict`, saying `not_running`).
+fn usable(
+    c: &crate::docker::ContainerStdioInfo,
+    who: &crate::auth::Principal,
+    not_running: impl FnOnce() -> String,
+) -> ApiResult<()> {
+    check_host_power(c, who)?;
+    if !c.running {
+        return Err(conflict(not_running()));
+    }
+    Ok(())
+}
+
+fn conflict(detail: String) -> ApiError {
+    ApiError::new(ErrorCode::Conflict, detail)
 }
 
 /// A shell in a container that has power over the host is a shell on the host: attach

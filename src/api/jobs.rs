@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::Qs;
-use super::containers::{SSE_KEEP_ALIVE, sse_json};
+use super::sse::sse_json;
 use crate::api::extract::{Authorized, Operator, Viewer};
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::jobs::events::StateFeedItem;
@@ -141,28 +141,6 @@ fn event_to_sse(ev: &JobEvent) -> sse::Event {
     sse_json(ev.event.as_str(), &ev.data).id(ev.seq.to_string()).into()
 }
 
-/// Forward `events` as SSE until they end, the client leaves or the token expires.
-fn sse_stream<S>(events: S, deadline: tokio::time::Instant) -> impl Responder
-where
-    S: futures_util::Stream<Item = sse::Event> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel::<sse::Event>(64);
-    tokio::spawn(async move {
-        use futures_util::StreamExt;
-        let mut events = std::pin::pin!(events);
-        // The stream ends when the token does; the client resumes with a fresh one.
-        let _ = tokio::time::timeout_at(deadline, async {
-            while let Some(ev) = events.next().await {
-                if tx.send(ev).await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
-    });
-    sse::Sse::from_infallible_receiver(rx).with_keep_alive(SSE_KEEP_ALIVE)
-}
-
 /// Stream a job's events as server-sent events.
 ///
 /// Replays the stored events after `Last-Event-ID` (or `?since=`), then follows live,
@@ -215,7 +193,7 @@ pub async fn stream_job_events(
     }
     use futures_util::StreamExt;
     let events = state.jobs.follow(&job, after).map(|ev| event_to_sse(&ev));
-    Ok(Either::Right(sse_stream(events, who.stream_deadline())))
+    Ok(Either::Right(super::sse::stream(events, who.stream_deadline())))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -251,5 +229,5 @@ pub async fn stream_events(who: Authorized<Viewer>, state: web::Data<AppState>, 
         // cannot fill the gap; GET /v1/jobs can).
         StateFeedItem::Lagged(missed) => sse_json("lagged", &serde_json::json!({"missed": missed})).into(),
     });
-    sse_stream(feed, deadline)
+    super::sse::stream(feed, deadline)
 }

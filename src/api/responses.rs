@@ -1,6 +1,14 @@
 //! Response sets shared by many routes, for the OpenAPI document.
+//!
+//! Beside [`JobSubmitted`], the sets are failures only: each a problem document
+//! (`application/problem+json`, the `Problem` schema), declared as a table of status and
+//! description. A route lists the sets whose every row it answers with, word for word,
+//! and its own rows beside them.
+
+use std::collections::BTreeMap;
 
 use utoipa::IntoResponses;
+use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 
 use crate::api::problem::Problem;
 use crate::jobs::Job;
@@ -36,26 +44,59 @@ pub enum JobSubmitted {
     StoreUnavailable(Problem),
 }
 
-/// The failures of an action on one container (start, stop, restart, kill, remove).
-#[derive(IntoResponses)]
-#[allow(dead_code)]
-pub enum ContainerActionErrors {
-    /// Not a valid container id or name, or a bad option.
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(Problem),
-    /// No or bad token.
-    #[response(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Problem),
-    /// Role below operator.
-    #[response(status = 403, content_type = "application/problem+json")]
-    Forbidden(Problem),
-    /// No such container (`container_not_found`).
-    #[response(status = 404, content_type = "application/problem+json")]
-    NotFound(Problem),
-    /// The engine failed (`docker_error`, Docker's message in `detail`).
-    #[response(status = 502, content_type = "application/problem+json")]
-    EngineFailed(Problem),
-    /// The engine does not answer (`docker_unavailable`).
-    #[response(status = 503, content_type = "application/problem+json")]
-    EngineUnavailable(Problem),
+/// Problem answers, by status and description.
+fn problems(rows: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
+    let schema = Ref::from_schema_name("Problem");
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/problem+json", Content::new(Some(schema.clone())))
+            .build()
+    };
+    rows.iter().map(|&(status, description)| (status.to_string(), problem(description).into())).collect()
+}
+
+/// A set of problem answers: a unit type whose `IntoResponses` is the table.
+macro_rules! problem_set {
+    ($(#[$doc:meta])* $name:ident = [$($row:expr),+ $(,)?]) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                problems(&[$($row),+])
+            }
+        }
+    };
+}
+
+const UNAUTHORIZED: (u16, &str) = (401, "No or bad token");
+const ENGINE_UNREACHABLE: (u16, &str) = (503, "Engine unreachable");
+
+problem_set! {
+    /// The failures of an action on one container (start, stop, restart, kill, remove).
+    ContainerActionErrors = [
+        (400, "Not a valid container id or name, or a bad option."),
+        (401, "No or bad token."),
+        (403, "Role below operator."),
+        (404, "No such container (`container_not_found`)."),
+        (502, "The engine failed (`docker_error`, Docker's message in `detail`)."),
+        (503, "The engine does not answer (`docker_unavailable`)."),
+    ]
+}
+
+problem_set! {
+    /// The failures of any route that asks the engine, beside the route's own.
+    EngineErrors = [UNAUTHORIZED, (502, "The engine failed (Docker's message in `detail`)"), ENGINE_UNREACHABLE]
+}
+
+problem_set! {
+    /// The failures every WebSocket route (attach, exec) has, beside its 404 and 409.
+    WebSocketErrors = [
+        (400, "Bad id or query, or not a WebSocket handshake"),
+        UNAUTHORIZED,
+        (403, "Role below operator"),
+        (429, "Too many interactive sessions (`too_many_sessions`, with `Retry-After`)"),
+        ENGINE_UNREACHABLE,
+    ]
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{Authorized, Viewer};
+use super::responses::EngineErrors;
 use crate::docker::EngineInfo;
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::error::ErrorCode;
@@ -41,9 +42,7 @@ pub struct HealthView {
     tag = "system",
     responses(
         (status = 200, description = "Engine and service information", body = SystemView),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Engine unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The engine failed (Docker's message in `detail`)", body = Problem, content_type = "application/problem+json"),
+        EngineErrors,
     ),
     security(("bearer" = ["viewer"]))
 )]

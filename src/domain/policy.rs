@@ -13,6 +13,19 @@ pub struct RunPolicy {
     pub allowed_images: Vec<String>,
     pub default_memory_bytes: Option<i64>,
     pub default_nano_cpus: Option<i64>,
+    /// Most memory a non-admin's container may ask for (`BERTH_MAX_MEMORY_BYTES`).
+    pub max_memory_bytes: Option<i64>,
+    /// Most CPU a non-admin's container may ask for, in 1e-9 CPUs (`BERTH_MAX_NANO_CPUS`).
+    pub max_nano_cpus: Option<i64>,
+    /// Process limit for containers that set none (`BERTH_DEFAULT_PIDS_LIMIT`).
+    pub default_pids_limit: Option<i64>,
+    /// Named volumes a non-admin may mount besides their team's (`BERTH_ALLOWED_VOLUMES`,
+    /// globs; default none).
+    pub allowed_volumes: Vec<String>,
+    /// Named volumes nobody may mount through Berth: those holding its own data.
+    pub protected_volumes: Vec<String>,
+    /// Hosts `remote=` builds may fetch from (`BERTH_BUILD_REMOTE_ALLOW`; default none).
+    pub build_remote_allow: Vec<String>,
 }
 
 fn glob(pattern: &str, text: &str) -> bool {
