@@ -20,6 +20,9 @@ pub enum EngineError {
     BadRequest(String),
     #[error("{0}")]
     Docker(String),
+    /// A registry refused a pull or push: bad or missing credentials.
+    #[error("{0}")]
+    RegistryRefused(String),
 }
 
 impl crate::error::HasCode for EngineError {
@@ -33,6 +36,7 @@ impl crate::error::HasCode for EngineError {
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::BadRequest(_) => ErrorCode::InvalidRequest,
             EngineError::Docker(_) => ErrorCode::DockerError,
+            EngineError::RegistryRefused(_) => ErrorCode::RegistryAuthFailed,
         }
     }
     fn detail(&self) -> String {

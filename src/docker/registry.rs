@@ -26,10 +26,11 @@ impl DockerEngine {
             ..Default::default()
         };
         let stream = d.create_image(Some(opts), None, auth.map(to_bollard));
+        let repository = repository.to_string();
         Ok(stream
-            .map(|item| match item {
+            .map(move |item| match item {
                 Ok(i) => Ok(progress_message(i.id, i.status, i.progress_detail)),
-                Err(e) => Err(EngineError::from_bollard(ObjectKind::Image, e)),
+                Err(e) => Err(registry_error(&repository, EngineError::from_bollard(ObjectKind::Image, e))),
             })
             .boxed())
     }
@@ -48,18 +49,39 @@ impl DockerEngine {
             let headers = [("X-Registry-Auth", registry_auth_header(auth))];
             let stream = super::raw::post_json_stream(self.host(), &path, &headers, ObjectKind::Image)
                 .await
-                .map_err(|e| self.forget_if_unavailable(e))?;
-            return Ok(stream.map(|item| item.and_then(progress_from_json)).boxed());
+                .map_err(|e| registry_error(repository, self.forget_if_unavailable(e)))?;
+            let repository = repository.to_string();
+            return Ok(stream.map(move |item| item.and_then(progress_from_json).map_err(|e| registry_error(&repository, e))).boxed());
         }
         let opts = qp::PushImageOptions { tag: Some(tag.to_string()), platform: None };
         let stream = d.push_image(repository, Some(opts), auth.map(to_bollard));
+        let repository = repository.to_string();
         Ok(stream
-            .map(|item| match item {
+            .map(move |item| match item {
                 Ok(i) => Ok(progress_message(None, i.status, i.progress_detail)),
-                Err(e) => Err(EngineError::from_bollard(ObjectKind::Image, e)),
+                Err(e) => Err(registry_error(&repository, EngineError::from_bollard(ObjectKind::Image, e))),
             })
             .boxed())
     }
+}
+
+/// The engine reports a registry's refusals as text ("no basic auth credentials",
+/// "unauthorized", "manifest unknown"): here they get codes of their own, so a portal
+/// can tell a wrong password from a missing image.
+fn registry_error(repository: &str, e: EngineError) -> EngineError {
+    if e.is_unavailable() || matches!(e, EngineError::RegistryRefused(_) | EngineError::NotFound { .. }) {
+        return e;
+    }
+    let msg = e.to_string();
+    let lower = msg.to_ascii_lowercase();
+    let host = crate::domain::ImageRef::parse(repository).map(|r| r.registry_host().to_string()).unwrap_or_default();
+    if ["unauthorized", "authentication required", "denied", "no basic auth credentials"].iter().any(|p| lower.contains(p)) {
+        return EngineError::RegistryRefused(format!("The registry {host} refused the credentials (or gave none): {msg}"));
+    }
+    if ["not found", "manifest unknown", "no such image"].iter().any(|p| lower.contains(p)) {
+        return EngineError::NotFound { kind: ObjectKind::Image, message: msg };
+    }
+    e
 }
 
 fn to_bollard(auth: &RegistryAuth) -> DockerCredentials {

@@ -171,30 +171,6 @@ fn credentials_for(ctx: &JobCtx, image: &ImageRef) -> Option<RegistryAuth> {
     ctx.jobs.take_secret(&ctx.job.id).or_else(|| ctx.jobs.configured_credentials(image.registry_host()))
 }
 
-/// Registry refusals get codes of their own, so a portal can tell them apart.
-fn registry_failure(e: EngineError, image: &ImageRef) -> Failure {
-    if e.is_unavailable() {
-        return Failure::from(e);
-    }
-    let msg = e.to_string();
-    let lower = msg.to_ascii_lowercase();
-    // Without credentials the engine says "no basic auth credentials" (pull and push).
-    if lower.contains("unauthorized")
-        || lower.contains("authentication required")
-        || lower.contains("denied")
-        || lower.contains("no basic auth credentials")
-    {
-        return Failure::new(
-            ErrorCode::RegistryAuthFailed,
-            format!("The registry {} refused the credentials (or gave none): {msg}", image.registry_host()),
-        );
-    }
-    if lower.contains("not found") || lower.contains("manifest unknown") || lower.contains("no such image") {
-        return Failure::new(ErrorCode::ImageNotFound, msg);
-    }
-    Failure::from(e)
-}
-
 /// `repo:tag` or `repo@digest`, as the engine names a pulled image.
 fn image_reference(image: &ImageRef) -> String {
     match &image.digest {

@@ -4,7 +4,7 @@
 use futures_util::Stream;
 use serde_json::{Value, json};
 
-use super::{Failure, JobCtx, credentials_for, image_reference, registry_failure};
+use super::{Failure, JobCtx, credentials_for, image_reference};
 use crate::docker::{EngineError, ProgressMessage, RegistryAuth};
 use crate::domain::ImageRef;
 use crate::error::ErrorCode;
@@ -12,7 +12,6 @@ use crate::jobs::progress::ProgressTracker;
 
 async fn fold_progress(
     ctx: &mut JobCtx,
-    image: &ImageRef,
     phase: &str,
     stream: impl Stream<Item = Result<ProgressMessage, EngineError>>,
 ) -> Result<(Vec<String>, Option<String>), Failure> {
@@ -23,7 +22,7 @@ async fn fold_progress(
     loop {
         match ctx.next(&mut stream).await? {
             None => break,
-            Some(Err(e)) => return Err(registry_failure(e, image)),
+            Some(Err(e)) => return Err(e.into()),
             Some(Ok(msg)) => {
                 if msg.digest.is_some() {
                     digest = msg.digest.clone();
@@ -55,8 +54,8 @@ pub(super) async fn pull(
     let stream = ctx
         .cancellable(engine.pull(&image.repository(), &tag, platform, auth))
         .await?
-        .map_err(|e| registry_failure(e, image))?;
-    fold_progress(ctx, image, "pulling", stream).await?;
+        ?;
+    fold_progress(ctx, "pulling", stream).await?;
     let reference = image_reference(image);
     let (id, digests, _) = engine
         .image_identity(&reference)
@@ -79,8 +78,8 @@ pub(super) async fn push(ctx: &mut JobCtx, image: &ImageRef) -> Result<Value, Fa
     let stream = ctx
         .cancellable(engine.push(&image.repository(), image.tag_or_latest(), auth.as_ref()))
         .await?
-        .map_err(|e| registry_failure(e, image))?;
-    let (statuses, aux_digest) = fold_progress(ctx, image, "pushing", stream).await?;
+        ?;
+    let (statuses, aux_digest) = fold_progress(ctx, "pushing", stream).await?;
     // The engine's `aux.Digest`, else its status line "<tag>: digest: sha256:… size: N".
     let digest = aux_digest.or_else(|| {
         statuses.iter().rev().find_map(|s| {
