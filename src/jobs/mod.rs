@@ -444,7 +444,7 @@ impl Jobs {
         events.push(EventData::State(to));
         events.push(EventData::End(to));
         let events = events.iter().map(|e| (e.name(), e.to_json())).collect();
-        match self.store.finish(&job.id, from, to, result, error, events).await {
+        match self.store.finish(&job.id, store::JobEnd { from, to, result, error, events }).await {
             Ok(Some(done)) => {
                 let labels = JobLabels { kind: job.kind.as_str().into(), state: to.as_str().into() };
                 self.metrics.jobs_finished.get_or_create(&labels).inc();

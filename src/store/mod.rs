@@ -25,6 +25,17 @@ pub enum StoreError {
     Join(String),
 }
 
+/// How a job ends: `from` -> `to` (terminal), its result or error, and the last
+/// events to append in order.
+#[derive(Debug, Clone)]
+pub struct JobEnd {
+    pub from: JobState,
+    pub to: JobState,
+    pub result: Option<Value>,
+    pub error: Option<JobError>,
+    pub events: Vec<(EventName, Value)>,
+}
+
 /// What ending a job stored: its last events (to publish) and its spool path.
 #[derive(Debug)]
 pub struct Finished {
@@ -70,15 +81,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// End a job in one transaction: `from` -> `to` (terminal) with its result and error,
     /// the final progress (phase `done`) and `events` appended in order. `None` when the
     /// job was not in `from` (someone else ended it).
-    async fn finish(
-        &self,
-        id: &str,
-        from: JobState,
-        to: JobState,
-        result: Option<Value>,
-        error: Option<JobError>,
-        events: Vec<(EventName, Value)>,
-    ) -> Result<Option<Finished>, StoreError>;
+    async fn finish(&self, id: &str, end: JobEnd) -> Result<Option<Finished>, StoreError>;
     /// The job's last stored event.
     async fn last_event(&self, id: &str) -> Result<Option<JobEvent>, StoreError>;
     /// Events with `seq > after`, in order, at most `limit`.

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::{AuditFilter, AuditLog, AuditRecord, Inserted, JobStore, StoreError};
-use super::Finished;
+use super::{Finished, JobEnd};
 use crate::domain::identity::Role;
 use crate::domain::job::{EventName, Job, JobError, JobEvent, JobFilter, JobKind, JobState, NewJob, Progress};
 
@@ -142,6 +142,22 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         Self::on(self.writer.clone(), f).await
+    }
+
+    /// Run a sweep that deletes up to `SWEEP_BATCH` rows per write transaction until a
+    /// batch comes back short, so other writes interleave; how many rows in all.
+    async fn in_batches(
+        &self,
+        batch: impl Fn(&mut Connection) -> Result<usize, StoreError> + Send + Sync + Clone + 'static,
+    ) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.with(batch.clone()).await?;
+            total += n;
+            if n < SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// Run a read on the reader connection.
@@ -370,16 +386,9 @@ impl JobStore for SqliteStore {
         self.with(move |conn| Ok(append(conn, &id, event, data)?)).await
     }
 
-    async fn finish(
-        &self,
-        id: &str,
-        from: JobState,
-        to: JobState,
-        result: Option<Value>,
-        error: Option<JobError>,
-        events: Vec<(EventName, Value)>,
-    ) -> Result<Option<Finished>, StoreError> {
+    async fn finish(&self, id: &str, end: JobEnd) -> Result<Option<Finished>, StoreError> {
         let id = id.to_string();
+        let JobEnd { from, to, result, error, events } = end;
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let Some((progress, spool)) = tx
@@ -465,32 +474,22 @@ impl JobStore for SqliteStore {
     }
 
     async fn delete_finished_before(&self, cutoff: &str) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let cutoff = cutoff.to_string();
-            let n = self
-                .with(move |conn| {
-                    let tx = conn.transaction()?;
-                    let ids: Vec<String> = {
-                        let mut stmt = tx.prepare(
-                            "SELECT id FROM jobs WHERE finished_at < ?1 AND state NOT IN ('queued', 'running') LIMIT ?2",
-                        )?;
-                        stmt.query_map(params![cutoff, SWEEP_BATCH as i64], |r| r.get(0))?
-                            .collect::<rusqlite::Result<_>>()?
-                    };
-                    for id in &ids {
-                        tx.execute("DELETE FROM job_events WHERE job_id = ?1", [id])?;
-                        tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
-                    }
-                    tx.commit()?;
-                    Ok(ids.len())
-                })
-                .await?;
-            total += n;
-            if n < SWEEP_BATCH {
-                return Ok(total);
+        let cutoff = cutoff.to_string();
+        self.in_batches(move |conn| {
+            let tx = conn.transaction()?;
+            let ids: Vec<String> = {
+                let mut stmt =
+                    tx.prepare("SELECT id FROM jobs WHERE finished_at < ?1 AND state NOT IN ('queued', 'running') LIMIT ?2")?;
+                stmt.query_map(params![cutoff, SWEEP_BATCH as i64], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+            };
+            for id in &ids {
+                tx.execute("DELETE FROM job_events WHERE job_id = ?1", [id])?;
+                tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
             }
-        }
+            tx.commit()?;
+            Ok(ids.len())
+        })
+        .await
     }
 
     async fn running_ids(&self) -> Result<Vec<String>, StoreError> {
@@ -555,22 +554,14 @@ impl AuditLog for SqliteStore {
     }
 
     async fn prune_before(&self, cutoff: &str) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let cutoff = cutoff.to_string();
-            let n = self
-                .with(move |conn| {
-                    Ok(conn.execute(
-                        "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 LIMIT ?2)",
-                        params![cutoff, SWEEP_BATCH as i64],
-                    )?)
-                })
-                .await?;
-            total += n;
-            if n < SWEEP_BATCH {
-                return Ok(total);
-            }
-        }
+        let cutoff = cutoff.to_string();
+        self.in_batches(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 LIMIT ?2)",
+                params![cutoff, SWEEP_BATCH as i64],
+            )?)
+        })
+        .await
     }
 
     async fn query(&self, f: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
@@ -697,17 +688,14 @@ mod tests {
         let job = store.claim_next(JobKind::Pull).await.unwrap().unwrap();
         assert_eq!(job.authority, Some(Role::Operator), "the submitter's role is recorded");
         let events = vec![(EventName::State, serde_json::json!({"state": "succeeded"})), (EventName::End, serde_json::json!({"state": "succeeded"}))];
-        let done = store
-            .finish(&a.id, JobState::Running, JobState::Succeeded, Some(serde_json::json!({"ok": 1})), None, events.clone())
-            .await
-            .unwrap()
-            .unwrap();
+        let end = |to, events| JobEnd { from: JobState::Running, to, result: Some(serde_json::json!({"ok": 1})), error: None, events };
+        let done = store.finish(&a.id, end(JobState::Succeeded, events.clone())).await.unwrap().unwrap();
         assert_eq!(done.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
         let j = store.get(&a.id).await.unwrap().unwrap();
         assert_eq!((j.state, j.progress.phase.as_str()), (JobState::Succeeded, "done"));
         assert!(store.last_event(&a.id).await.unwrap().unwrap().is_end());
         // A second end (a cancel racing the worker) changes nothing and stores nothing.
-        assert!(store.finish(&a.id, JobState::Running, JobState::Canceled, None, None, events).await.unwrap().is_none());
+        assert!(store.finish(&a.id, end(JobState::Canceled, events)).await.unwrap().is_none());
         assert_eq!(store.events_after(&a.id, 0, 10).await.unwrap().len(), 3);
     }
 
