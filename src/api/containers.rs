@@ -406,8 +406,11 @@ async fn end_event(state: web::Data<AppState>, id: String) -> sse::Data {
 /// (default) the job ends once the container started, result `{container_id}`; with
 /// `detach=false` its output comes as `log` events and the result is
 /// `{container_id, exit_code}` (the job succeeds whatever the exit code). Options that
-/// give power over the host (`privileged`, host `binds`/volumes, `network: host`) need
-/// admin: else 403 `policy_violation` naming the option, before anything is queued.
+/// give power over the host (`privileged`, host `binds`/volumes, `network: host`, a host
+/// port below 1024, …) need admin: else 403 `policy_violation` naming the option, before
+/// anything is queued; so does a named volume outside `BERTH_ALLOWED_VOLUMES` and the
+/// caller's team. A non-admin's `memory_bytes`, `nano_cpus` and `pids_limit` are bounded
+/// (400 `invalid_request` naming the field and the bound).
 #[utoipa::path(
     tag = "containers",
     request_body = crate::domain::run::RunContainerRequest,

@@ -113,7 +113,10 @@ pub struct ExecCreatedView {
 ///
 /// Start it by opening the WebSocket `GET /v1/exec/{id}/ws` (the answer's `Location`). stdin, stdout and
 /// stderr are attached. An exec instance is started once, by the subject that created it
-/// (or an admin), within an hour. `privileged` needs admin (403 `policy_violation`).
+/// (or an admin), within an hour. `privileged` needs admin (403 `policy_violation`), and
+/// so does a container with power over the host (the run list, judged from its inspect
+/// document) or one that mounts Berth's own data volume. Berth's own container answers
+/// 403 `forbidden` to everyone.
 #[utoipa::path(
     tag = "containers",
     params(("id" = String, Path, description = "Container id, id prefix or name")),
@@ -121,7 +124,7 @@ pub struct ExecCreatedView {
     responses(
         (status = 201, description = "Created; `Location: /v1/exec/{id}/ws`", body = ExecCreatedView),
         (status = 400, description = "Bad body", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator, or `policy_violation` (`privileged` without admin)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator, `policy_violation` (`privileged`, or a container with host power, without admin), or `forbidden` (Berth's own container)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The container is not running (`conflict`)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),

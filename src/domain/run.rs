@@ -161,9 +161,10 @@ impl RunSpec {
         }
     }
 
-    /// The named volumes it mounts (the sources of `volumes` that are no host path).
+    /// The named volumes it mounts: the sources that are no host path, of `volumes` and
+    /// of `binds` too (an admin's `binds` entry `name:/x` is a named volume to the engine).
     pub fn named_volumes(&self) -> Vec<String> {
-        let sources = self.binds.iter().filter_map(|b| b.split(':').next());
+        let sources = self.binds.iter().chain(&self.bind_mounts).filter_map(|b| b.split(':').next());
         sources.filter(|s| !is_host_path(s)).map(String::from).collect()
     }
 }
@@ -565,6 +566,8 @@ mod tests {
         assert_eq!(spec.binds, vec!["data:/data".to_string()]);
         assert_eq!(spec.anonymous_volumes, vec!["/anon".to_string()]);
         assert_eq!(spec.named_volumes(), ["data"]);
+        let admin = RunContainerRequest { binds: Some(vec!["/srv:/srv".into(), "v:/v".into()]), ..req("a") };
+        assert_eq!(admin.validate(true).unwrap().named_volumes(), ["v"]);
         let high = RunContainerRequest { ports: Some(vec!["1024:80".into(), "80".into()]), ..req("a") };
         assert!(high.validate(false).is_ok(), "high host ports, and container ports below 1024");
     }

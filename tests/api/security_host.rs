@@ -181,6 +181,35 @@ async fn named_volumes_need_the_allow_list_or_the_callers_team() {
     assert_eq!(submit_run(&app, Role::Admin, &body).await.status(), 202);
 }
 
+/// Finding 2: the rule holds when the job runs, not only when it was submitted: a volume
+/// that changed hands while the job waited in the queue is not mounted.
+#[actix_web::test]
+async fn the_named_volume_rule_is_checked_again_before_the_create() {
+    let mut volumes = Volumes::default();
+    let volume = volumes.create("requeued", &["--label", "berth.team=default"]);
+    let app = spawn_app_with(|s| s.concurrency.run = 1).await;
+    let mut cleanup = Cleanup::default();
+    let (blocker, late) = (unique("blocker"), unique("late-volume"));
+    cleanup.container(&blocker).container(&late);
+    let body = json!({"image": BASE_IMAGE, "name": blocker, "cmd": ["sleep", "3"], "detach": false});
+    let first: Value = submit_run(&app, Role::Operator, &body).await.json().await.unwrap();
+    let body = json!({"image": BASE_IMAGE, "name": late, "cmd": ["true"], "volumes": [format!("{volume}:/data")]});
+    let res = submit_run(&app, Role::Operator, &body).await;
+    assert_eq!(res.status(), 202, "the team's volume at submit");
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(job["state"], "queued", "waits behind the blocker: {job}");
+    // Meanwhile the volume is replaced by one of nobody's.
+    docker(&["volume", "rm", &volume]);
+    docker(&["volume", "create", &volume]);
+    let job = app.wait_for_job(job["id"].as_str().unwrap(), Role::Operator).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "policy_violation", "{job}");
+    assert!(job["error"]["message"].as_str().unwrap().contains(&volume), "{job}");
+    assert!(docker(&["ps", "-a", "-q", "--filter", &format!("name=^/{late}$")]).is_empty(), "no container made");
+    let first = app.wait_for_job(first["id"].as_str().unwrap(), Role::Operator).await;
+    assert_eq!(first["state"], "succeeded", "{first}");
+}
+
 /// Finding 2: the volume holding Berth's data dir, found in Berth's own container at
 /// start, is mounted by nobody, and a container that mounts it is no place for an
 /// operator's shell.
@@ -198,10 +227,11 @@ async fn berths_data_volume_is_mounted_by_nobody() {
         s.self_container = Some(own.clone());
     })
     .await;
-    for role in [Role::Operator, Role::Admin] {
-        let body = json!({"image": BASE_IMAGE, "cmd": ["ls", "/stolen"], "volumes": [format!("{data}:/stolen")]});
+    for (role, field) in [(Role::Operator, "volumes"), (Role::Admin, "volumes"), (Role::Admin, "binds")] {
+        let mut body = json!({"image": BASE_IMAGE, "cmd": ["ls", "/stolen"]});
+        body[field] = json!([format!("{data}:/stolen")]);
         let p = assert_problem(submit_run(&app, role, &body).await, 403, "policy_violation").await;
-        assert!(p["detail"].as_str().unwrap().contains("Berth's own data"), "{role}: {p}");
+        assert!(p["detail"].as_str().unwrap().contains("Berth's own data"), "{role} {field}: {p}");
     }
     // Another container mounting it (made on the host): no operator shell there.
     let beside = unique("beside-data");
