@@ -78,7 +78,7 @@ impl AppHandle {
 
 impl Application {
     /// Bind (port 0 picks a free one) and wire everything; the server runs once awaited.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding BERTH_LISTEN {}", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -89,6 +89,7 @@ impl Application {
         if let Err(e) = engine.ping().await {
             tracing::warn!(error = %e, "the Docker engine does not answer yet; serving 503 docker_unavailable until it does");
         }
+        find_own_container(&mut settings, &*engine).await;
         let credentials = match &settings.registry_auth_file {
             Some(path) => CredentialStore::load(path)?,
             None => CredentialStore::default(),
@@ -173,6 +174,61 @@ impl Application {
     }
 }
 
+/// Berth's own container (`BERTH_SELF_CONTAINER`, else the container id found in
+/// `/proc/self`, when the engine knows it), by full id in `settings.self_container`, and
+/// the volumes mounted at (or around) its data dir added to the protected volumes. When
+/// the engine does not answer, the reference is kept as given and the volumes stay
+/// unknown (said in the log).
+async fn find_own_container(settings: &mut Settings, engine: &Engine) {
+    let configured = settings.self_container.clone();
+    let found = || {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        own_container_id(&read("/proc/self/cgroup"), &read("/proc/self/mountinfo"))
+    };
+    let Some(reference) = configured.clone().or_else(found) else { return };
+    match engine.inspect_container(&reference).await {
+        Ok(doc) => {
+            let id = doc["Id"].as_str().unwrap_or(&reference).to_string();
+            let volumes = data_volumes(&doc, &settings.data_dir);
+            tracing::info!(container = %id, protected_volumes = ?volumes, "Berth runs in this container: nobody stops, removes, execs into or attaches to it through Berth");
+            settings.policy.protected_volumes.extend(volumes);
+            settings.self_container = Some(id);
+        }
+        Err(e) if configured.is_some() || e.is_unavailable() => {
+            tracing::warn!(container = %reference, error = %e, "could not inspect Berth's own container: it is refused by this reference, and the volumes holding Berth's data are not known");
+            settings.self_container = Some(reference);
+        }
+        // An id in our cgroup that this engine does not know: we run somewhere else.
+        Err(_) => {}
+    }
+}
+
+/// The 64-hex id of the container this process runs in: from a cgroup path
+/// (`/docker/<id>`, `docker-<id>.scope`), else from a mount source under
+/// `/containers/<id>/` (`/etc/hostname` and friends, which cgroup v2 with a private
+/// namespace leaves as the only trace).
+fn own_container_id(cgroup: &str, mountinfo: &str) -> Option<String> {
+    let hex64 = |s: &str| s.len() >= 64 && s.as_bytes()[..64].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+    let in_cgroup = cgroup.lines().flat_map(|l| l.split(['/', '-', '.', ':'])).find(|t| t.len() == 64 && hex64(t));
+    let in_mounts = || {
+        mountinfo.split("/containers/").skip(1).find(|rest| hex64(rest) && rest.as_bytes().get(64) == Some(&b'/'))
+    };
+    in_cgroup.or_else(in_mounts).map(|t| t[..64].to_string())
+}
+
+/// The named volumes of a container's inspect document mounted at, above or inside
+/// `data_dir`: those holding Berth's data.
+fn data_volumes(doc: &serde_json::Value, data_dir: &std::path::Path) -> Vec<String> {
+    let data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let mounts = doc["Mounts"].as_array().into_iter().flatten();
+    let volumes = mounts.filter(|m| m["Type"] == "volume");
+    let covering = volumes.filter(|m| {
+        let dest = std::path::Path::new(m["Destination"].as_str().unwrap_or(""));
+        dest.is_absolute() && (data_dir.starts_with(dest) || dest.starts_with(&data_dir))
+    });
+    covering.filter_map(|m| m["Name"].as_str().map(String::from)).collect()
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -185,4 +241,41 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899";
+
+    #[test]
+    fn finds_the_container_it_runs_in() {
+        let v1 = format!("12:pids:/docker/{ID}\n11:memory:/docker/{ID}\n");
+        assert_eq!(own_container_id(&v1, "").as_deref(), Some(ID));
+        let systemd = format!("0::/system.slice/docker-{ID}.scope\n");
+        assert_eq!(own_container_id(&systemd, "").as_deref(), Some(ID));
+        // cgroup v2 with a private namespace: only the mounts tell.
+        let layer = "a".repeat(64);
+        let mountinfo = format!(
+            "100 90 0:50 / / rw - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/{layer}/diff\n\
+             120 100 8:1 /var/lib/docker/containers/{ID}/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n"
+        );
+        assert_eq!(own_container_id("0::/\n", &mountinfo).as_deref(), Some(ID));
+        assert_eq!(own_container_id("0::/\n", &format!("lowerdir=/var/lib/docker/overlay2/{layer}/diff")), None);
+        assert_eq!(own_container_id("4:memory:/process_api/34581980cf79c68c7959376d9184a565\n", ""), None);
+    }
+
+    #[test]
+    fn the_volumes_at_the_data_dir_are_berths() {
+        let doc = serde_json::json!({"Mounts": [
+            {"Type": "volume", "Name": "berth-data", "Destination": "/data"},
+            {"Type": "volume", "Name": "cache", "Destination": "/cache"},
+            {"Type": "volume", "Name": "var", "Destination": "/var"},
+            {"Type": "bind", "Source": "/run/docker.sock", "Destination": "/var/run/docker.sock"},
+            {"Type": "volume", "Name": "spool", "Destination": "/data/contexts"},
+        ]});
+        assert_eq!(data_volumes(&doc, std::path::Path::new("/data")), ["berth-data", "spool"]);
+        assert_eq!(data_volumes(&doc, std::path::Path::new("/var/lib/berth")), ["var"]);
+    }
 }

@@ -85,15 +85,37 @@ async fn resolved(state: &AppState, path: web::Path<String>) -> ApiResult<String
     Ok(state.engine.resolve_container(&given).await?)
 }
 
-/// An action on the container a path names: resolve it, act, answer 204.
+/// An action on the container a path names: resolve it, act, answer 204. Never on
+/// Berth's own container.
 async fn act_on(
     state: &AppState,
     path: web::Path<String>,
     action: impl AsyncFnOnce(&AppState, &str) -> ApiResult<()>,
 ) -> ApiResult<HttpResponse> {
     let id = resolved(state, path).await?;
+    refuse_own_container(state, &id).await?;
     action(state, &id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// 403 `forbidden` when `id` (a full id) is Berth's own container: nobody, admin
+/// included, stops, restarts, kills, removes, execs into or attaches to it through Berth,
+/// which would cut the branch it sits on (or hand out its secrets and its socket).
+pub(crate) async fn refuse_own_container(state: &AppState, id: &str) -> ApiResult<()> {
+    let Some(own) = state.settings.self_container.as_deref() else { return Ok(()) };
+    // Start-up resolved it to a full id, unless the engine did not answer then.
+    let is_full_id = own.len() == 64 && own.bytes().all(|b| b.is_ascii_hexdigit());
+    let own_id = if is_full_id { Some(own.to_string()) } else { state.engine.resolve_container(own).await.ok() };
+    if own_id.as_deref() != Some(id) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        crate::error::ErrorCode::Forbidden,
+        format!(
+            "Container {id} is Berth's own container (BERTH_SELF_CONTAINER, or found at start): nobody stops, restarts, \
+             kills, removes, execs into or attaches to it through Berth. Manage it on the host."
+        ),
+    ))
 }
 
 /// Inspect a container by id (or id prefix) or name. The body is the engine's own
@@ -384,8 +406,11 @@ async fn end_event(state: web::Data<AppState>, id: String) -> sse::Data {
 /// (default) the job ends once the container started, result `{container_id}`; with
 /// `detach=false` its output comes as `log` events and the result is
 /// `{container_id, exit_code}` (the job succeeds whatever the exit code). Options that
-/// give power over the host (`privileged`, host `binds`/volumes, `network: host`) need
-/// admin: else 403 `policy_violation` naming the option, before anything is queued.
+/// give power over the host (`privileged`, host `binds`/volumes, `network: host`, a host
+/// port below 1024, …) need admin: else 403 `policy_violation` naming the option, before
+/// anything is queued; so does a named volume outside `BERTH_ALLOWED_VOLUMES` and the
+/// caller's team. A non-admin's `memory_bytes`, `nano_cpus` and `pids_limit` are bounded
+/// (400 `invalid_request` naming the field and the bound).
 #[utoipa::path(
     tag = "containers",
     request_body = crate::domain::run::RunContainerRequest,
@@ -404,6 +429,7 @@ pub async fn run_container(
 ) -> ApiResult<HttpResponse> {
     let role = who.role.unwrap_or(crate::auth::Role::Viewer);
     let spec = crate::jobs::JobSpec::run(body.into_inner(), role, Some(&state.settings.policy))?;
+    state.jobs.check_run_volumes(&spec, role).await?;
     crate::api::submit::submit_job(&state, &req, &who, spec, None).await
 }
 

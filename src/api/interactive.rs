@@ -88,7 +88,7 @@ pub async fn attach_container(
     let (size, permit) = opening(&state, &req, q.cols, q.rows)?;
     let c = state.engine.container_stdio_info(&id).await?;
     crate::audit::set_target(&req, format!("container={}", c.id));
-    usable(&c, &who, || format!("Container {id} is not running: start it before attaching."))?;
+    usable(&state, &c, &who, || format!("Container {id} is not running: start it before attaching.")).await?;
     let stdio = state.engine.attach_stdio(&c.id, c.tty, c.open_stdin, q.logs.unwrap_or(false)).await?;
     if let (true, Some((cols, rows))) = (c.tty, size) {
         state.engine.resize_container_tty(&c.id, cols, rows).await?;
@@ -113,7 +113,10 @@ pub struct ExecCreatedView {
 ///
 /// Start it by opening the WebSocket `GET /v1/exec/{id}/ws` (the answer's `Location`). stdin, stdout and
 /// stderr are attached. An exec instance is started once, by the subject that created it
-/// (or an admin), within an hour. `privileged` needs admin (403 `policy_violation`).
+/// (or an admin), within an hour. `privileged` needs admin (403 `policy_violation`), and
+/// so does a container with power over the host (the run list, judged from its inspect
+/// document) or one that mounts Berth's own data volume. Berth's own container answers
+/// 403 `forbidden` to everyone.
 #[utoipa::path(
     tag = "containers",
     params(("id" = String, Path, description = "Container id, id prefix or name")),
@@ -121,7 +124,7 @@ pub struct ExecCreatedView {
     responses(
         (status = 201, description = "Created; `Location: /v1/exec/{id}/ws`", body = ExecCreatedView),
         (status = 400, description = "Bad body", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role below operator, or `policy_violation` (`privileged` without admin)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role below operator, `policy_violation` (`privileged`, or a container with host power, without admin), or `forbidden` (Berth's own container)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The container is not running (`conflict`)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
@@ -140,7 +143,7 @@ pub async fn create_exec(
     let spec = body.validate(who.is_admin())?;
     state.sessions.check_exec_quota(&who.subject)?;
     let c = state.engine.container_stdio_info(&id).await?;
-    usable(&c, &who, || format!("Container {id} is not running: start it before exec."))?;
+    usable(&state, &c, &who, || format!("Container {id} is not running: start it before exec.")).await?;
     let exec_id = state.engine.create_exec(&c.id, &spec).await?;
     state.sessions.register_exec(&exec_id, &who.subject, &c.id, &spec);
     let target = SessionTarget::Exec { container_id: c.id.clone(), exec_id: exec_id.clone() };
@@ -207,7 +210,7 @@ pub async fn exec_session(
         return Err(conflict(format!("Exec instance {id} was already started; create a new one.")));
     }
     let c = state.engine.container_stdio_info(&info.container_id).await?;
-    usable(&c, &who, || format!("The container of exec instance {id} is not running."))?;
+    usable(&state, &c, &who, || format!("The container of exec instance {id} is not running.")).await?;
     let stdio = state.engine.start_exec_stdio(&id, info.tty).await?;
     claim.started();
     if let (true, Some((cols, rows))) = (info.tty, size) {
@@ -245,18 +248,42 @@ fn session_params(
     SessionParams { engine: state.engine.clone(), audit, stdin, idle_timeout, permit, exec_claim }
 }
 
-/// A container a session may use: the caller may reach its host power, and it runs
-/// (else 409 `conflict`, saying `not_running`).
-fn usable(
+/// A container a session may use: not Berth's own (403 `forbidden`), the caller may
+/// reach its host power and its volumes, and it runs (else 409 `conflict`, saying
+/// `not_running`).
+async fn usable(
+    state: &AppState,
     c: &crate::docker::ContainerStdioInfo,
     who: &crate::auth::Principal,
     not_running: impl FnOnce() -> String,
 ) -> ApiResult<()> {
+    super::containers::refuse_own_container(state, &c.id).await?;
     check_host_power(c, who)?;
+    check_protected_volumes(state, c, who)?;
     if !c.running {
         return Err(conflict(not_running()));
     }
     Ok(())
+}
+
+/// A shell beside Berth's own data (its job store, contexts, audit log) reads and
+/// rewrites them: a non-admin may not attach to or exec in a container that mounts them.
+fn check_protected_volumes(
+    state: &AppState,
+    c: &crate::docker::ContainerStdioInfo,
+    who: &crate::auth::Principal,
+) -> ApiResult<()> {
+    let protected = &state.settings.policy.protected_volumes;
+    match c.volumes.iter().find(|v| protected.contains(v)) {
+        Some(v) if !who.is_admin() => Err(ApiError::new(
+            ErrorCode::PolicyViolation,
+            format!(
+                "Container {} mounts volume `{v}`, which holds Berth's own data; attaching to it or exec in it is reserved to the admin role.",
+                c.id
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn conflict(detail: String) -> ApiError {

@@ -78,7 +78,7 @@ problem_set! {
     ContainerActionErrors = [
         (400, "Not a valid container id or name, or a bad option."),
         (401, "No or bad token."),
-        (403, "Role below operator."),
+        (403, "Role below operator, or the container is Berth's own (`forbidden`)."),
         (404, "No such container (`container_not_found`)."),
         (502, "The engine failed (`docker_error`, Docker's message in `detail`)."),
         (503, "The engine does not answer (`docker_unavailable`)."),

@@ -193,6 +193,9 @@ impl EngineApi for DockerEngine {
     async fn wait_exit(&self, id: &str) -> Result<i64> {
         DockerEngine::wait_exit(self, id).await
     }
+    async fn volume_facts(&self, name: &str) -> Result<Option<crate::domain::policy::VolumeFacts>> {
+        DockerEngine::volume_facts(self, name).await
+    }
     async fn container_stdio_info(&self, id: &str) -> Result<ContainerStdioInfo> {
         DockerEngine::container_stdio_info(self, id).await
     }

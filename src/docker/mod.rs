@@ -119,6 +119,8 @@ pub trait EngineApi: Send + Sync {
     async fn attach_output(&self, id: &str) -> Result<BoxStream<'static, Result<(LogStream, Bytes)>>>;
     /// Wait until the container is not running; its exit code.
     async fn wait_exit(&self, id: &str) -> Result<i64>;
+    /// A named volume's driver, labels and options (`None`: no such volume).
+    async fn volume_facts(&self, name: &str) -> Result<Option<crate::domain::policy::VolumeFacts>>;
 
     // ---- interactive --------------------------------------------------------------------
 

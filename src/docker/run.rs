@@ -11,6 +11,7 @@ use futures_util::stream::BoxStream;
 
 use super::containers::split_output;
 use super::{DockerEngine, EngineError, LogStream, ObjectKind, Result};
+use crate::domain::policy::VolumeFacts;
 use crate::domain::run::RunSpec;
 
 type PortBindings = HashMap<String, Option<Vec<PortBinding>>>;
@@ -50,6 +51,19 @@ impl DockerEngine {
             .output
             .map(|item| item.map(split_output).map_err(|e| EngineError::from_bollard(ObjectKind::Container, e)))
             .boxed())
+    }
+
+    /// A named volume's driver, labels and options; `None` when the engine has none by
+    /// that name (a run would create it).
+    pub(super) async fn volume_facts(&self, name: &str) -> Result<Option<VolumeFacts>> {
+        let d = self.docker().await?;
+        match d.inspect_volume(name).await {
+            Ok(v) => Ok(Some(VolumeFacts { name: v.name, driver: v.driver, labels: v.labels, options: v.options })),
+            Err(e) => match self.fail(ObjectKind::Other, e) {
+                EngineError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
     }
 
     pub(super) async fn wait_exit(&self, id: &str) -> Result<i64> {
@@ -128,6 +142,7 @@ fn host_config(spec: &RunSpec, port_bindings: PortBindings) -> HostConfig {
         restart_policy,
         memory: spec.memory_bytes,
         nano_cpus: spec.nano_cpus,
+        pids_limit: spec.pids_limit,
         network_mode: spec.network.clone(),
         privileged: Some(spec.privileged),
         cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),

@@ -39,9 +39,10 @@ impl JobSpec {
     pub fn run(mut request: RunContainerRequest, authority: Role, policy: Option<&RunPolicy>) -> Result<Self, Rejection> {
         let mut spec = request.validate(authority >= Role::Admin)?;
         if let Some(policy) = policy {
-            request.apply_policy(policy)?;
+            request.apply_policy(policy, authority >= Role::Admin)?;
             spec.memory_bytes = request.memory_bytes;
             spec.nano_cpus = request.nano_cpus;
+            spec.pids_limit = request.pids_limit;
         }
         Ok(JobSpec::Run { request, spec: Box::new(spec) })
     }

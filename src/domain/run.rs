@@ -40,9 +40,12 @@ pub struct RunContainerRequest {
     pub env: Option<Vec<String>>,
     pub labels: Option<HashMap<String, String>>,
     /// Published ports, as `docker run -p`: `8080:80`, `127.0.0.1:8443:443/tcp`, `53/udp`.
+    /// A host port below 1024 is reserved to admins.
     pub ports: Option<Vec<String>>,
     /// Volumes, as `docker run -v`: `/data` (anonymous) or `name:/data[:ro]` (named).
-    /// A host path source (`/srv:/data`) is a bind mount, reserved to admins.
+    /// A host path source (`/srv:/data`) is a bind mount, reserved to admins. A
+    /// non-admin mounts a named volume only when it matches `BERTH_ALLOWED_VOLUMES` or is
+    /// labelled `berth.team` with the caller's team; nobody mounts Berth's own data volume.
     pub volumes: Option<Vec<String>>,
     /// Working directory (`-w`).
     pub workdir: Option<String>,
@@ -56,10 +59,15 @@ pub struct RunContainerRequest {
     pub pull: Option<PullPolicy>,
     /// `no`, `always`, `unless-stopped`, `on-failure` or `on-failure:N`.
     pub restart_policy: Option<String>,
-    /// Memory limit in bytes (`--memory`).
+    /// Memory limit in bytes (`--memory`); for non-admins at most `BERTH_MAX_MEMORY_BYTES`.
     pub memory_bytes: Option<i64>,
-    /// CPU quota in units of 1e-9 CPUs (`--cpus 1.5` = 1500000000).
+    /// CPU quota in units of 1e-9 CPUs (`--cpus 1.5` = 1500000000); for non-admins at
+    /// most `BERTH_MAX_NANO_CPUS`.
     pub nano_cpus: Option<i64>,
+    /// Most processes the container may hold (`--pids-limit`): a positive number, or `-1`
+    /// for none (admins only). Unset: `BERTH_DEFAULT_PIDS_LIMIT` (4096), which is also the
+    /// most a non-admin may ask for.
+    pub pids_limit: Option<i64>,
     /// Network to join (`--network`); `host` is reserved to admins.
     pub network: Option<String>,
     /// Privileged mode: reserved to admins.
@@ -122,6 +130,7 @@ pub struct RunSpec {
     pub restart: Option<RestartSpec>,
     pub memory_bytes: Option<i64>,
     pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
     pub network: Option<String>,
     pub privileged: bool,
     pub tty: bool,
@@ -147,7 +156,16 @@ impl RunSpec {
             cap_add: self.cap_add.clone(),
             devices: self.devices.iter().map(|(host, _, _)| host.clone()).collect(),
             security_opt: self.security_opt.clone(),
+            host_ports: self.ports.iter().filter_map(|p| p.host_port.as_deref()?.parse().ok()).collect(),
+            ..Default::default()
         }
+    }
+
+    /// The named volumes it mounts: the sources that are no host path, of `volumes` and
+    /// of `binds` too (an admin's `binds` entry `name:/x` is a named volume to the engine).
+    pub fn named_volumes(&self) -> Vec<String> {
+        let sources = self.binds.iter().chain(&self.bind_mounts).filter_map(|b| b.split(':').next());
+        sources.filter(|s| !is_host_path(s)).map(String::from).collect()
     }
 }
 
@@ -257,6 +275,7 @@ impl RunContainerRequest {
             restart,
             memory_bytes: self.memory_bytes,
             nano_cpus: self.nano_cpus,
+            pids_limit: self.pids_limit,
             network: self.network.clone(),
             privileged: self.privileged.unwrap_or(false),
             tty: self.tty.unwrap_or(false),
@@ -376,13 +395,34 @@ impl RunContainerRequest {
         Ok(restart)
     }
 
-    /// `memory_bytes` and `nano_cpus`.
+    /// `memory_bytes`, `nano_cpus` and `pids_limit`.
     fn check_resources(&self) -> Result<(), Rejection> {
         if self.memory_bytes.is_some_and(|m| m < 6 * 1024 * 1024) {
             return Err(invalid("`memory_bytes` must be at least 6 MiB (6291456)"));
         }
         if self.nano_cpus.is_some_and(|c| c <= 0) {
             return Err(invalid("`nano_cpus` must be positive"));
+        }
+        if self.pids_limit.is_some_and(|p| p == 0 || p < -1) {
+            return Err(invalid("`pids_limit` must be a positive number of processes, or -1 for no limit"));
+        }
+        Ok(())
+    }
+
+    /// A non-admin's resources stay within the configured maxima (400 naming the field
+    /// and the bound); `-1` (no process limit) is beyond any.
+    fn check_bounds(&self, policy: &super::policy::RunPolicy) -> Result<(), Rejection> {
+        let bounds = [
+            ("memory_bytes", self.memory_bytes, policy.max_memory_bytes, "BERTH_MAX_MEMORY_BYTES"),
+            ("nano_cpus", self.nano_cpus, policy.max_nano_cpus, "BERTH_MAX_NANO_CPUS"),
+            ("pids_limit", self.pids_limit, policy.default_pids_limit, "BERTH_DEFAULT_PIDS_LIMIT"),
+        ];
+        for (field, asked, max, variable) in bounds {
+            if let (Some(asked), Some(max)) = (asked, max) {
+                if asked > max || asked < 0 {
+                    return Err(invalid(format!("`{field}` must be at most {max} ({variable}) for non-admins")));
+                }
+            }
         }
         Ok(())
     }
@@ -459,17 +499,24 @@ impl RunContainerRequest {
         Ok(self.ipc_mode.clone().filter(|i| !i.is_empty()))
     }
 
-    /// Apply the configured policy: the image allow-list, and default limits for a
-    /// container that sets none (written into the request, so the job shows them).
-    pub fn apply_policy(&mut self, policy: &super::policy::RunPolicy) -> Result<(), Rejection> {
+    /// Apply the configured policy: the image allow-list, a non-admin's resource maxima,
+    /// and default limits for a container that sets none (written into the request, so
+    /// the job shows them). A non-admin's container that sets no memory or CPU limit and
+    /// has no default gets the maximum, when there is one.
+    pub fn apply_policy(&mut self, policy: &super::policy::RunPolicy, is_admin: bool) -> Result<(), Rejection> {
         let image = ImageRef::parse(&self.image)?;
         policy.check_image(&image, "run")?;
-        if self.memory_bytes.is_none() {
-            self.memory_bytes = policy.default_memory_bytes;
+        if !is_admin {
+            self.check_bounds(policy)?;
         }
-        if self.nano_cpus.is_none() {
-            self.nano_cpus = policy.default_nano_cpus;
-        }
+        // What was asked, else the default; for a non-admin never above the maximum.
+        let fill = |asked: Option<i64>, default: Option<i64>, max: Option<i64>| {
+            let max = max.filter(|_| !is_admin);
+            asked.or(default).map(|v| max.map_or(v, |m| v.min(m))).or(max)
+        };
+        self.memory_bytes = fill(self.memory_bytes, policy.default_memory_bytes, policy.max_memory_bytes);
+        self.nano_cpus = fill(self.nano_cpus, policy.default_nano_cpus, policy.max_nano_cpus);
+        self.pids_limit = self.pids_limit.or(policy.default_pids_limit);
         Ok(())
     }
 }
@@ -506,6 +553,7 @@ mod tests {
             ("security_opt", RunContainerRequest { security_opt: Some(vec!["seccomp=unconfined".into()]), ..req("a") }),
             ("pid_mode", RunContainerRequest { pid_mode: Some("host".into()), ..req("a") }),
             ("ipc_mode", RunContainerRequest { ipc_mode: Some("host".into()), ..req("a") }),
+            ("ports", RunContainerRequest { ports: Some(vec!["8080:8080".into(), "127.0.0.1:80:80".into()]), ..req("a") }),
         ];
         for (option, r) in cases {
             let e = r.validate(false).unwrap_err();
@@ -517,6 +565,48 @@ mod tests {
         let spec = ok.validate(false).unwrap();
         assert_eq!(spec.binds, vec!["data:/data".to_string()]);
         assert_eq!(spec.anonymous_volumes, vec!["/anon".to_string()]);
+        assert_eq!(spec.named_volumes(), ["data"]);
+        let admin = RunContainerRequest { binds: Some(vec!["/srv:/srv".into(), "v:/v".into()]), ..req("a") };
+        assert_eq!(admin.validate(true).unwrap().named_volumes(), ["v"]);
+        let high = RunContainerRequest { ports: Some(vec!["1024:80".into(), "80".into()]), ..req("a") };
+        assert!(high.validate(false).is_ok(), "high host ports, and container ports below 1024");
+    }
+
+    #[test]
+    fn resource_bounds_hold_for_non_admins() {
+        use super::super::policy::RunPolicy;
+        let policy = RunPolicy {
+            max_memory_bytes: Some(64 << 20),
+            max_nano_cpus: Some(1_000_000_000),
+            default_pids_limit: Some(4096),
+            ..Default::default()
+        };
+        for (field, r) in [
+            ("memory_bytes", RunContainerRequest { memory_bytes: Some(65 << 20), ..req("a") }),
+            ("nano_cpus", RunContainerRequest { nano_cpus: Some(2_000_000_000), ..req("a") }),
+            ("pids_limit", RunContainerRequest { pids_limit: Some(5000), ..req("a") }),
+            ("pids_limit", RunContainerRequest { pids_limit: Some(-1), ..req("a") }),
+        ] {
+            let e = r.clone().apply_policy(&policy, false).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest, "{field}");
+            assert!(e.detail.starts_with(&format!("`{field}` must be at most")), "{}", e.detail);
+            let mut admin = r;
+            assert!(admin.apply_policy(&policy, true).is_ok(), "admin may ask {field}");
+        }
+        // Unset: the default, else (non-admin) the maximum; the pids default for everyone.
+        let mut none = req("a");
+        none.apply_policy(&policy, false).unwrap();
+        assert_eq!((none.memory_bytes, none.nano_cpus, none.pids_limit), (Some(64 << 20), Some(1_000_000_000), Some(4096)));
+        let mut admin = req("a");
+        admin.apply_policy(&policy, true).unwrap();
+        assert_eq!((admin.memory_bytes, admin.nano_cpus, admin.pids_limit), (None, None, Some(4096)));
+        let big_default = RunPolicy { default_memory_bytes: Some(1 << 30), ..policy };
+        let mut capped = req("a");
+        capped.apply_policy(&big_default, false).unwrap();
+        assert_eq!(capped.memory_bytes, Some(64 << 20), "a default above the maximum is capped");
+        for bad in [0, -2] {
+            assert!(RunContainerRequest { pids_limit: Some(bad), ..req("a") }.validate(true).is_err(), "{bad}");
+        }
     }
 
     #[test]

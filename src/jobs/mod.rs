@@ -65,6 +65,8 @@ pub enum JobsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Engine(#[from] crate::docker::EngineError),
     #[error("The job's request is larger than BERTH_JOB_REQUEST_MAX ({0} bytes of JSON).")]
     TooLarge(usize),
     #[error("{0}")]
@@ -79,6 +81,7 @@ impl HasCode for JobsError {
             JobsError::QueueFull(_) => ErrorCode::QueueFull,
             JobsError::Store(e) => e.code(),
             JobsError::Rejected(e) => e.code(),
+            JobsError::Engine(e) => e.code(),
             JobsError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             JobsError::Internal(_) => ErrorCode::Internal,
         }
@@ -86,6 +89,7 @@ impl HasCode for JobsError {
     fn detail(&self) -> String {
         match self {
             JobsError::Store(e) => e.detail(),
+            JobsError::Engine(e) => e.detail(),
             other => other.to_string(),
         }
     }
@@ -93,6 +97,7 @@ impl HasCode for JobsError {
         match self {
             JobsError::QueueFull(_) => Some(5),
             JobsError::Store(e) => e.retry_after(),
+            JobsError::Engine(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -153,6 +158,8 @@ pub struct Jobs {
     request_max: usize,
     /// Log bytes stored per job (`BERTH_JOB_LOG_BYTES_MAX`).
     log_bytes_max: u64,
+    /// The named-volume rule reads it (allowed and protected volumes).
+    policy: crate::domain::policy::RunPolicy,
 }
 
 /// Run `sweep(cutoff)` now and every hour, `cutoff` being `retention` ago (RFC 3339).
@@ -212,6 +219,7 @@ impl Jobs {
             seal_key: settings.seal_key.clone(),
             request_max: settings.bounds.job_request_max,
             log_bytes_max: settings.bounds.job_log_bytes_max,
+            policy: settings.policy.clone(),
         }))
     }
 
@@ -301,6 +309,18 @@ impl Jobs {
                 Ok(Submitted::New(view(job)))
             }
         }
+    }
+
+    /// The named-volume rule for a run's named volumes, with what the engine knows of
+    /// each (labels, driver options): at submit, and again just before the create.
+    pub async fn check_run_volumes(&self, spec: &JobSpec, authority: Role) -> Result<(), JobsError> {
+        let JobSpec::Run { spec, .. } = spec else { return Ok(()) };
+        for name in spec.named_volumes() {
+            let facts = self.engine.volume_facts(&name).await?;
+            let team = crate::domain::policy::DEFAULT_TEAM;
+            self.policy.check_volume(&name, facts.as_ref(), authority >= Role::Admin, team)?;
+        }
+        Ok(())
     }
 
     /// The job `who` made before with `key`, if any.

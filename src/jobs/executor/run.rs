@@ -7,7 +7,7 @@ use super::{Failure, JobCtx, credentials_for, image_reference, set_phase};
 use crate::docker::LogStream;
 use crate::domain::job::{EventData, LogSource};
 use crate::domain::run::{PullPolicy, RunSpec};
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, HasCode};
 
 fn source(stream: LogStream) -> LogSource {
     match stream {
@@ -35,6 +35,10 @@ pub(super) async fn run_container(ctx: &mut JobCtx, spec: &RunSpec) -> Result<Va
         _ => {}
     }
     set_phase(ctx, "creating").await;
+    // The named volumes as the engine knows them now, not as they were at submit.
+    let authority = ctx.job.authority.unwrap_or(crate::domain::identity::Role::Operator);
+    let held = ctx.jobs.check_run_volumes(&ctx.spec, authority).await;
+    held.map_err(|e| Failure::new(e.code(), e.detail()))?;
     // Not raced against the cancel: the engine completes a create whose request was
     // dropped, which left an orphan container. Create, then honour a cancel that came
     // meanwhile by removing the container that never ran.
