@@ -19,7 +19,19 @@ pub struct Auditor {
     log: Arc<dyn AuditLog>,
     /// Refusals of requests without a valid token, per client address and minute: past a
     /// budget they are counted, not each stored, so an anonymous flood cannot fill the disk.
-    anonymous: std::sync::Mutex<std::collections::HashMap<String, Window>>,
+    anonymous: Budget,
+    /// Refusals (4xx) of requests with a valid token, per subject and minute: the same,
+    /// so one token cannot fill the disk either.
+    refused: Budget,
+}
+
+/// How many records of a kind are stored per key (a client, a subject) and minute, and
+/// from all keys together; past it they are counted and the count logged.
+struct Budget {
+    what: &'static str,
+    per_key: u32,
+    total: u32,
+    windows: std::sync::Mutex<std::collections::HashMap<String, Window>>,
 }
 
 struct Window {
@@ -32,6 +44,13 @@ struct Window {
 const ANONYMOUS_PER_MINUTE: u32 = 30;
 /// …and from all clients together, per minute.
 const ANONYMOUS_TOTAL_PER_MINUTE: u32 = 600;
+/// Refusals of a token-holder stored per subject and minute (subjects come from signed
+/// tokens, so there is no total).
+const REFUSALS_PER_SUBJECT_PER_MINUTE: u32 = 60;
+
+/// The longest text an audit field stores, in bytes; longer ones are cut (at a character
+/// boundary) and end with `…`.
+pub const FIELD_MAX: usize = 1024;
 
 /// The budget key of a client address: the address, or its /64 for IPv6 (one host may
 /// hold a whole /64).
@@ -42,6 +61,82 @@ fn client_key(client: &str) -> String {
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
         _ => client.to_string(),
+    }
+}
+
+impl Window {
+    fn new() -> Self {
+        Self { started: std::time::Instant::now(), stored: 0, suppressed: 0 }
+    }
+}
+
+impl Budget {
+    fn new(what: &'static str, per_key: u32, total: u32) -> Self {
+        Self { what, per_key, total, windows: Default::default() }
+    }
+
+    /// Whether to store one more record for `key` (false past the budget).
+    fn admit(&self, key: &str) -> bool {
+        let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let minute = std::time::Duration::from_secs(60);
+        let what = self.what;
+        // All keys together: one window under the key "*".
+        let total = map.entry("*".to_string()).or_insert_with(Window::new);
+        if total.started.elapsed() >= minute {
+            if total.suppressed > 0 {
+                tracing::warn!(target: "berth::audit", suppressed = total.suppressed, "{what} past the audit budget were counted, not stored");
+            }
+            *total = Window::new();
+            // A new minute: forget the keys of the last one.
+            map.retain(|k, w| k == "*" || w.started.elapsed() < minute);
+        }
+        let total = map.get_mut("*").expect("the total window");
+        if total.stored >= self.total {
+            total.suppressed += 1;
+            return false;
+        }
+        total.stored += 1;
+        let w = map.entry(key.to_string()).or_insert_with(Window::new);
+        if w.started.elapsed() >= minute {
+            if w.suppressed > 0 {
+                tracing::warn!(target: "berth::audit", key, suppressed = w.suppressed, "{what} past the audit budget were counted, not stored");
+            }
+            *w = Window::new();
+        }
+        if w.stored < self.per_key {
+            w.stored += 1;
+            true
+        } else {
+            w.suppressed += 1;
+            // Not stored after all: give the slot back to the total.
+            if let Some(t) = map.get_mut("*") {
+                t.stored -= 1;
+                t.suppressed += 1;
+            }
+            false
+        }
+    }
+}
+
+/// Cut `text` to [`FIELD_MAX`] bytes.
+fn clip(text: &mut String) {
+    if text.len() > FIELD_MAX {
+        let mut end = FIELD_MAX - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+}
+
+/// Every text field of a record, at most [`FIELD_MAX`] bytes: a request cannot make its
+/// own record large (a long path, body or header).
+fn clip_fields(rec: &mut AuditRecord) {
+    clip(&mut rec.action);
+    let fields = [&mut rec.subject, &mut rec.role, &mut rec.target, &mut rec.code, &mut rec.job_id, &mut rec.client, &mut rec.request_id];
+    for text in fields.into_iter().flatten() {
+        clip(text);
     }
 }
 
@@ -56,47 +151,20 @@ pub fn set_target(req: &HttpRequest, target: impl Into<String>) {
 
 impl Auditor {
     pub fn new(log: Arc<dyn AuditLog>) -> Self {
-        Self { log, anonymous: Default::default() }
+        Self {
+            log,
+            anonymous: Budget::new("anonymous refusals", ANONYMOUS_PER_MINUTE, ANONYMOUS_TOTAL_PER_MINUTE),
+            refused: Budget::new("refusals of a subject", REFUSALS_PER_SUBJECT_PER_MINUTE, u32::MAX),
+        }
     }
 
-    /// Whether to store an anonymous refusal from `client` (false past the budget).
-    fn admit_anonymous(&self, client: &str) -> bool {
-        let mut map = self.anonymous.lock().unwrap_or_else(|p| p.into_inner());
-        let minute = std::time::Duration::from_secs(60);
-        // All clients together: one window under the key "*".
-        let total = map.entry("*".to_string()).or_insert(Window { started: std::time::Instant::now(), stored: 0, suppressed: 0 });
-        if total.started.elapsed() >= minute {
-            if total.suppressed > 0 {
-                tracing::warn!(target: "berth::audit", suppressed = total.suppressed, "anonymous refusals past the audit budget were counted, not stored");
-            }
-            *total = Window { started: std::time::Instant::now(), stored: 0, suppressed: 0 };
-            // A new minute: forget the clients of the last one.
-            map.retain(|k, w| k == "*" || w.started.elapsed() < minute);
-        }
-        let total = map.get_mut("*").expect("the total window");
-        if total.stored >= ANONYMOUS_TOTAL_PER_MINUTE {
-            total.suppressed += 1;
-            return false;
-        }
-        total.stored += 1;
-        let w = map.entry(client_key(client)).or_insert(Window { started: std::time::Instant::now(), stored: 0, suppressed: 0 });
-        if w.started.elapsed() >= minute {
-            if w.suppressed > 0 {
-                tracing::warn!(target: "berth::audit", client, suppressed = w.suppressed, "anonymous refusals past the audit budget were counted, not stored");
-            }
-            *w = Window { started: std::time::Instant::now(), stored: 0, suppressed: 0 };
-        }
-        if w.stored < ANONYMOUS_PER_MINUTE {
-            w.stored += 1;
-            true
-        } else {
-            w.suppressed += 1;
-            // Not stored after all: give the slot back to the total.
-            if let Some(t) = map.get_mut("*") {
-                t.stored -= 1;
-                t.suppressed += 1;
-            }
-            false
+    /// Whether to store this record: successes and failures always; refusals within
+    /// their budget (anonymous ones per client, others per subject).
+    fn admit(&self, rec: &AuditRecord) -> bool {
+        match &rec.subject {
+            None => self.anonymous.admit(&client_key(rec.client.as_deref().unwrap_or("-"))),
+            Some(subject) if (400..500).contains(&rec.status) => self.refused.admit(subject),
+            Some(_) => true,
         }
     }
 
@@ -120,10 +188,11 @@ impl Auditor {
     }
 
     /// Record one event: logged at once, then stored.
-    pub async fn record(&self, rec: AuditRecord) {
-        if rec.subject.is_none() && !self.admit_anonymous(rec.client.as_deref().unwrap_or("-")) {
+    pub async fn record(&self, mut rec: AuditRecord) {
+        if !self.admit(&rec) {
             return;
         }
+        clip_fields(&mut rec);
         tracing::info!(
             target: "berth::audit",
             subject = rec.subject.as_deref().unwrap_or("-"),
@@ -225,15 +294,50 @@ mod tests {
         }
     }
 
+    fn refusal(subject: Option<&str>, client: &str) -> AuditRecord {
+        AuditRecord {
+            id: String::new(),
+            at: String::new(),
+            subject: subject.map(String::from),
+            role: None,
+            action: "POST /v1/x".into(),
+            target: None,
+            outcome: "denied".into(),
+            status: 403,
+            code: None,
+            job_id: None,
+            client: Some(client.into()),
+            request_id: None,
+        }
+    }
+
     #[test]
     fn anonymous_budgets_per_client_and_in_all() {
         let a = Auditor::new(Arc::new(NoLog));
-        assert_eq!((0..50).filter(|_| a.admit_anonymous("10.0.0.1")).count(), 30);
+        let admitted = |subject: Option<&str>, client: &str| a.admit(&refusal(subject, client));
+        assert_eq!((0..50).filter(|_| admitted(None, "10.0.0.1")).count(), 30);
         // One IPv6 /64 is one client, whatever the interface id.
-        let v6 = (0..50).filter(|i| a.admit_anonymous(&format!("2001:db8:1:2::{i:x}"))).count();
+        let v6 = (0..50).filter(|i| admitted(None, &format!("2001:db8:1:2::{i:x}"))).count();
         assert_eq!(v6, 30);
         // Many clients: at most the total per minute.
-        let spread = (0..2000).filter(|i| a.admit_anonymous(&format!("10.1.{}.{}", i / 250, i % 250))).count();
+        let spread = (0..2000).filter(|i| admitted(None, &format!("10.1.{}.{}", i / 250, i % 250))).count();
         assert_eq!(spread, (ANONYMOUS_TOTAL_PER_MINUTE - 60) as usize);
+        // A token-holder's refusals have their own budget, per subject, whatever the flood.
+        assert_eq!((0..100).filter(|_| admitted(Some("alice"), "10.0.0.1")).count(), REFUSALS_PER_SUBJECT_PER_MINUTE as usize);
+        assert!(admitted(Some("bob"), "10.0.0.1"));
+        let mut ok = refusal(Some("alice"), "10.0.0.1");
+        ok.status = 204;
+        assert!(a.admit(&ok), "successes are always stored");
+    }
+
+    #[test]
+    fn fields_are_clipped_at_a_character_boundary() {
+        let mut rec = refusal(Some("s"), "c");
+        rec.target = Some("é".repeat(5000));
+        rec.action = "x".repeat(FIELD_MAX);
+        clip_fields(&mut rec);
+        let target = rec.target.unwrap();
+        assert!(target.len() <= FIELD_MAX && target.ends_with('…'), "{}", target.len());
+        assert_eq!(rec.action.len(), FIELD_MAX, "a field at the limit is kept whole");
     }
 }

@@ -80,6 +80,9 @@ pub struct Settings {
     pub ws_idle_timeout: Duration,
     /// Interactive sessions open at once; beyond it `429 too_many_sessions`.
     pub ws_max_sessions: usize,
+    /// Origins allowed to call Berth from a browser (`BERTH_CORS_ORIGINS`, comma-separated,
+    /// `*` for any); WebSocket handshakes from other origins but the service's own are 403.
+    pub cors_origins: Vec<String>,
     /// Image allow-list and default container limits.
     pub policy: crate::domain::policy::RunPolicy,
     /// What any one caller may consume.
@@ -174,6 +177,7 @@ impl Settings {
             registry_auth_file: None,
             ws_idle_timeout: Duration::from_secs(600),
             ws_max_sessions: 64,
+            cors_origins: Vec::new(),
             policy: crate::domain::policy::RunPolicy { default_pids_limit: Some(4096), ..Default::default() },
             bounds: Bounds::default(),
             self_container: None,
@@ -280,6 +284,7 @@ impl Settings {
         };
         s.policy.allowed_volumes = list(get("BERTH_ALLOWED_VOLUMES"));
         s.policy.build_remote_allow = list(get("BERTH_BUILD_REMOTE_ALLOW"));
+        s.cors_origins = list(get("BERTH_CORS_ORIGINS"));
         let opt_num = |name: &str| -> anyhow::Result<Option<i64>> {
             get(name).map(|v| v.parse::<i64>().with_context(|| format!("{name} must be a whole number, not `{v}`"))).transpose()
         };

@@ -119,7 +119,8 @@ pub(crate) async fn refuse_own_container(state: &AppState, id: &str) -> ApiResul
 }
 
 /// Inspect a container by id (or id prefix) or name. The body is the engine's own
-/// inspect document.
+/// inspect document, except that to anyone but admin each environment entry shows its
+/// key and not its value (`KEY=<redacted>`).
 #[utoipa::path(
     tag = "containers",
     params(("id" = String, Path, description = "Container id, id prefix or name")),
@@ -133,12 +134,36 @@ pub(crate) async fn refuse_own_container(state: &AppState, id: &str) -> ApiResul
 )]
 #[get("/containers/{id}")]
 pub async fn inspect_container(
-    _: Authorized<Viewer>,
+    who: Authorized<Viewer>,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<web::Json<serde_json::Value>> {
     let id = container_id(id)?;
-    Ok(web::Json(state.engine.inspect_container(&id).await?))
+    let mut doc = state.engine.inspect_container(&id).await?;
+    if !who.is_admin() {
+        redact_env_values(&mut doc);
+    }
+    Ok(web::Json(doc))
+}
+
+/// Hide the values of an inspect document's environment (`Config.Env`, and an image's
+/// `ContainerConfig.Env`): secrets live there. Each entry keeps its key
+/// (`KEY=<redacted>`; an entry without `=` is a key already).
+pub(crate) fn redact_env_values(doc: &mut serde_json::Value) {
+    for pointer in ["/Config/Env", "/ContainerConfig/Env"] {
+        let Some(env) = doc.pointer_mut(pointer).and_then(serde_json::Value::as_array_mut) else { continue };
+        for entry in env.iter_mut() {
+            let key = match entry.as_str() {
+                Some(kv) => match kv.split_once('=') {
+                    Some((key, _)) => format!("{key}={}", crate::domain::job_spec::REDACTED),
+                    None => kv.to_string(),
+                },
+                // Not a string: nothing the engine sends; show nothing of it.
+                None => crate::domain::job_spec::REDACTED.to_string(),
+            };
+            *entry = serde_json::Value::String(key);
+        }
+    }
 }
 
 /// Start a container (a running one stays running).
@@ -163,14 +188,19 @@ pub async fn start_container(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StopQuery {
-    /// Seconds to wait after SIGTERM before SIGKILL (engine default: 10).
-    #[param(minimum = 0, maximum = 3600)]
+    /// Seconds to wait after SIGTERM before SIGKILL (engine default: 10), at most 300.
+    #[param(minimum = 0, maximum = 300)]
     pub timeout: Option<u32>,
 }
 
+/// The longest stop or restart `timeout`: the request waits that long for the engine.
+const MAX_STOP_TIMEOUT: u32 = 300;
+
 fn stop_timeout(q: &StopQuery) -> ApiResult<Option<i32>> {
     match q.timeout {
-        Some(t) if t > 3600 => Err(ApiError::invalid("`timeout` must be between 0 and 3600 seconds")),
+        Some(t) if t > MAX_STOP_TIMEOUT => {
+            Err(ApiError::invalid(format!("`timeout` must be between 0 and {MAX_STOP_TIMEOUT} seconds")))
+        }
         t => Ok(t.map(|t| t as i32)),
     }
 }
@@ -352,6 +382,7 @@ fn parse_since(s: &str) -> ApiResult<i64> {
         (status = 200, description = "SSE stream: `log` events (LogLine), then `end` (LogEndEvent)", content_type = "text/event-stream", body = String),
         (status = 400, description = "Bad id or query", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The caller holds BERTH_MAX_STREAMS_PER_SUBJECT streams open already (`too_many_streams`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
         EngineErrors,
     ),
     security(("bearer" = ["viewer"]))
@@ -365,11 +396,13 @@ pub async fn container_logs(
 ) -> ApiResult<impl Responder> {
     let id = container_id(id)?;
     let opts = q.options()?;
+    // Each follow holds an engine connection: the caller's share is counted first.
+    let slot = sse::slot(&state, &who)?;
     // Fail before the stream starts when the container does not exist.
     state.engine.container_running(&id).await?;
     let lines = state.engine.logs(&id, &opts).await?;
     let end = stream::once(end_event(state.clone(), id));
-    Ok(sse::stream(numbered(log_events(lines).chain(end)), who.stream_deadline()))
+    Ok(sse::stream(numbered(log_events(lines).chain(end)), who.stream_deadline(), slot))
 }
 
 /// The engine's log lines as `log` events; when the engine fails midway, an `error`

@@ -123,7 +123,8 @@ mod tests {
 
 /// Inspect an image by reference or id. The reference is the rest of the path and may
 /// contain `/` and `:` (`/v1/images/127.0.0.1:5000/team/app:1.2`). The body is the
-/// engine's own inspect document.
+/// engine's own inspect document, except that to anyone but admin each environment
+/// entry shows its key and not its value (`KEY=<redacted>`).
 #[utoipa::path(
     tag = "images",
     params(("reference" = String, Path, description = "Image reference or id; may contain `/` and `:`")),
@@ -137,12 +138,16 @@ mod tests {
 )]
 #[get("/images/{reference:.+}")]
 pub async fn inspect_image(
-    _: Authorized<Viewer>,
+    who: Authorized<Viewer>,
     state: web::Data<AppState>,
     reference: web::Path<String>,
 ) -> ApiResult<web::Json<serde_json::Value>> {
     validate_reference_or_id(&reference)?;
-    Ok(web::Json(state.engine.inspect_image(&reference).await?))
+    let mut doc = state.engine.inspect_image(&reference).await?;
+    if !who.is_admin() {
+        super::containers::redact_env_values(&mut doc);
+    }
+    Ok(web::Json(doc))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -228,12 +233,14 @@ pub async fn tag_image(
     req: actix_web::HttpRequest,
     body: web::Json<TagImageRequest>,
 ) -> ApiResult<HttpResponse> {
-    crate::audit::set_target(&req, format!("source={} target={}", body.source, body.target));
     validate_reference_or_id(&body.source)?;
     let target = ImageRef::parse(&body.target)?;
     if target.digest.is_some() {
         return Err(ApiError::new(crate::error::ErrorCode::InvalidReference, "A tag target cannot carry a digest."));
     }
+    // Only once both are valid references (bounded in length): a refused body is never
+    // copied into the audit log.
+    crate::audit::set_target(&req, format!("source={} target={}", body.source, body.target));
     // Tagging is a way to give any image an allowed name: the allow-list covers it.
     state.settings.policy.check_image(&target, "tag")?;
     // The source by the same naming rule as inspect: a short id prefix tags nothing.

@@ -3,7 +3,6 @@
 //! fail while a problem can still be answered, then upgrade.
 
 use actix_web::{HttpRequest, HttpResponse, get, http::header, post, web};
-use tokio::sync::OwnedSemaphorePermit;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -16,7 +15,8 @@ use crate::domain::exec::ExecRequest;
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::error::ErrorCode;
 use crate::sessions::{
-    ExecClaim, SessionAudit, SessionParams, SessionPhase, SessionTarget, audit_session, check_handshake, initial_size,
+    ExecClaim, SessionAudit, SessionParams, SessionPermit, SessionPhase, SessionTarget, audit_session, check_handshake,
+    check_origin, initial_size,
 };
 use crate::state::AppState;
 
@@ -85,7 +85,7 @@ pub async fn attach_container(
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let id = container_id(id)?;
-    let (size, permit) = opening(&state, &req, q.cols, q.rows)?;
+    let (size, permit) = opening(&state, &req, &who, q.cols, q.rows)?;
     let c = state.engine.container_stdio_info(&id).await?;
     crate::audit::set_target(&req, format!("container={}", c.id));
     usable(&state, &c, &who, || format!("Container {id} is not running: start it before attaching.")).await?;
@@ -202,7 +202,7 @@ pub async fn exec_session(
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let id = exec_id(id)?;
-    let (size, permit) = opening(&state, &req, q.cols, q.rows)?;
+    let (size, permit) = opening(&state, &req, &who, q.cols, q.rows)?;
     let mut claim = state.sessions.claim_exec(&id, &who)?;
     let info = state.engine.inspect_exec(&id).await?;
     crate::audit::set_target(&req, format!("exec={id} container={}", info.container_id));
@@ -223,17 +223,20 @@ pub async fn exec_session(
     Ok(state.sessions.upgrade(&req, body, params, stdio)?)
 }
 
-/// What both WebSocket routes check before anything else: a WebSocket handshake, a
-/// valid initial size, and a free session slot (held by the session).
+/// What both WebSocket routes check before anything else: a WebSocket handshake from an
+/// origin the service allows, a valid initial size, and a free session slot of the
+/// server's and of the caller's (held by the session).
 fn opening(
     state: &AppState,
     req: &HttpRequest,
+    who: &crate::auth::Principal,
     cols: Option<u16>,
     rows: Option<u16>,
-) -> ApiResult<(Option<(u16, u16)>, OwnedSemaphorePermit)> {
+) -> ApiResult<(Option<(u16, u16)>, SessionPermit)> {
     check_handshake(req)?;
+    check_origin(req, &state.settings.cors_origins)?;
     let size = initial_size(cols, rows)?;
-    Ok((size, state.sessions.permit()?))
+    Ok((size, state.sessions.permit(&who.subject)?))
 }
 
 /// A session's parameters, with the engine and idle timeout every session has.
@@ -241,7 +244,7 @@ fn session_params(
     state: &AppState,
     audit: SessionAudit,
     stdin: bool,
-    permit: OwnedSemaphorePermit,
+    permit: SessionPermit,
     exec_claim: Option<ExecClaim>,
 ) -> SessionParams {
     let idle_timeout = state.sessions.idle_timeout();

@@ -158,6 +158,7 @@ fn event_to_sse(ev: &JobEvent) -> sse::Event {
         (status = 400, description = "Bad Last-Event-ID or since", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The caller holds BERTH_MAX_STREAMS_PER_SUBJECT streams open already (`too_many_streams`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -169,6 +170,7 @@ pub async fn stream_job_events(
     Qs(q): Qs<JobEventsQuery>,
     req: HttpRequest,
 ) -> ApiResult<impl Responder> {
+    let slot = super::sse::slot(&state, &who)?;
     let job = state.jobs.get(&id, &who).await?;
     let after = match req.headers().get("last-event-id") {
         Some(v) => v
@@ -193,7 +195,7 @@ pub async fn stream_job_events(
     }
     use futures_util::StreamExt;
     let events = state.jobs.follow(&job, after).map(|ev| event_to_sse(&ev));
-    Ok(Either::Right(super::sse::stream(events, who.stream_deadline())))
+    Ok(Either::Right(super::sse::stream(events, who.stream_deadline(), slot)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -213,12 +215,18 @@ pub struct EventsQuery {
     responses(
         (status = 200, description = "SSE stream of `state` events (StateEvent)", content_type = "text/event-stream", body = String),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The caller holds BERTH_MAX_STREAMS_PER_SUBJECT streams open already (`too_many_streams`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
 #[get("/events")]
-pub async fn stream_events(who: Authorized<Viewer>, state: web::Data<AppState>, Qs(_q): Qs<EventsQuery>) -> impl Responder {
+pub async fn stream_events(
+    who: Authorized<Viewer>,
+    state: web::Data<AppState>,
+    Qs(_q): Qs<EventsQuery>,
+) -> ApiResult<impl Responder> {
     use futures_util::StreamExt;
+    let slot = super::sse::slot(&state, &who)?;
     let deadline = who.stream_deadline();
     let feed = state.jobs.state_feed(who.principal.clone()).map(|item| match item {
         StateFeedItem::Changed { job_id, kind, owner, state, seq } => {
@@ -229,5 +237,5 @@ pub async fn stream_events(who: Authorized<Viewer>, state: web::Data<AppState>, 
         // cannot fill the gap; GET /v1/jobs can).
         StateFeedItem::Lagged(missed) => sse_json("lagged", &serde_json::json!({"missed": missed})).into(),
     });
-    super::sse::stream(feed, deadline)
+    Ok(super::sse::stream(feed, deadline, slot))
 }

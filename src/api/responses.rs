@@ -42,6 +42,10 @@ pub enum JobSubmitted {
     /// The job store cannot be written (`store_unavailable`); nothing was queued.
     #[response(status = 503, content_type = "application/problem+json")]
     StoreUnavailable(Problem),
+    /// The server's data disk is below `BERTH_MIN_FREE_BYTES` (`insufficient_storage`);
+    /// nothing was queued.
+    #[response(status = 507, content_type = "application/problem+json")]
+    InsufficientStorage(Problem),
 }
 
 /// Problem answers, by status and description.
@@ -95,8 +99,8 @@ problem_set! {
     WebSocketErrors = [
         (400, "Bad id or query, or not a WebSocket handshake"),
         UNAUTHORIZED,
-        (403, "Role below operator"),
-        (429, "Too many interactive sessions (`too_many_sessions`, with `Retry-After`)"),
+        (403, "Role below operator, or a browser `Origin` that is neither the service's own nor in BERTH_CORS_ORIGINS (`forbidden`)"),
+        (429, "Too many interactive sessions, on the server or of the caller's (`too_many_sessions`, with `Retry-After`)"),
         ENGINE_UNREACHABLE,
     ]
 }

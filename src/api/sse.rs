@@ -5,6 +5,10 @@
 //! never holds up whoever produces the events; it ends when the events end, when the
 //! client goes away, or when the caller's token expires (the client reconnects with a
 //! fresh one). While idle, a comment line goes out every [`SSE_KEEP_ALIVE`].
+//!
+//! Each stream holds one of the slots its subject may hold open
+//! (`BERTH_MAX_STREAMS_PER_SUBJECT`, [`slot`]): taken before the route asks anything of
+//! the engine or the store, given back when the stream's task ends.
 
 use std::time::Duration;
 
@@ -14,6 +18,11 @@ pub use actix_web_lab::sse::{Data, Event};
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
+
+use super::problem::ApiResult;
+use crate::auth::Principal;
+use crate::sessions::SubjectSlot;
+use crate::state::AppState;
 
 /// SSE keep-alive period: a comment line at least this often while idle.
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -26,14 +35,22 @@ pub fn sse_json(event: &str, payload: &impl Serialize) -> Data {
     Data::new(serde_json::to_string(payload).unwrap_or_else(|_| "null".into())).event(event.to_string())
 }
 
+/// One of the streams `who` may hold open, or 429 `too_many_streams` (with
+/// `Retry-After`). Take it first: before any engine or store call.
+pub fn slot(state: &AppState, who: &Principal) -> ApiResult<SubjectSlot> {
+    Ok(state.sessions.stream_slot(&who.subject)?)
+}
+
 /// Answer with `events` as a server-sent event stream, forwarded until they end, the
-/// client goes away, or `deadline` (the token's expiry) passes.
-pub fn stream<S>(events: S, deadline: Instant) -> impl Responder
+/// client goes away, or `deadline` (the token's expiry) passes; `slot` is given back
+/// then.
+pub fn stream<S>(events: S, deadline: Instant, slot: SubjectSlot) -> impl Responder
 where
     S: Stream<Item = Event> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(BUFFER);
     tokio::spawn(async move {
+        let _slot = slot;
         let mut events = std::pin::pin!(events);
         loop {
             let event = tokio::select! {
@@ -63,7 +80,8 @@ mod tests {
 
     async fn body(events: impl futures_util::Stream<Item = super::Event> + Send + 'static, deadline: Instant) -> String {
         let req = actix_web::test::TestRequest::default().to_http_request();
-        let res = super::stream(events, deadline).respond_to(&req);
+        let slots = crate::sessions::SubjectSlots::new(1);
+        let res = super::stream(events, deadline, slots.take("t").unwrap()).respond_to(&req);
         let bytes = match actix_web::body::to_bytes(res.into_body()).await {
             Ok(bytes) => bytes,
             Err(e) => panic!("{}", Into::<Box<dyn std::error::Error>>::into(e)),
@@ -84,5 +102,21 @@ mod tests {
         let got = body(events, Instant::now() + Duration::from_millis(200)).await;
         // The body ends (to_bytes returns) although the events do not.
         assert_eq!(got.replace(": keep-alive\n\n", ""), "event: log\ndata: \"a\"\n\n");
+    }
+
+    #[actix_web::test]
+    async fn the_slot_comes_back_when_the_client_goes_away() {
+        let slots = crate::sessions::SubjectSlots::new(1);
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        let events = stream::iter([super::Event::from(super::sse_json("log", &"a"))]).chain(stream::pending());
+        let res = super::stream(events, Instant::now() + Duration::from_secs(60), slots.take("t").unwrap()).respond_to(&req);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(slots.take("t").is_none(), "held while the stream runs");
+        drop(res);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while slots.take("t").is_none() {
+            assert!(Instant::now() < deadline, "the slot came back");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Receiving one checks, in this order, everything that can refuse it before a byte is
 //! read: the media type (415), the announced length (413), a full queue and the upload
-//! slots (429); then the bytes, cut off at `BERTH_BUILD_CONTEXT_MAX` (413).
+//! slots (429), the free-space floor (507); then the bytes, cut off at
+//! `BERTH_BUILD_CONTEXT_MAX` (413) or when the disk's free space falls below the floor
+//! (507, checked every few MiB).
 
 use actix_web::{HttpRequest, http::header, web};
 use futures_util::StreamExt;
@@ -50,6 +52,7 @@ impl SpooledContext {
             return Err(too_large(max));
         }
         state.jobs.ensure_room().await?;
+        state.jobs.ensure_space()?;
         let _slot = upload_slot(state)?;
         let (file, bytes) = spool(state, payload, max).await?;
         if bytes == 0 {
@@ -139,6 +142,9 @@ fn too_large(max: u64) -> ApiError {
     )
 }
 
+/// How often (in bytes received) an upload checks `BERTH_MIN_FREE_BYTES` again.
+const SPACE_CHECK_EVERY: u64 = 4 * 1024 * 1024;
+
 /// Write the body to a spool file as it arrives; bounded memory whatever its size.
 async fn spool(state: &AppState, mut payload: web::Payload, max: u64) -> ApiResult<(SpoolFile, u64)> {
     let path = state.jobs.spool_dir().join(format!("{}.ctx", uuid::Uuid::new_v4()));
@@ -154,6 +160,10 @@ async fn spool(state: &AppState, mut payload: web::Payload, max: u64) -> ApiResu
             bytes += chunk.len() as u64;
             if bytes > max {
                 return Err(too_large(max));
+            }
+            // The disk's free space, again every few MiB: a large upload stops at the floor.
+            if bytes / SPACE_CHECK_EVERY != (bytes - chunk.len() as u64) / SPACE_CHECK_EVERY {
+                state.jobs.ensure_space()?;
             }
             out.write_all(&chunk).await.map_err(|e| {
                 ApiError::new(ErrorCode::Internal, "Cannot store the build context (disk full?).").with_source(e.into())

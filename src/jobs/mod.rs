@@ -69,6 +69,11 @@ pub enum JobsError {
     Engine(#[from] crate::docker::EngineError),
     #[error("The job's request is larger than BERTH_JOB_REQUEST_MAX ({0} bytes of JSON).")]
     TooLarge(usize),
+    /// The data dir's file system has less free space than `BERTH_MIN_FREE_BYTES`.
+    #[error(
+        "The server's data disk has {free} bytes free, below BERTH_MIN_FREE_BYTES ({min}); nothing was queued. Retry once space is freed."
+    )]
+    InsufficientStorage { free: u64, min: u64 },
     #[error("{0}")]
     Internal(String),
 }
@@ -83,6 +88,7 @@ impl HasCode for JobsError {
             JobsError::Rejected(e) => e.code(),
             JobsError::Engine(e) => e.code(),
             JobsError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            JobsError::InsufficientStorage { .. } => ErrorCode::InsufficientStorage,
             JobsError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -160,6 +166,22 @@ pub struct Jobs {
     log_bytes_max: u64,
     /// The named-volume rule reads it (allowed and protected volumes).
     policy: crate::domain::policy::RunPolicy,
+    /// Free bytes the data dir's file system keeps (`BERTH_MIN_FREE_BYTES`).
+    min_free_bytes: u64,
+}
+
+/// Bytes an unprivileged process may still write to the file system holding `path`
+/// (`statvfs`: `f_bavail * f_frsize`).
+fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: `path` is a NUL-terminated string and `st` a valid `statvfs` to fill in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// Run `sweep(cutoff)` now and every hour, `cutoff` being `retention` ago (RFC 3339).
@@ -220,6 +242,7 @@ impl Jobs {
             request_max: settings.bounds.job_request_max,
             log_bytes_max: settings.bounds.job_log_bytes_max,
             policy: settings.policy.clone(),
+            min_free_bytes: settings.bounds.min_free_bytes,
         }))
     }
 
@@ -245,6 +268,23 @@ impl Jobs {
         Ok(())
     }
 
+    /// 507 `insufficient_storage` when the data dir's file system has less free space
+    /// than `BERTH_MIN_FREE_BYTES`: a full disk would stop the store, and the engine when
+    /// they share it. Checked by every submit and while a build context is received.
+    pub fn ensure_space(&self) -> Result<(), JobsError> {
+        match free_bytes(&self.spool_dir) {
+            Ok(free) if free < self.min_free_bytes => {
+                Err(JobsError::InsufficientStorage { free, min: self.min_free_bytes })
+            }
+            Ok(_) => Ok(()),
+            // Cannot tell: the writes themselves will say.
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the free space of the data dir failed");
+                Ok(())
+            }
+        }
+    }
+
     /// Queued jobs now (for the metrics gauge).
     pub async fn queued(&self) -> Result<usize, JobsError> {
         Ok(self.store.count_queued().await?)
@@ -265,6 +305,12 @@ impl Jobs {
     /// of its own, so a client that goes away mid-request cannot leave a row without its
     /// secret, or a secret or a spool file without a row.
     pub async fn submit(self: &Arc<Self>, sub: Submission) -> Result<Submitted, JobsError> {
+        if let Err(e) = self.ensure_space() {
+            if let Some(path) = &sub.spool {
+                let _ = tokio::fs::remove_file(path).await;
+            }
+            return Err(e);
+        }
         let me = self.clone();
         tokio::spawn(async move { me.submit_now(sub).await })
             .await

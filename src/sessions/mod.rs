@@ -19,8 +19,13 @@
 //!   oversized message from the client.
 //!
 //! Limits: [`Sessions`] holds a semaphore (`BERTH_WS_MAX_SESSIONS`, 429
-//! `too_many_sessions` before the upgrade) and the idle timeout (`BERTH_WS_IDLE_TIMEOUT`:
-//! no frame either way for that long closes the session). Backpressure both ways: one
+//! `too_many_sessions` before the upgrade), the sessions per subject
+//! (`BERTH_WS_MAX_SESSIONS_PER_SUBJECT`, the same answer) and the idle timeout
+//! (`BERTH_WS_IDLE_TIMEOUT`: no frame either way for that long closes the session).
+//! It also counts the event streams (SSE, log follows) each subject holds open
+//! (`BERTH_MAX_STREAMS_PER_SUBJECT`, 429 `too_many_streams`): the other long-lived
+//! connections of the API. A browser page may open a session only from an origin the
+//! service allows ([`check_origin`]). Backpressure both ways: one
 //! output chunk (at most 32 KiB) is read from the engine only once the previous one went
 //! into the WebSocket's bounded queue, and the next client message is read only once the
 //! previous stdin bytes were written to the engine. The two directions run concurrently,
@@ -88,8 +93,60 @@ const EXEC_TTL: Duration = Duration::from_secs(3600);
 pub struct Sessions {
     permits: Arc<Semaphore>,
     max: usize,
+    /// Interactive sessions per subject (`BERTH_WS_MAX_SESSIONS_PER_SUBJECT`).
+    per_subject: SubjectSlots,
+    /// Event streams per subject (`BERTH_MAX_STREAMS_PER_SUBJECT`).
+    streams: SubjectSlots,
     idle_timeout: Duration,
     execs: Arc<Mutex<HashMap<String, ExecRecord>>>,
+}
+
+/// Slots each subject may hold at once: a count per subject, taken by
+/// [`SubjectSlots::take`] and given back when the [`SubjectSlot`] drops.
+#[derive(Clone)]
+pub struct SubjectSlots {
+    max: usize,
+    held: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl SubjectSlots {
+    pub fn new(max: usize) -> Self {
+        Self { max, held: Arc::default() }
+    }
+
+    /// A slot for `subject`, or `None` when it holds `max` already.
+    pub fn take(&self, subject: &str) -> Option<SubjectSlot> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.get(subject).is_some_and(|&n| n >= self.max) || self.max == 0 {
+            return None;
+        }
+        *held.entry(subject.to_string()).or_insert(0) += 1;
+        Some(SubjectSlot { held: self.held.clone(), subject: subject.to_string() })
+    }
+}
+
+/// One subject's slot, given back when dropped.
+pub struct SubjectSlot {
+    held: Arc<Mutex<HashMap<String, usize>>>,
+    subject: String,
+}
+
+impl Drop for SubjectSlot {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.subject) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.subject);
+            }
+        }
+    }
+}
+
+/// What an open session holds: a slot of the server's and one of its subject's.
+pub struct SessionPermit {
+    _server: OwnedSemaphorePermit,
+    _subject: SubjectSlot,
 }
 
 /// An exec instance made through Berth: only its creator (or an admin) may start it.
@@ -107,19 +164,48 @@ impl Sessions {
         Self {
             permits: Arc::new(Semaphore::new(settings.ws_max_sessions)),
             max: settings.ws_max_sessions,
+            per_subject: SubjectSlots::new(settings.bounds.ws_max_sessions_per_subject),
+            streams: SubjectSlots::new(settings.bounds.max_streams_per_subject),
             idle_timeout: settings.ws_idle_timeout,
             execs: Arc::default(),
         }
     }
 
-    /// A session slot, or 429 `too_many_sessions`. Held for the whole session.
-    pub fn permit(&self) -> Result<OwnedSemaphorePermit, SessionError> {
-        self.permits.clone().try_acquire_owned().map_err(|_| {
+    /// A session slot of the server's and one of `subject`'s, or 429
+    /// `too_many_sessions`. Held for the whole session.
+    pub fn permit(&self, subject: &str) -> Result<SessionPermit, SessionError> {
+        let server = self.permits.clone().try_acquire_owned().map_err(|_| {
             SessionError::new(
                 ErrorCode::TooManySessions,
                 format!(
                     "{} interactive sessions are open, the most this server allows (BERTH_WS_MAX_SESSIONS); retry when one ends.",
                     self.max
+                ),
+            )
+            .with_retry_after(5)
+        })?;
+        let subject = self.per_subject.take(subject).ok_or_else(|| {
+            SessionError::new(
+                ErrorCode::TooManySessions,
+                format!(
+                    "You hold {} interactive sessions, the most one subject may (BERTH_WS_MAX_SESSIONS_PER_SUBJECT); retry when one ends.",
+                    self.per_subject.max
+                ),
+            )
+            .with_retry_after(5)
+        })?;
+        Ok(SessionPermit { _server: server, _subject: subject })
+    }
+
+    /// A slot among the event streams `subject` may hold open, or 429
+    /// `too_many_streams`. Held by the stream until it ends or its client goes away.
+    pub fn stream_slot(&self, subject: &str) -> Result<SubjectSlot, SessionError> {
+        self.streams.take(subject).ok_or_else(|| {
+            SessionError::new(
+                ErrorCode::TooManyStreams,
+                format!(
+                    "You hold {} event streams open, the most one subject may (BERTH_MAX_STREAMS_PER_SUBJECT); close one and retry.",
+                    self.streams.max
                 ),
             )
             .with_retry_after(5)
@@ -307,6 +393,43 @@ pub fn check_handshake(req: &HttpRequest) -> Result<(), SessionError> {
     })
 }
 
+/// A browser's handshake (one with `Origin`) is accepted only from an origin listed in
+/// `allowed` (`BERTH_CORS_ORIGINS`, `*` for any) or from the service's own: the scheme
+/// and `Host` the request was addressed to. Else 403 `forbidden`, before the upgrade, so
+/// a page elsewhere cannot open a shell with a token it got hold of. Without `Origin`
+/// (not a browser) the token alone decides.
+pub fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), SessionError> {
+    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
+        return Ok(());
+    };
+    let info = req.connection_info();
+    let own = format!("{}://{}", info.scheme(), info.host());
+    match origin.to_str() {
+        Ok(origin) if origin_allowed(origin, &own, allowed) => Ok(()),
+        _ => Err(SessionError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "WebSocket handshakes from the origin `{}` are refused: only {own} and the origins in BERTH_CORS_ORIGINS may open sessions.",
+                String::from_utf8_lossy(origin.as_bytes()).chars().take(200).collect::<String>().escape_debug()
+            ),
+        )),
+    }
+}
+
+/// Is `origin` the service's own (`own`, `scheme://host[:port]`) or listed in `allowed`?
+/// Compared without case, and without a scheme's default port.
+fn origin_allowed(origin: &str, own: &str, allowed: &[String]) -> bool {
+    fn normal(o: &str) -> String {
+        let o = o.trim().trim_end_matches('/').to_ascii_lowercase();
+        match o.strip_suffix(":80").filter(|_| o.starts_with("http://")) {
+            Some(bare) => bare.to_string(),
+            None => o.strip_suffix(":443").filter(|_| o.starts_with("https://")).unwrap_or(&o).to_string(),
+        }
+    }
+    let origin = normal(origin);
+    origin == normal(own) || allowed.iter().any(|a| a.trim() == "*" || normal(a) == origin)
+}
+
 /// The `cols`/`rows` query pair: both or neither, 1–10000.
 pub fn initial_size(cols: Option<u16>, rows: Option<u16>) -> Result<Option<(u16, u16)>, SessionError> {
     match (cols, rows) {
@@ -323,7 +446,7 @@ pub struct SessionParams {
     /// Whether the client may write to stdin (the process has it open).
     pub stdin: bool,
     pub idle_timeout: Duration,
-    pub permit: OwnedSemaphorePermit,
+    pub permit: SessionPermit,
     /// The exec instance's registration, forgotten when the session ends.
     pub exec_claim: Option<ExecClaim>,
 }
@@ -374,6 +497,30 @@ mod tests {
 
     fn principal(sub: &str, role: crate::domain::identity::Role) -> Principal {
         Principal { subject: sub.into(), role: Some(role), expires_at: u64::MAX }
+    }
+
+    #[test]
+    fn origins_the_service_allows() {
+        let own = "http://127.0.0.1:8080";
+        let listed = vec!["https://console.example".to_string()];
+        for ok in ["http://127.0.0.1:8080", "HTTP://127.0.0.1:8080/", "https://console.example", "https://console.example:443"] {
+            assert!(origin_allowed(ok, own, &listed), "{ok}");
+        }
+        for bad in ["http://evil.example", "null", "http://127.0.0.1:8081", "https://127.0.0.1:8080", "http://console.example"] {
+            assert!(!origin_allowed(bad, own, &listed), "{bad}");
+        }
+        assert!(origin_allowed("http://anything.example", own, &["*".to_string()]));
+        assert!(origin_allowed("http://berth.example", "http://berth.example:80", &[]), "default ports");
+    }
+
+    #[test]
+    fn subject_slots_count_per_subject_and_come_back() {
+        let slots = SubjectSlots::new(2);
+        let (a1, _a2) = (slots.take("alice").unwrap(), slots.take("alice").unwrap());
+        assert!(slots.take("alice").is_none());
+        let _b = slots.take("bob").expect("another subject has its own count");
+        drop(a1);
+        assert!(slots.take("alice").is_some());
     }
 
     #[test]

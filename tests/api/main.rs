@@ -22,6 +22,7 @@ mod policy;
 mod roles;
 mod security;
 mod security_host;
+mod security_expose;
 mod snapshots;
 mod system;
 mod ws;
