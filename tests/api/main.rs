@@ -21,6 +21,7 @@ mod openapi;
 mod policy;
 mod roles;
 mod security;
+mod security_build;
 mod snapshots;
 mod system;
 mod ws;
