@@ -261,9 +261,15 @@ pub struct BuildContext(#[allow(dead_code)] Vec<u8>);
 
 /// Build an image from a tar (or gzip tar) context in the body, or from `remote=`.
 ///
-/// The context is streamed to disk as it arrives (never held in memory), the job is
-/// queued, and the answer is `202` with the job; its events carry the build output as
-/// `log` events (`stream: "build"`), and its result is `{image_id, tags}`.
+/// The context is streamed to disk as it arrives (never held in memory), its Dockerfile
+/// is read, the job is queued, and the answer is `202` with the job; its events carry the
+/// build output as `log` events (`stream: "build"`), and its result is `{image_id, tags}`.
+///
+/// Every `tag` and every image the Dockerfile pulls (`FROM`, `COPY --from`) is held to
+/// `BERTH_ALLOWED_IMAGES`; a `remote=` host must be listed in `BERTH_BUILD_REMOTE_ALLOW`;
+/// a non-admin's `ADD <url>` may not name a loopback, link-local (metadata), private or
+/// unspecified address, or a name that resolves to one (403 `policy_violation`). A body
+/// that sends nothing for `BERTH_UPLOAD_IDLE_TIMEOUT` is cut off (408 `request_timeout`).
 #[utoipa::path(
     tag = "images",
     params(crate::domain::requests::BuildQuery,
@@ -274,6 +280,7 @@ pub struct BuildContext(#[allow(dead_code)] Vec<u8>);
     ),
     responses(
         JobSubmitted,
+        (status = 408, description = "The context stalled for BERTH_UPLOAD_IDLE_TIMEOUT (`request_timeout`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Context over BERTH_BUILD_CONTEXT_MAX", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["operator"]))
@@ -291,7 +298,7 @@ pub async fn build_image(
     if let Some(job) = idempotent_job(&state, &who, key.as_deref()).await? {
         return Ok(job_response(crate::jobs::Submitted::Existing(job)));
     }
-    let context = SpooledContext::for_build(&state, &req, payload, &mut params).await?;
+    let context = SpooledContext::for_build(&state, &req, payload, &mut params, &who).await?;
     let path = context.as_ref().map(|c| std::path::PathBuf::from(c.path()));
     // From here the job engine owns the file (it deletes it unless a new job takes it).
     if let Some(c) = context {

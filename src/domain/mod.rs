@@ -4,12 +4,14 @@
 //! HTTP, the store or the engine.
 
 pub mod credentials;
+pub mod dockerfile;
 pub mod exec;
 pub mod identity;
 pub mod image_ref;
 pub mod job;
 pub mod job_spec;
 pub mod names;
+pub mod net;
 pub mod policy;
 pub mod rejection;
 pub mod requests;

@@ -59,15 +59,11 @@ fn glob(pattern: &str, text: &str) -> bool {
 
 impl RunPolicy {
     /// The forms an image is known by: `repo`, `repo:tag`, and for Docker Hub images
-    /// also `docker.io/library/name:tag`.
+    /// also `docker.io/library/name:tag`. With a digest the engine uses the digest and
+    /// ignores the tag, so the reference is known only by its digest forms (`repo@d`,
+    /// `repo:tag@d`) and its repository: a tag-pinned pattern does not admit it.
     fn names(image: &ImageRef) -> Vec<String> {
         let repo = image.repository();
-        // A digest-only reference has no tag: it must not pass as `:latest`.
-        let tag = match (&image.tag, &image.digest) {
-            (Some(t), _) => Some(t.as_str()),
-            (None, Some(_)) => None,
-            (None, None) => Some("latest"),
-        };
         let hub = image.domain.is_none().then(|| {
             let path = if image.path.contains('/') { image.path.clone() } else { format!("library/{}", image.path) };
             format!("docker.io/{path}")
@@ -75,8 +71,11 @@ impl RunPolicy {
         let mut names = Vec::new();
         for r in std::iter::once(repo).chain(hub) {
             names.push(r.clone());
-            if let Some(t) = tag {
-                names.push(format!("{r}:{t}"));
+            match (&image.tag, &image.digest) {
+                (Some(t), Some(d)) => names.push(format!("{r}:{t}@{d}")),
+                (Some(t), None) => names.push(format!("{r}:{t}")),
+                (None, Some(_)) => {}
+                (None, None) => names.push(format!("{r}:latest")),
             }
             if let Some(d) = &image.digest {
                 names.push(format!("{r}@{d}"));
@@ -447,6 +446,24 @@ mod tests {
         let digest = format!("team/app@sha256:{}", "a".repeat(64));
         assert!(tagged.check_image(&ImageRef::parse(&digest).unwrap(), "run").is_err(), "a digest is not :latest");
         assert!(tagged.check_image(&ImageRef::parse("team/app").unwrap(), "run").is_ok());
+        let other = "b".repeat(64);
+        let pinned = RunPolicy { allowed_images: vec!["team/app:1.0".into()], ..Default::default() };
+        let check = |p: &RunPolicy, r: &str| p.check_image(&ImageRef::parse(r).unwrap(), "run").is_ok();
+        assert!(check(&pinned, "team/app:1.0"));
+        assert!(!check(&pinned, &format!("team/app:1.0@sha256:{other}")), "the engine would use the digest, not the tag");
+        assert!(!check(&pinned, &format!("docker.io/team/app:1.0@sha256:{other}")));
+        let digest_pinned = RunPolicy { allowed_images: vec![format!("team/app@sha256:{other}")], ..Default::default() };
+        assert!(check(&digest_pinned, &format!("team/app:1.0@sha256:{other}")), "a digest pattern matches the digest");
+        assert!(check(&digest_pinned, &format!("team/app@sha256:{other}")));
+        assert!(!check(&digest_pinned, &format!("team/app@sha256:{}", "c".repeat(64))));
+        let both = RunPolicy { allowed_images: vec![format!("team/app:1.0@sha256:{other}")], ..Default::default() };
+        assert!(check(&both, &format!("team/app:1.0@sha256:{other}")));
+        assert!(!check(&both, "team/app:1.0"), "a tag+digest pattern pins the digest");
+        let starred = RunPolicy { allowed_images: vec!["team/app:*".into(), "docker.io/library/busybox:*".into()], ..Default::default() };
+        assert!(check(&starred, &format!("team/app:1.0@sha256:{other}")), "a pattern ending in `*` still matches");
+        assert!(check(&starred, &format!("busybox:1.36@sha256:{other}")));
+        let repo = RunPolicy { allowed_images: vec!["team/app".into()], ..Default::default() };
+        assert!(check(&repo, &format!("team/app:1.0@sha256:{other}")), "a repository pattern admits any of its images");
         let e = p.check_image(&ImageRef::parse("evil/app").unwrap(), "push").unwrap_err();
         assert_eq!(e.code, ErrorCode::PolicyViolation);
         assert!(e.detail.contains("evil/app") && e.detail.contains("BERTH_ALLOWED_IMAGES"), "{}", e.detail);

@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::ImageRef;
-use super::credentials::RegistryCredentials;
 use super::Rejection;
+use super::credentials::RegistryCredentials;
+use super::net;
+use super::policy::RunPolicy;
 
 /// Pull an image (`docker pull`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -191,6 +193,39 @@ fn key_value(field: &str, s: &str) -> Result<(String, String), Rejection> {
     }
 }
 
+impl BuildParams {
+    /// The policy a build is held to before a byte of its context is read: every tag to
+    /// `BERTH_ALLOWED_IMAGES`, and a `remote=` URL's host to `BERTH_BUILD_REMOTE_ALLOW`
+    /// (the engine fetches it from the host's own network, loopback included). 403
+    /// `policy_violation` naming the reference or the host.
+    pub fn check_policy(&self, policy: &RunPolicy) -> Result<(), Rejection> {
+        for tag in &self.tags {
+            policy.check_image(&ImageRef::parse(tag)?, "tag a build")?;
+        }
+        if let Some(remote) = &self.remote {
+            let host = net::url_host(remote).map_err(|_| Rejection::invalid("`remote` has no host that can be checked"))?;
+            if !policy.build_remote_allow.iter().any(|allowed| remote_allowed(allowed, &host)) {
+                let listed = match policy.build_remote_allow.as_slice() {
+                    [] => "it lists none".to_string(),
+                    hosts => format!("it lists {}", hosts.join(", ")),
+                };
+                return Err(Rejection::policy(format!(
+                    "`remote` host `{}` is not in BERTH_BUILD_REMOTE_ALLOW ({listed}): the engine fetches remote contexts from the host's own network",
+                    host.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Does an entry of `BERTH_BUILD_REMOTE_ALLOW` (`host`, any port; or `host:port`) admit
+/// this host?
+fn remote_allowed(allowed: &str, host: &net::UrlHost) -> bool {
+    let Ok(entry) = net::url_host(&format!("http://{}/", allowed.trim())) else { return false };
+    entry.host == host.host && (!entry.explicit_port || entry.port == host.port)
+}
+
 impl BuildQuery {
     pub fn validate(&self) -> Result<BuildParams, Rejection> {
         let mut tags = Vec::new();
@@ -235,5 +270,42 @@ impl BuildQuery {
             context_bytes: None,
             context_format: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod build_policy_tests {
+    use super::*;
+
+    fn params(tags: &[&str], remote: Option<&str>) -> BuildParams {
+        let q = BuildQuery {
+            tag: tags.iter().map(|t| t.to_string()).collect(),
+            remote: remote.map(String::from),
+            ..Default::default()
+        };
+        q.validate().unwrap()
+    }
+
+    #[test]
+    fn remote_hosts_need_listing() {
+        let none = RunPolicy::default();
+        let e = params(&[], Some("http://127.0.0.1:8080/ctx.tar")).check_policy(&none).unwrap_err();
+        assert_eq!(e.code, crate::error::ErrorCode::PolicyViolation);
+        assert!(e.detail.contains("`127.0.0.1:8080`") && e.detail.contains("BERTH_BUILD_REMOTE_ALLOW (it lists none)"), "{}", e.detail);
+        let listed = RunPolicy { build_remote_allow: vec!["git.example.com".into(), "ctx.example:8443".into(), "[::1]:80".into()], ..Default::default() };
+        for ok in ["https://git.example.com/r.git", "https://GIT.example.com.:444/r.git", "git://git.example.com/r", "git@git.example.com:r.git", "https://ctx.example:8443/c.tar", "http://[::1]/c"] {
+            assert!(params(&[], Some(ok)).check_policy(&listed).is_ok(), "{ok}");
+        }
+        for bad in ["https://ctx.example/c.tar", "https://evil.example/r.git", "http://2130706433/", "https://git.example.com.evil/r", "http://[::1]:81/c"] {
+            assert!(params(&[], Some(bad)).check_policy(&listed).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn build_tags_are_held_to_the_allow_list() {
+        let p = RunPolicy { allowed_images: vec!["berth-test/*".into()], ..Default::default() };
+        assert!(params(&["berth-test/app:1"], None).check_policy(&p).is_ok());
+        let e = params(&["berth-test/app:1", "evil/app:1"], None).check_policy(&p).unwrap_err();
+        assert!(e.detail.contains("evil/app:1") && e.detail.contains("tag a build"), "{}", e.detail);
     }
 }

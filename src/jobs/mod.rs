@@ -135,6 +135,35 @@ pub struct Submission {
     pub secret: Option<RegistryAuth>,
 }
 
+/// A build upload in progress: a slot of its subject's and one of all; given back when
+/// dropped.
+pub struct UploadSlot {
+    _permit: OwnedSemaphorePermit,
+    subject: String,
+    held: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap();
+        if let Some(n) = held.get_mut(&self.subject) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.subject);
+            }
+        }
+    }
+}
+
+/// Why no upload slot was free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadsBusy {
+    /// The subject holds `BERTH_MAX_UPLOADS_PER_SUBJECT` already.
+    Subject,
+    /// `BERTH_MAX_UPLOADS` are held in all.
+    All,
+}
+
 pub struct Jobs {
     store: Arc<dyn JobStore>,
     hub: hub::EventHub,
@@ -153,6 +182,9 @@ pub struct Jobs {
     secrets: Mutex<HashMap<String, RegistryAuth>>,
     /// Build contexts being uploaded at once (`BERTH_MAX_UPLOADS`).
     uploads: Arc<Semaphore>,
+    /// Uploads held per subject, and the most one may hold (`BERTH_MAX_UPLOADS_PER_SUBJECT`).
+    uploads_by_subject: Arc<Mutex<HashMap<String, usize>>>,
+    max_uploads_per_subject: usize,
     stopping: CancellationToken,
     tasks: TaskTracker,
     metrics: Arc<Metrics>,
@@ -234,6 +266,8 @@ impl Jobs {
             pending_cancels: Mutex::new(HashSet::new()),
             secrets: Mutex::new(HashMap::new()),
             uploads: Arc::new(Semaphore::new(settings.max_uploads)),
+            uploads_by_subject: Arc::default(),
+            max_uploads_per_subject: settings.bounds.max_uploads_per_subject,
             stopping: CancellationToken::new(),
             tasks: TaskTracker::new(),
             metrics,
@@ -255,9 +289,17 @@ impl Jobs {
         &self.spool_dir
     }
 
-    /// One of the `BERTH_MAX_UPLOADS` build-upload slots, if one is free.
-    pub fn upload_slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.uploads.clone().try_acquire_owned().ok()
+    /// A build-upload slot for `subject`: one of its `BERTH_MAX_UPLOADS_PER_SUBJECT` and
+    /// one of the `BERTH_MAX_UPLOADS` in all, held until the slot is dropped. One caller
+    /// holding its own slots leaves the others free for everyone else.
+    pub fn upload_slot(&self, subject: &str) -> Result<UploadSlot, UploadsBusy> {
+        let mut held = self.uploads_by_subject.lock().unwrap();
+        if held.get(subject).is_some_and(|n| *n >= self.max_uploads_per_subject) {
+            return Err(UploadsBusy::Subject);
+        }
+        let permit = self.uploads.clone().try_acquire_owned().map_err(|_| UploadsBusy::All)?;
+        *held.entry(subject.to_string()).or_insert(0) += 1;
+        Ok(UploadSlot { _permit: permit, subject: subject.to_string(), held: self.uploads_by_subject.clone() })
     }
 
     /// 429 `queue_full` before an upload starts, when the queue has no room for its job.

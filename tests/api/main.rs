@@ -23,6 +23,7 @@ mod roles;
 mod security;
 mod security_host;
 mod security_expose;
+mod security_build;
 mod snapshots;
 mod system;
 mod ws;
