@@ -137,6 +137,24 @@ pub struct JobEventsQuery {
     pub access_token: Option<String>,
 }
 
+impl JobEventsQuery {
+    /// Where to resume: after `Last-Event-ID` (the header wins) or `?since=`.
+    fn resume_after(&self, req: &HttpRequest) -> ApiResult<u64> {
+        let after = match req.headers().get("last-event-id") {
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::invalid("`Last-Event-ID` must be an event id (a whole number)"))?,
+            None => self.since.unwrap_or(0),
+        };
+        if after > i64::MAX as u64 {
+            return Err(ApiError::invalid("`Last-Event-ID` / `since` is larger than any event id"));
+        }
+        Ok(after)
+    }
+}
+
 fn event_to_sse(ev: &JobEvent) -> sse::Event {
     sse_json(ev.event.as_str(), &ev.data).id(ev.seq.to_string()).into()
 }
@@ -172,26 +190,11 @@ pub async fn stream_job_events(
 ) -> ApiResult<impl Responder> {
     let slot = super::sse::slot(&state, &who)?;
     let job = state.jobs.get(&id, &who).await?;
-    let after = match req.headers().get("last-event-id") {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| ApiError::invalid("`Last-Event-ID` must be an event id (a whole number)"))?,
-        None => q.since.unwrap_or(0),
-    };
-    if after > i64::MAX as u64 {
-        return Err(ApiError::invalid("`Last-Event-ID` / `since` is larger than any event id"));
-    }
-    // A client resuming a finished job it has read to the end: 204 tells EventSource to
-    // stop reconnecting (an empty stream would have it come back every few seconds).
-    // Only once `end` is stored at or before `after`: the state turns terminal a moment
-    // before the last events are written.
-    if job.state.is_terminal() {
-        let last = state.jobs.last_event(&job).await?;
-        if last.is_some_and(|ev| ev.is_end() && ev.seq <= after) {
-            return Ok(Either::Left(HttpResponse::NoContent().finish()));
-        }
+    let after = q.resume_after(&req)?;
+    // A client that has read a finished job to its `end` (an EventSource reconnecting):
+    // 204 tells it to stop; an empty stream would have it come back every few seconds.
+    if job.state.is_terminal() && state.jobs.last_event(&job).await?.is_some_and(|ev| ev.is_end() && ev.seq <= after) {
+        return Ok(Either::Left(HttpResponse::NoContent().finish()));
     }
     use futures_util::StreamExt;
     let events = state.jobs.follow(&job, after).map(|ev| event_to_sse(&ev));
