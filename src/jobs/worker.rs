@@ -167,6 +167,12 @@ impl Jobs {
             Ok(outcome) => outcome,
             Err(e) => {
                 span.in_scope(|| tracing::error!(error = %e, "the job's task panicked"));
+                // An attached run's container lived only for its job: stop it (and remove
+                // it when `auto_remove` said so), as the executor would have.
+                if let Ok(Some(recorded)) = self.store.get(&job.id).await {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.stop_orphan(&recorded).await });
+                }
                 Err(executor::Failure::Error {
                     code: ErrorCode::Internal,
                     message: "The job stopped on an internal error; the service log has the cause.".into(),
