@@ -110,6 +110,7 @@ impl Application {
         let spec = openapi();
         let routes = web::Data::new(handlers::RouteTable::from_spec(&spec));
         let json_limit = settings.json_limit;
+        let cors_origins = settings.cors_origins.clone();
 
         let server = HttpServer::new(move || {
             let (app, _) = documented_routes();
@@ -132,6 +133,7 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(problem_safety_net))
                 .wrap(from_fn(crate::audit::audit_requests))
                 .wrap(from_fn(crate::api::problem::refuse_oversized))
+                .wrap(crate::api::cors::cors(&cors_origins))
                 .wrap(from_fn(crate::telemetry::request_span))
         })
         .listen(listener)?

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod containers;
+pub mod cors;
 pub mod extract;
 pub mod images;
 pub mod interactive;

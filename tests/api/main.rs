@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod cli;
 mod containers;
+mod cors;
 mod credentials;
 mod errors;
 mod faults;
