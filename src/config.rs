@@ -24,6 +24,8 @@ pub enum JwtKey {
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
     pub key: JwtKey,
+    /// The claim that names the caller's team (`BERTH_JWT_TEAM_CLAIM`, default `team`).
+    pub team_claim: String,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
@@ -90,11 +92,20 @@ pub struct Settings {
     /// Berth's own container, an id or a name (`BERTH_SELF_CONTAINER`); found at start
     /// when unset. Nobody stops, removes, execs into or attaches to it through Berth.
     pub self_container: Option<String>,
+    /// Who owns unlabelled engine objects (`BERTH_UNMANAGED`).
+    pub unmanaged: Unmanaged,
     /// The key that seals job rows (HMAC over id, owner, kind, request, authority and
     /// spool): a row changed behind the API's back is refused. From
     /// `BERTH_JOB_SEAL_KEY_FILE`, else derived from the JWT key; never in the data dir.
     pub seal_key: SecretBytes,
 }
+
+/// A comma-separated list, trimmed, without empty entries.
+fn list_of(v: Option<String>) -> Vec<String> {
+    v.map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()).unwrap_or_default()
+}
+
+pub use crate::domain::scope::Unmanaged;
 
 /// Key material that `Debug` never prints.
 #[derive(Clone, Default)]
@@ -161,7 +172,7 @@ impl Settings {
             seal_key: SecretBytes(derive_key(&seal_material, SEAL_LABEL)),
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
-            jwt: JwtSettings { key, issuer: None, audience: None, leeway: Duration::from_secs(5) },
+            jwt: JwtSettings { key, team_claim: "team".into(), issuer: None, audience: None, leeway: Duration::from_secs(5) },
             docker_host: None,
             log_format: LogFormat::Auto,
             json_limit: 1024 * 1024,
@@ -181,6 +192,7 @@ impl Settings {
             policy: crate::domain::policy::RunPolicy { default_pids_limit: Some(4096), ..Default::default() },
             bounds: Bounds::default(),
             self_container: None,
+            unmanaged: Unmanaged::Default,
         }
     }
 
@@ -235,6 +247,16 @@ impl Settings {
             s.data_dir = PathBuf::from(v);
         }
         s.jwt.issuer = get("BERTH_JWT_ISSUER");
+        if let Some(claim) = get("BERTH_JWT_TEAM_CLAIM") {
+            s.jwt.team_claim = claim;
+        }
+        s.unmanaged = match get("BERTH_UNMANAGED").as_deref() {
+            None | Some("default") => Unmanaged::Default,
+            Some("admin") => Unmanaged::Admin,
+            Some("read") => Unmanaged::Read,
+            Some(other) => bail!("BERTH_UNMANAGED must be `default`, `admin` or `read`, not `{other}`"),
+        };
+        s.policy.team_images = list_of(get("BERTH_TEAM_IMAGES"));
         s.jwt.audience = get("BERTH_JWT_AUDIENCE");
         s.docker_host = get("DOCKER_HOST");
         if let Some(v) = get("BERTH_LOG_FORMAT") {
@@ -279,9 +301,7 @@ impl Settings {
         if let Some(v) = get("BERTH_ALLOWED_IMAGES") {
             s.policy.allowed_images = v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
         }
-        let list = |v: Option<String>| -> Vec<String> {
-            v.map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()).unwrap_or_default()
-        };
+        let list = list_of;
         s.policy.allowed_volumes = list(get("BERTH_ALLOWED_VOLUMES"));
         s.policy.build_remote_allow = list(get("BERTH_BUILD_REMOTE_ALLOW"));
         s.cors_origins = list(get("BERTH_CORS_ORIGINS"));

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use berth::auth::{Role, mint_token};
+use berth::auth::{Role, mint_team_token};
 use berth::config::Settings;
 use berth::startup::Application;
 use clap::{Parser, Subcommand};
@@ -27,6 +27,9 @@ enum Command {
         /// viewer, operator or admin (repeatable).
         #[arg(long = "role", required = true, value_parser = parse_role)]
         roles: Vec<Role>,
+        /// Team (the `team` claim, or the one BERTH_JWT_TEAM_CLAIM names); none: `default`.
+        #[arg(long)]
+        team: Option<String>,
         /// Lifetime, e.g. 1h, 30m, 7d.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
@@ -53,9 +56,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", spec.to_pretty_json().context("serializing the spec")?);
             Ok(())
         }
-        Command::Token { sub, roles, ttl } => {
+        Command::Token { sub, roles, team, ttl } => {
             let settings = Settings::from_env()?;
-            println!("{}", mint_token(&settings.jwt, &sub, &roles, ttl)?);
+            println!("{}", mint_team_token(&settings.jwt, &sub, &roles, team.as_deref(), ttl)?);
             Ok(())
         }
         Command::Serve => {

@@ -172,6 +172,7 @@ pub(crate) fn redact_env_values(doc: &mut serde_json::Value) {
     params(("id" = String, Path, description = "Container id, id prefix or name")),
     responses(
         (status = 204, description = "Started"),
+        (status = 409, description = "The container is being removed", body = Problem, content_type = "application/problem+json"),
         ContainerActionErrors,
     ),
     security(("bearer" = ["operator"]))
@@ -211,6 +212,7 @@ fn stop_timeout(q: &StopQuery) -> ApiResult<Option<i32>> {
     params(("id" = String, Path, description = "Container id, id prefix or name"), StopQuery),
     responses(
         (status = 204, description = "Stopped (or already stopped)"),
+        (status = 409, description = "The container is being removed", body = Problem, content_type = "application/problem+json"),
         ContainerActionErrors,
     ),
     security(("bearer" = ["operator"]))
@@ -232,6 +234,7 @@ pub async fn stop_container(
     params(("id" = String, Path, description = "Container id, id prefix or name"), StopQuery),
     responses(
         (status = 204, description = "Restarted"),
+        (status = 409, description = "The container is being removed", body = Problem, content_type = "application/problem+json"),
         ContainerActionErrors,
     ),
     security(("bearer" = ["operator"]))

@@ -27,6 +27,10 @@ pub struct Claims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<serde_json::Value>,
+    /// Every other claim: the team is read from `team`, or the claim
+    /// `BERTH_JWT_TEAM_CLAIM` names.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 fn roles_claim<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -47,6 +51,7 @@ fn roles_claim<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
+    team_claim: String,
 }
 
 impl JwtVerifier {
@@ -88,7 +93,7 @@ impl JwtVerifier {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        Ok(Self { key, validation })
+        Ok(Self { key, validation, team_claim: settings.team_claim.clone() })
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
@@ -108,12 +113,44 @@ impl JwtVerifier {
             AuthError(format!("Invalid bearer token: {why}."))
         })?;
         let role = data.claims.roles.iter().filter_map(|r| Role::parse(r)).max();
-        Ok(Principal { subject: data.claims.sub, role, expires_at: data.claims.exp })
+        let mut principal = Principal::new(data.claims.sub, role, data.claims.exp);
+        match data.claims.other.get(&self.team_claim) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(team)) if super::is_team_name(team) => {
+                principal.team = team.clone();
+                principal.team_claimed = true;
+            }
+            Some(_) => {
+                return Err(AuthError(format!(
+                    "Invalid bearer token: the `{}` claim must be a team name ([a-z0-9][a-z0-9_.-]{{0,62}}).",
+                    self.team_claim
+                )));
+            }
+        }
+        Ok(principal)
     }
 }
 
-/// Sign an HS256 token for `sub` with `role`, valid for `ttl`.
+/// Sign an HS256 token for `sub` with `role`, valid for `ttl` (no team: team `default`).
 pub fn mint_token(settings: &JwtSettings, sub: &str, roles: &[Role], ttl: Duration) -> anyhow::Result<String> {
+    mint_team_token(settings, sub, roles, None, ttl)
+}
+
+/// Sign an HS256 token for `sub` with `roles` in `team`, valid for `ttl`.
+pub fn mint_team_token(
+    settings: &JwtSettings,
+    sub: &str,
+    roles: &[Role],
+    team: Option<&str>,
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    if let Some(t) = team.filter(|t| !super::is_team_name(t)) {
+        anyhow::bail!("`{t}` is not a team name: use [a-z0-9][a-z0-9_.-]{{0,62}}");
+    }
+    let mut other = serde_json::Map::new();
+    if let Some(t) = team {
+        other.insert(settings.team_claim.clone(), serde_json::Value::String(t.to_string()));
+    }
     let JwtKey::Secret(secret) = &settings.key else {
         anyhow::bail!("`berth token` signs with BERTH_JWT_SECRET; with a public key, mint tokens with your identity provider");
     };
@@ -126,6 +163,7 @@ pub fn mint_token(settings: &JwtSettings, sub: &str, roles: &[Role], ttl: Durati
         iat: Some(now),
         iss: settings.issuer.clone(),
         aud: settings.audience.clone().map(serde_json::Value::String),
+        other,
     };
     let key = EncodingKey::from_secret(secret.expose_secret().as_bytes()).context("using BERTH_JWT_SECRET")?;
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).context("signing the token")

@@ -4,8 +4,8 @@
 
 mod jwt;
 
-pub use crate::domain::identity::{Principal, Role};
-pub use jwt::{Claims, JwtVerifier, mint_token};
+pub use crate::domain::identity::{DEFAULT_TEAM, Principal, Role, is_team_name};
+pub use jwt::{Claims, JwtVerifier, mint_team_token, mint_token};
 
 use crate::error::{ErrorCode, HasCode};
 

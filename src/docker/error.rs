@@ -77,11 +77,33 @@ impl EngineError {
             404 => EngineError::NotFound { kind, message },
             409 => EngineError::Conflict(message),
             400 => EngineError::BadRequest(message),
+            // The engine answers 500 for a container that is being removed (or a removal
+            // already under way): the state of the object, not a failure of the engine.
+            _ if is_state_conflict(&message) => EngineError::Conflict(message),
             _ => EngineError::Docker(message),
         }
     }
 
     pub(super) fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Self {
         EngineError::Unavailable(format!("{what}: {e}"))
+    }
+}
+
+/// Engine messages that say the object is in a state that forbids the action.
+fn is_state_conflict(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["marked for removal", "removal of container", "is already in progress", "is restarting"].iter().any(|p| m.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_being_removed_is_a_conflict() {
+        let e = EngineError::from_status(500, ObjectKind::Container, "Cannot restart container x: container is marked for removal and cannot be started".into());
+        assert!(matches!(e, EngineError::Conflict(_)), "{e:?}");
+        let e = EngineError::from_status(500, ObjectKind::Container, "something else broke".into());
+        assert!(matches!(e, EngineError::Docker(_)));
     }
 }

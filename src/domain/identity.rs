@@ -16,6 +16,18 @@ crate::wire_enum! {
 /// The longest any one stream (SSE, log follow) stays open on one token.
 pub const MAX_STREAM_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
+/// The team of a token without a `team` claim, and of objects without a `berth.team` label.
+pub const DEFAULT_TEAM: &str = "default";
+
+/// A team name: `[a-z0-9][a-z0-9_.-]{0,62}`.
+pub fn is_team_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_.-".contains(c))
+}
+
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -25,6 +37,11 @@ pub struct Principal {
     pub role: Option<Role>,
     /// The token's `exp` (Unix seconds): long-lived streams end there.
     pub expires_at: u64,
+    /// The caller's team: the token's `team` claim, else [`DEFAULT_TEAM`].
+    pub team: String,
+    /// Whether the token named its team. A token that names none keeps the behaviour of
+    /// a single-team deployment: it sees the jobs it owns, not its team's.
+    pub team_claimed: bool,
 }
 
 impl Principal {
@@ -45,6 +62,11 @@ impl Principal {
     pub fn is_admin(&self) -> bool {
         self.has(Role::Admin)
     }
+
+    /// A caller of the default team, as a token without a `team` claim makes.
+    pub fn new(subject: impl Into<String>, role: Option<Role>, expires_at: u64) -> Self {
+        Self { subject: subject.into(), role, expires_at, team: DEFAULT_TEAM.into(), team_claimed: false }
+    }
 }
 
 
@@ -52,9 +74,19 @@ impl Principal {
 mod tests {
     use super::*;
 
+    #[test]
+    fn team_names() {
+        for ok in ["default", "a", "team-1", "9lives", "a.b_c-d"] {
+            assert!(is_team_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", "A", "a b", "a/b", "é", &"a".repeat(64)] {
+            assert!(!is_team_name(bad), "{bad}");
+        }
+    }
+
     #[tokio::test]
     async fn a_far_future_exp_does_not_overflow() {
-        let p = Principal { subject: "s".into(), role: Some(Role::Viewer), expires_at: u64::MAX };
+        let p = Principal::new("s", Some(Role::Viewer), u64::MAX);
         let left = p.stream_deadline() - tokio::time::Instant::now();
         assert!(left <= MAX_STREAM_LIFETIME && left > MAX_STREAM_LIFETIME / 2, "{left:?}");
         let expired = Principal { expires_at: 0, ..p };

@@ -51,6 +51,10 @@ crate::wire_enum! {
     }
 }
 
+fn default_team() -> String {
+    super::identity::DEFAULT_TEAM.to_string()
+}
+
 /// Aggregated progress, folded from the engine's per-layer messages.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Progress {
@@ -85,6 +89,9 @@ pub struct Job {
     pub state: JobState,
     /// The token subject that made it.
     pub owner: String,
+    /// The team it belongs to (its submitter's; `default` for tokens without a team).
+    #[serde(default = "default_team")]
+    pub team: String,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -202,8 +209,9 @@ pub struct NewJob {
     pub request: Value,
     /// The role the submitter held: the job runs with exactly this authority.
     pub authority: Role,
-    /// HMAC over id, owner, kind, authority, spool and request (see `jobs::seal`).
+    /// HMAC over id, owner, team, kind, authority, spool and request (see `jobs::seal`).
     pub seal: String,
+    pub team: String,
     pub idempotency_key: Option<String>,
     /// A spooled build context to delete when the job is forgotten.
     pub spool: Option<String>,

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod rejection;
 pub mod requests;
 pub mod run;
+pub mod scope;
 
 /// A string-valued enum, declared once: variants with their snake_case wire names,
 /// `ALL`, `as_str`, `parse` and `Display` (serde uses the same names).

@@ -28,6 +28,10 @@ pub struct RunPolicy {
     pub protected_volumes: Vec<String>,
     /// Hosts `remote=` builds may fetch from (`BERTH_BUILD_REMOTE_ALLOW`; default none).
     pub build_remote_allow: Vec<String>,
+    /// Image patterns with a `{team}` placeholder (`BERTH_TEAM_IMAGES`): when set, a
+    /// non-admin's build tags, tag targets, pushes and removals must match one for their
+    /// own team.
+    pub team_images: Vec<String>,
 }
 
 fn glob(pattern: &str, text: &str) -> bool {

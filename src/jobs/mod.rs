@@ -368,9 +368,10 @@ impl Jobs {
             return Err(JobsError::TooLarge(self.request_max));
         }
         let id = store::new_id();
-        let (owner, authority) = (sub.owner.subject.clone(), sub.owner.role.unwrap_or(Role::Viewer));
-        let seal = seal::seal(&self.seal_key.0, &id, &owner, kind, authority, spool.as_deref(), &text);
-        let new = NewJob { kind, owner, request, authority, seal, idempotency_key: sub.idempotency_key, spool: spool.clone() };
+        let (owner, team, authority) = (sub.owner.subject.clone(), sub.owner.team.clone(), sub.owner.role.unwrap_or(Role::Viewer));
+        let sealed = seal::Sealed { id: &id, owner: &owner, team: &team, kind, authority, spool: spool.as_deref(), request: &text };
+        let seal = seal::seal(&self.seal_key.0, &sealed);
+        let new = NewJob { kind, owner, team, request, authority, seal, idempotency_key: sub.idempotency_key, spool: spool.clone() };
         if let Some(s) = sub.secret {
             self.secrets.lock().unwrap().insert(id.clone(), s);
         }

@@ -9,9 +9,20 @@ use super::{JobKind, Role};
 
 type Hmac = hmac::Hmac<sha2::Sha256>;
 
-fn mac(key: &[u8], id: &str, owner: &str, kind: JobKind, authority: Role, spool: Option<&str>, request: &str) -> Hmac {
+/// What a seal covers.
+pub struct Sealed<'a> {
+    pub id: &'a str,
+    pub owner: &'a str,
+    pub team: &'a str,
+    pub kind: JobKind,
+    pub authority: Role,
+    pub spool: Option<&'a str>,
+    pub request: &'a str,
+}
+
+fn mac(key: &[u8], s: &Sealed) -> Hmac {
     let mut mac = Hmac::new_from_slice(key).expect("HMAC takes any key length");
-    for part in [id, owner, kind.as_str(), authority.as_str(), spool.unwrap_or(""), request] {
+    for part in [s.id, s.owner, s.team, s.kind.as_str(), s.authority.as_str(), s.spool.unwrap_or(""), s.request] {
         mac.update(&(part.len() as u64).to_be_bytes());
         mac.update(part.as_bytes());
     }
@@ -19,8 +30,8 @@ fn mac(key: &[u8], id: &str, owner: &str, kind: JobKind, authority: Role, spool:
 }
 
 /// The seal of a new row, hex.
-pub fn seal(key: &[u8], id: &str, owner: &str, kind: JobKind, authority: Role, spool: Option<&str>, request: &str) -> String {
-    let bytes = mac(key, id, owner, kind, authority, spool, request).finalize().into_bytes();
+pub fn seal(key: &[u8], what: &Sealed) -> String {
+    let bytes = mac(key, what).finalize().into_bytes();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -29,7 +40,16 @@ pub fn verify(key: &[u8], job: &super::Job) -> bool {
     let (Some(seal), Some(authority)) = (job.seal.as_deref(), job.authority) else { return false };
     let Some(expected) = decode_hex(seal) else { return false };
     let request = job.request.to_string();
-    mac(key, &job.id, &job.owner, job.kind, authority, job.spool.as_deref(), &request).verify_slice(&expected).is_ok()
+    let what = Sealed {
+        id: &job.id,
+        owner: &job.owner,
+        team: &job.team,
+        kind: job.kind,
+        authority,
+        spool: job.spool.as_deref(),
+        request: &request,
+    };
+    mac(key, &what).verify_slice(&expected).is_ok()
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -55,7 +75,9 @@ mod tests {
         }))
         .unwrap();
         job.authority = Some(Role::Operator);
-        job.seal = Some(seal(&key, "01J", "alice", JobKind::Run, Role::Operator, None, &request.to_string()));
+        let text = request.to_string();
+        let what = Sealed { id: "01J", owner: "alice", team: "default", kind: JobKind::Run, authority: Role::Operator, spool: None, request: &text };
+        job.seal = Some(seal(&key, &what));
         assert!(verify(&key, &job));
         assert!(!verify(b"another key", &job));
         let mut forged = job.clone();
@@ -64,6 +86,9 @@ mod tests {
         let mut forged = job.clone();
         forged.authority = Some(Role::Admin);
         assert!(!verify(&key, &forged), "a raised authority");
+        let mut forged = job.clone();
+        forged.team = "other".into();
+        assert!(!verify(&key, &forged), "a moved team");
         let mut forged = job.clone();
         forged.spool = Some("/etc/passwd".into());
         assert!(!verify(&key, &forged), "a planted spool path");

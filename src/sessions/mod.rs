@@ -496,7 +496,7 @@ mod tests {
     }
 
     fn principal(sub: &str, role: crate::domain::identity::Role) -> Principal {
-        Principal { subject: sub.into(), role: Some(role), expires_at: u64::MAX }
+        Principal::new(sub, Some(role), u64::MAX)
     }
 
     #[test]

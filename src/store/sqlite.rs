@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{AuditFilter, AuditLog, AuditRecord, Inserted, JobStore, StoreError};
 use super::{Finished, JobEnd};
-use crate::domain::identity::Role;
+use crate::domain::identity::{DEFAULT_TEAM, Role};
 use crate::domain::job::{EventName, Job, JobError, JobEvent, JobFilter, JobKind, JobState, NewJob, Progress};
 
 const MIGRATIONS: &[&str] = &[
@@ -65,6 +65,10 @@ const MIGRATIONS: &[&str] = &[
     // 4: the role a job was submitted with, and the seal over the row (NULL for rows made before)
     "ALTER TABLE jobs ADD COLUMN authority TEXT;
      ALTER TABLE jobs ADD COLUMN seal TEXT;",
+    // 5: teams (NULL: team `default`)
+    "ALTER TABLE jobs ADD COLUMN team TEXT;
+     CREATE INDEX jobs_team ON jobs(team, id);
+     ALTER TABLE audit ADD COLUMN team TEXT;",
 ];
 
 /// Rows a retention sweep deletes per write transaction, so other writes interleave.
@@ -85,7 +89,7 @@ fn now() -> String {
 }
 
 const COLUMNS: &str =
-    "id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, idempotency_key, authority, seal, spool";
+    "id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, idempotency_key, authority, seal, spool, team";
 
 fn json_col(row: &Row, idx: usize) -> rusqlite::Result<Option<Value>> {
     let s: Option<String> = row.get(idx)?;
@@ -114,6 +118,7 @@ fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
         authority: row.get::<_, Option<String>>(12)?.and_then(|r| Role::parse(&r)),
         seal: row.get(13)?,
         spool: row.get(14)?,
+        team: row.get::<_, Option<String>>(15)?.unwrap_or_else(|| DEFAULT_TEAM.to_string()),
     })
 }
 
@@ -231,8 +236,8 @@ impl JobStore for SqliteStore {
             }
             let progress = Progress { phase: "queued".into(), ..Default::default() };
             tx.execute(
-                "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool, authority, seal)
-                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool, authority, seal, team)
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     id,
                     job.kind.as_str(),
@@ -244,6 +249,7 @@ impl JobStore for SqliteStore {
                     job.spool,
                     job.authority.as_str(),
                     job.seal,
+                    job.team,
                 ],
             )?;
             tx.execute(
@@ -616,6 +622,7 @@ mod tests {
             request: serde_json::json!({"image": "x"}),
             authority: Role::Operator,
             seal: String::new(),
+            team: DEFAULT_TEAM.into(),
             idempotency_key: key.map(String::from),
             spool: None,
         }
