@@ -5,6 +5,7 @@ use futures_util::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::scope::{self, Need};
 use super::sse::sse_json;
 use super::extract::Qs;
 use super::responses::{ContainerActionErrors, EngineErrors, JobSubmitted};
@@ -12,6 +13,7 @@ use super::sse::{self, numbered};
 // The job event streams (api/jobs.rs) take these from here.
 use crate::domain::de_bool_opt;
 use crate::api::extract::{Authorized, Operator, Viewer};
+use crate::auth::Principal;
 use crate::docker::{ContainerFilters, ContainerSummary, LogLine, LogOptions};
 use crate::domain::names::{validate_container_ref, validate_label_filter, validate_signal};
 use crate::api::problem::{ApiError, ApiResult, Problem};
@@ -33,6 +35,10 @@ pub struct ContainerListQuery {
     /// Name substring (repeatable).
     #[serde(default)]
     pub name: Vec<String>,
+    /// Only containers of this team (labelled `berth.team=<team>`). Whatever the filter,
+    /// a non-admin sees only their own team's containers (and, per `BERTH_UNMANAGED`,
+    /// those made outside Berth).
+    pub team: Option<String>,
 }
 
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
@@ -49,11 +55,19 @@ impl ContainerListQuery {
         if self.name.iter().any(|n| n.is_empty() || n.len() > 256 || n.chars().any(char::is_control)) {
             return Err(ApiError::invalid("`name` must be a non-empty name pattern without control characters"));
         }
-        Ok(ContainerFilters { all: self.all.unwrap_or(false), label: self.label, status: self.status, name: self.name })
+        let mut label = self.label;
+        if let Some(team) = self.team {
+            if !crate::domain::identity::is_team_name(&team) {
+                return Err(ApiError::invalid("`team` must be a team name: [a-z0-9][a-z0-9_.-]{0,62}"));
+            }
+            label.push(format!("{}={team}", crate::domain::scope::TEAM_LABEL));
+        }
+        Ok(ContainerFilters { all: self.all.unwrap_or(false), label, status: self.status, name: self.name })
     }
 }
 
-/// List containers (running only unless `all=true`).
+/// List containers (running only unless `all=true`): those of the caller's team (admin:
+/// all, `team=` to pick one).
 #[utoipa::path(
     tag = "containers",
     params(ContainerListQuery),
@@ -66,11 +80,12 @@ impl ContainerListQuery {
 )]
 #[get("/containers")]
 pub async fn list_containers(
-    _: Authorized<Viewer>,
+    who: Authorized<Viewer>,
     state: web::Data<AppState>,
     Qs(q): Qs<ContainerListQuery>,
 ) -> ApiResult<web::Json<Vec<ContainerSummary>>> {
-    Ok(web::Json(state.engine.list_containers(&q.filters()?).await?))
+    let list = state.engine.list_containers(&q.filters()?).await?;
+    Ok(web::Json(scope::visible(&state, &who, list)))
 }
 
 pub(crate) fn container_id(path: web::Path<String>) -> ApiResult<String> {
@@ -79,20 +94,22 @@ pub(crate) fn container_id(path: web::Path<String>) -> ApiResult<String> {
     Ok(id)
 }
 
-/// The full id of the container a path names (name, id, or an id prefix of 12+).
-async fn resolved(state: &AppState, path: web::Path<String>) -> ApiResult<String> {
+/// The container a path names (name, id, or an id prefix of 12+), as the caller's team
+/// may reach it for `need` ([`scope::container`]).
+async fn resolved(state: &AppState, who: &Principal, path: web::Path<String>, need: Need) -> ApiResult<scope::Scoped> {
     let given = container_id(path)?;
-    Ok(state.engine.resolve_container(&given).await?)
+    scope::container(state, who, &given, need).await
 }
 
-/// An action on the container a path names: resolve it, act, answer 204. Never on
-/// Berth's own container.
+/// An action on the container a path names: resolve it (in the caller's scope), act,
+/// answer 204. Never on Berth's own container.
 async fn act_on(
     state: &AppState,
+    who: &Principal,
     path: web::Path<String>,
     action: impl AsyncFnOnce(&AppState, &str) -> ApiResult<()>,
 ) -> ApiResult<HttpResponse> {
-    let id = resolved(state, path).await?;
+    let id = resolved(state, who, path, Need::Act).await?.id;
     refuse_own_container(state, &id).await?;
     action(state, &id).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -138,8 +155,7 @@ pub async fn inspect_container(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<web::Json<serde_json::Value>> {
-    let id = container_id(id)?;
-    let mut doc = state.engine.inspect_container(&id).await?;
+    let mut doc = resolved(&state, &who, id, Need::Read).await?.doc;
     if !who.is_admin() {
         redact_env_values(&mut doc);
     }
@@ -179,11 +195,11 @@ pub(crate) fn redact_env_values(doc: &mut serde_json::Value) {
 )]
 #[post("/containers/{id}/start")]
 pub async fn start_container(
-    _: Authorized<Operator>,
+    who: Authorized<Operator>,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    act_on(&state, id, async |s, id| Ok(s.engine.start_container(id).await?)).await
+    act_on(&state, &who, id, async |s, id| Ok(s.engine.start_container(id).await?)).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -219,13 +235,13 @@ fn stop_timeout(q: &StopQuery) -> ApiResult<Option<i32>> {
 )]
 #[post("/containers/{id}/stop")]
 pub async fn stop_container(
-    _: Authorized<Operator>,
+    who: Authorized<Operator>,
     state: web::Data<AppState>,
     id: web::Path<String>,
     Qs(q): Qs<StopQuery>,
 ) -> ApiResult<HttpResponse> {
     let timeout = stop_timeout(&q)?;
-    act_on(&state, id, async |s, id| Ok(s.engine.stop_container(id, timeout).await?)).await
+    act_on(&state, &who, id, async |s, id| Ok(s.engine.stop_container(id, timeout).await?)).await
 }
 
 /// Restart a container (stop with `timeout`, then start).
@@ -241,13 +257,13 @@ pub async fn stop_container(
 )]
 #[post("/containers/{id}/restart")]
 pub async fn restart_container(
-    _: Authorized<Operator>,
+    who: Authorized<Operator>,
     state: web::Data<AppState>,
     id: web::Path<String>,
     Qs(q): Qs<StopQuery>,
 ) -> ApiResult<HttpResponse> {
     let timeout = stop_timeout(&q)?;
-    act_on(&state, id, async |s, id| Ok(s.engine.restart_container(id, timeout).await?)).await
+    act_on(&state, &who, id, async |s, id| Ok(s.engine.restart_container(id, timeout).await?)).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -270,14 +286,14 @@ pub struct KillQuery {
 )]
 #[post("/containers/{id}/kill")]
 pub async fn kill_container(
-    _: Authorized<Operator>,
+    who: Authorized<Operator>,
     state: web::Data<AppState>,
     id: web::Path<String>,
     Qs(q): Qs<KillQuery>,
 ) -> ApiResult<HttpResponse> {
     let signal = q.signal.unwrap_or_else(|| "SIGKILL".into());
     validate_signal(&signal)?;
-    act_on(&state, id, async |s, id| Ok(s.engine.kill_container(id, &signal).await?)).await
+    act_on(&state, &who, id, async |s, id| Ok(s.engine.kill_container(id, &signal).await?)).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -306,13 +322,13 @@ pub struct RemoveQuery {
 )]
 #[delete("/containers/{id}")]
 pub async fn remove_container(
-    _: Authorized<Operator>,
+    who: Authorized<Operator>,
     state: web::Data<AppState>,
     id: web::Path<String>,
     Qs(q): Qs<RemoveQuery>,
 ) -> ApiResult<HttpResponse> {
     let (force, volumes) = (q.force.unwrap_or(false), q.volumes.unwrap_or(false));
-    act_on(&state, id, async |s, id| Ok(s.engine.remove_container(id, force, volumes).await?)).await
+    act_on(&state, &who, id, async |s, id| Ok(s.engine.remove_container(id, force, volumes).await?)).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -397,12 +413,12 @@ pub async fn container_logs(
     id: web::Path<String>,
     Qs(q): Qs<LogsQuery>,
 ) -> ApiResult<impl Responder> {
-    let id = container_id(id)?;
+    let given = container_id(id)?;
     let opts = q.options()?;
     // Each follow holds an engine connection: the caller's share is counted first.
     let slot = sse::slot(&state, &who)?;
-    // Fail before the stream starts when the container does not exist.
-    state.engine.container_running(&id).await?;
+    // Fail before the stream starts when the container does not exist (for the caller).
+    let id = scope::container(&state, &who, &given, Need::Read).await?.id;
     let lines = state.engine.logs(&id, &opts).await?;
     let end = stream::once(end_event(state.clone(), id));
     Ok(sse::stream(numbered(log_events(lines).chain(end)), who.stream_deadline(), slot))

@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::containers::container_id;
 use super::extract::Qs;
+use super::scope::{self, Need};
 use super::responses::{EngineErrors, WebSocketErrors};
 use crate::domain::de_bool_opt;
 use super::extract::{Authorized, Operator};
@@ -86,7 +87,8 @@ pub async fn attach_container(
 ) -> ApiResult<HttpResponse> {
     let id = container_id(id)?;
     let (size, permit) = opening(&state, &req, &who, q.cols, q.rows)?;
-    let c = state.engine.container_stdio_info(&id).await?;
+    let full = scope::container(&state, &who, &id, Need::Act).await?.id;
+    let c = state.engine.container_stdio_info(&full).await?;
     crate::audit::set_target(&req, format!("container={}", c.id));
     usable(&state, &c, &who, || format!("Container {id} is not running: start it before attaching.")).await?;
     let stdio = state.engine.attach_stdio(&c.id, c.tty, c.open_stdin, q.logs.unwrap_or(false)).await?;
@@ -142,7 +144,8 @@ pub async fn create_exec(
     let id = container_id(id)?;
     let spec = body.validate(who.is_admin())?;
     state.sessions.check_exec_quota(&who.subject)?;
-    let c = state.engine.container_stdio_info(&id).await?;
+    let full = scope::container(&state, &who, &id, Need::Act).await?.id;
+    let c = state.engine.container_stdio_info(&full).await?;
     usable(&state, &c, &who, || format!("Container {id} is not running: start it before exec.")).await?;
     let exec_id = state.engine.create_exec(&c.id, &spec).await?;
     state.sessions.register_exec(&exec_id, &who.subject, &c.id, &spec);
@@ -209,6 +212,7 @@ pub async fn exec_session(
     if info.started {
         return Err(conflict(format!("Exec instance {id} was already started; create a new one.")));
     }
+    scope::container(&state, &who, &info.container_id, Need::Act).await?;
     let c = state.engine.container_stdio_info(&info.container_id).await?;
     usable(&state, &c, &who, || format!("The container of exec instance {id} is not running.")).await?;
     let stdio = state.engine.start_exec_stdio(&id, info.tty).await?;

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod openapi;
 pub mod problem;
 pub mod responses;
+pub mod scope;
 pub mod sse;
 pub mod submit;
 pub mod system;

@@ -29,17 +29,14 @@ impl DockerEngine {
     /// Inspect by name, full id, or an id prefix of at least [`MIN_ID_PREFIX`] characters.
     pub(super) async fn inspect_checked(&self, given: &str) -> Result<bollard::models::ContainerInspectResponse> {
         let d = self.docker().await?;
-        let not_found = || EngineError::NotFound {
-            kind: ObjectKind::Container,
-            message: format!(
-                "No such container: {given} (give a name, or an id or id prefix of at least {MIN_ID_PREFIX} characters)"
-            ),
-        };
+        let not_found = || EngineError::container_not_found(given);
         let c = match d.inspect_container(given, None::<qp::InspectContainerOptions>).await {
             Ok(c) => c,
             // A short prefix several containers share ("Multiple IDs found"): it names none.
             Err(e) => match self.fail(ObjectKind::Container, e) {
                 e if given.len() < MIN_ID_PREFIX && !e.is_unavailable() => return Err(not_found()),
+                // One wording for every absent container, which a hidden one shares.
+                EngineError::NotFound { .. } => return Err(not_found()),
                 e => return Err(e),
             },
         };

@@ -51,6 +51,18 @@ impl crate::error::HasCode for EngineError {
 }
 
 impl EngineError {
+    /// The 404 of a container `given` names none of: the same words whether it is absent
+    /// or hidden from the caller (another team's).
+    pub fn container_not_found(given: &str) -> Self {
+        EngineError::NotFound {
+            kind: ObjectKind::Container,
+            message: format!(
+                "No such container: {given} (give a name, or an id or id prefix of at least {} characters)",
+                super::MIN_ID_PREFIX
+            ),
+        }
+    }
+
     pub fn is_unavailable(&self) -> bool {
         matches!(self, EngineError::Unavailable(_))
     }

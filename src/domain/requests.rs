@@ -258,12 +258,14 @@ impl BuildQuery {
                 ));
             }
         }
+        let labels: HashMap<String, String> = self.label.iter().map(|s| key_value("label", s)).collect::<Result<_, _>>()?;
+        super::scope::refuse_reserved_labels("label", labels.keys())?;
         Ok(BuildParams {
             tags,
             dockerfile: self.dockerfile.clone(),
             target: self.target.clone(),
             build_args: self.buildarg.iter().map(|s| key_value("buildarg", s)).collect::<Result<_, _>>()?,
-            labels: self.label.iter().map(|s| key_value("label", s)).collect::<Result<_, _>>()?,
+            labels,
             nocache: self.nocache.unwrap_or(false),
             pull: self.pull.unwrap_or(false),
             remote: self.remote.clone(),

@@ -334,6 +334,7 @@ impl RunContainerRequest {
             }
             check_text("labels", v, 4096)?;
         }
+        super::scope::refuse_reserved_labels("labels", labels.keys())?;
         Ok(labels)
     }
 

@@ -222,8 +222,8 @@ async fn build_args_and_labels_reach_the_image() {
         &[
             ("tag", tag.as_str()),
             ("buildarg", &format!("GREETING={greeting}")),
-            ("label", &format!("berth.test={u}")),
-            ("label", "berth.extra=a=b c"),
+            ("label", &format!("test.berth={u}")),
+            ("label", "test.extra=a=b c"),
             ("nocache", "true"),
         ],
         "application/x-tar",
@@ -233,14 +233,14 @@ async fn build_args_and_labels_reach_the_image() {
     // The value reaches the build, never a job view (it may be a secret).
     assert_eq!(job["request"]["build_args"]["GREETING"], "<redacted>");
     assert!(!job.to_string().contains(&greeting), "{job}");
-    assert_eq!(job["request"]["labels"]["berth.extra"], "a=b c");
+    assert_eq!(job["request"]["labels"]["test.extra"], "a=b c");
     assert_eq!(job["request"]["nocache"], true);
     let id = job["id"].as_str().unwrap();
     let job = app.wait_for_job(id, Role::Operator).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     cleanup.image(job["result"]["image_id"].as_str().unwrap());
-    assert_eq!(label_of(&tag, "berth.test"), u);
-    assert_eq!(label_of(&tag, "berth.extra"), "a=b c");
+    assert_eq!(label_of(&tag, "test.berth"), u);
+    assert_eq!(label_of(&tag, "test.extra"), "a=b c");
     let events = app.job_events(id, Role::Operator).await;
     assert!(log_texts(&events, "build").contains(&format!("greeting={greeting}")), "the build arg reached RUN: {events:?}");
 }

@@ -18,7 +18,7 @@ async fn detached_run_starts_the_container_and_ends() {
     cleanup.container(&name);
     let body = json!({
         "image": BASE_IMAGE, "name": name, "cmd": ["sleep", "30"],
-        "labels": {"berth.test": name, "berth.role": "detached"},
+        "labels": {"test.berth": name, "test.role": "detached"},
         "env": ["BERTH_TEST=1"],
     });
     let job = submit(&app, "/v1/containers", &body, Role::Operator).await;
@@ -32,7 +32,7 @@ async fn detached_run_starts_the_container_and_ends() {
     assert!(job["result"].get("exit_code").is_none(), "a detached run has no exit code: {job}");
     assert_eq!(inspect(&name, "{{.Id}}"), cid);
     assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
-    assert_eq!(inspect(&name, "{{index .Config.Labels \"berth.role\"}}"), "detached");
+    assert_eq!(inspect(&name, "{{index .Config.Labels \"test.role\"}}"), "detached");
     assert!(inspect(&name, "{{json .Config.Env}}").contains("BERTH_TEST=1"));
     assert_eq!(inspect(&name, "{{json .Config.Cmd}}"), r#"["sleep","30"]"#);
     let events = app.job_events(id, Role::Operator).await;
