@@ -138,7 +138,7 @@ pub struct BuildQuery {
     /// Build argument `KEY=VALUE` (repeatable).
     #[serde(default)]
     pub buildarg: Vec<String>,
-    /// Label `KEY=VALUE` for the image (repeatable).
+    /// Label `KEY=VALUE` for the image (repeatable); keys under `berth.` are Berth's to set (400).
     #[serde(default)]
     pub label: Vec<String>,
     /// Do not use the build cache.

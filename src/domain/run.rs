@@ -38,6 +38,7 @@ pub struct RunContainerRequest {
     pub entrypoint: Option<Vec<String>>,
     /// `KEY=VALUE` entries.
     pub env: Option<Vec<String>>,
+    /// Container labels; keys under `berth.` are Berth's to set (400 `invalid_request`).
     pub labels: Option<HashMap<String, String>>,
     /// Published ports, as `docker run -p`: `8080:80`, `127.0.0.1:8443:443/tcp`, `53/udp`.
     /// A host port below 1024 is reserved to admins.
