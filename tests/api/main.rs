@@ -28,3 +28,4 @@ mod security_build;
 mod snapshots;
 mod system;
 mod ws;
+mod teams_jobs;
