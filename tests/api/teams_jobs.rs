@@ -186,3 +186,21 @@ async fn runs_and_builds_are_stamped_with_team_owner_and_job() {
     assert_eq!(label("image", &tag, "berth.job"), bid);
     assert_eq!(label("image", &tag, "app"), "y");
 }
+
+#[actix_web::test]
+async fn audit_records_carry_the_callers_team() {
+    let app = spawn_app().await;
+    let (ta, a1) = (team("au"), unique("au-owner"));
+    let tok = team_token(&app, &a1, Role::Operator, &ta);
+    let id = submit_with(&app, &tok, "/v1/containers", &cheap_job()).await["id"].as_str().unwrap().to_string();
+    let nt = unique("au-noteam");
+    submit_with(&app, &app.token_for(&nt, Role::Operator), "/v1/containers", &cheap_job()).await;
+    let admin = app.token_for(&unique("au-admin"), Role::Admin);
+    let recs = get_json(&app, &format!("/v1/audit?subject={a1}"), &admin).await;
+    let rec = recs["items"].as_array().unwrap().iter().find(|r| r["job_id"] == id.as_str()).cloned();
+    let rec = rec.unwrap_or_else(|| panic!("the submit is audited: {recs}"));
+    assert_eq!(rec["team"], ta.as_str(), "{rec}");
+    let recs = get_json(&app, &format!("/v1/audit?subject={nt}"), &admin).await;
+    assert!(recs["items"].as_array().unwrap().iter().all(|r| r["team"] == "default"), "{recs}");
+    assert!(!recs["items"].as_array().unwrap().is_empty(), "{recs}");
+}
