@@ -630,3 +630,21 @@ impl Jobs {
         seal::verify(&self.seal_key.0, job)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_sees_which_job() {
+        let claimed = |sub: &str, team: &str, role| Principal { team: team.into(), team_claimed: true, ..Principal::new(sub, Some(role), u64::MAX) };
+        let plain = Principal::new("alice", Some(Role::Operator), u64::MAX);
+        assert!(sees(&plain, "alice", "default"));
+        assert!(!sees(&plain, "bob", "default"), "without a team claim: own jobs only");
+        let blue = claimed("carol", "blue", Role::Viewer);
+        assert!(sees(&blue, "dave", "blue"));
+        assert!(!sees(&blue, "carol", "red"), "another team's job, even one's own subject's");
+        assert!(sees(&claimed("x", "red", Role::Admin), "dave", "blue"));
+        assert!(sees(&Principal::new("root", Some(Role::Admin), u64::MAX), "dave", "blue"));
+    }
+}

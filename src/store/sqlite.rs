@@ -763,5 +763,9 @@ mod tests {
         assert_eq!(names, [State, State, Log, Result, State, End]);
         let again = store.find_idempotent("alice", "k1").await.unwrap().unwrap();
         assert_eq!(again.id, job.id);
+        // A row from before teams is team `default`'s, for the team filter too.
+        let in_team = |t: &str| JobFilter { team: Some(t.into()), limit: 10, ..Default::default() };
+        assert_eq!(store.list(in_team(DEFAULT_TEAM)).await.unwrap().0.len(), 1);
+        assert!(store.list(in_team("blue")).await.unwrap().0.is_empty());
     }
 }
