@@ -74,6 +74,7 @@ pub async fn request_span(
         method = %req.method(),
         path = %req.path(),
         subject = tracing::field::Empty,
+        team = tracing::field::Empty,
     );
     let started = Instant::now();
     let id = request_id.clone();

@@ -119,6 +119,7 @@ pub async fn authenticate(
     match principal(req.request()) {
         Ok(principal) => {
             tracing::Span::current().record("subject", principal.subject.as_str());
+            tracing::Span::current().record("team", principal.team.as_str());
             req.extensions_mut().insert(principal);
             Ok(next.call(req).await?.map_into_left_body())
         }

@@ -28,8 +28,11 @@ pub struct JobListQuery {
     pub state: Option<String>,
     /// `build`, `pull`, `push`, `run`, `prune_images` or `prune_containers`.
     pub kind: Option<String>,
-    /// Only this owner's jobs (admins; others may only name themselves).
+    /// Only this owner's (subject's) jobs: admins any; team members any of their team;
+    /// tokens without a team claim only themselves.
     pub owner: Option<String>,
+    /// Only this team's jobs (admins; others may only name their own team).
+    pub team: Option<String>,
     /// Page size, 1-1000 (default 100).
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -44,7 +47,7 @@ pub struct JobListQuery {
         (status = 200, description = "A page of jobs", body = JobPage),
         (status = 400, description = "Bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another owner's jobs, without admin", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another owner's or team's jobs, without admin", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -67,7 +70,18 @@ pub async fn list_jobs(
             ApiError::invalid("`kind` must be build, pull, push, run, prune_images or prune_containers")
         })?),
     };
-    let filter = JobFilter { owner: q.owner, state: job_state, kind, before: paging.cursor.clone(), limit: paging.fetch(), max_bytes: 0 };
+    if q.team.as_deref().is_some_and(|t| !crate::domain::identity::is_team_name(t)) {
+        return Err(ApiError::invalid("`team` must be a team name: [a-z0-9][a-z0-9_.-]{0,62}"));
+    }
+    let filter = JobFilter {
+        owner: q.owner,
+        team: q.team,
+        state: job_state,
+        kind,
+        before: paging.cursor.clone(),
+        limit: paging.fetch(),
+        max_bytes: 0,
+    };
     let (mut items, cut) = state.jobs.list(&who, filter).await?;
     let next_cursor = paging.finish(&mut items, |j| &j.id).or_else(|| cut.then(|| items.last().map(|j| j.id.clone())).flatten());
     Ok(web::Json(JobPage { items, next_cursor }))
@@ -80,7 +94,7 @@ pub async fn list_jobs(
     responses(
         (status = 200, description = "The job", body = Job),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such job, or not the caller's (`job_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job, or not one the caller may see: another team's, or without a team claim another owner's (`job_not_found`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -91,7 +105,7 @@ pub async fn get_job(who: Authorized<Viewer>, state: web::Data<AppState>, id: we
 
 /// Cancel a job: a queued one ends at once, a running one stops its engine call (a run's
 /// container is stopped, and removed if `auto_remove`) and ends `canceled` within seconds.
-/// Owners cancel their own jobs; admins any.
+/// Operators cancel their team's jobs (without a team claim, their own); admins any.
 #[utoipa::path(
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
@@ -208,7 +222,8 @@ pub struct EventsQuery {
     pub access_token: Option<String>,
 }
 
-/// Stream the `state` events of every job the caller may see (own jobs; admins all):
+/// Stream the `state` events of every job the caller may see (their team's; without a
+/// team claim their own; admins all):
 /// `data: {state, job_id, kind, owner}`, `id:` = the job's event sequence number. A live
 /// feed, with no replay: a reader too slow to keep up gets a `lagged` event
 /// (`{missed: N}`) and should re-list `GET /v1/jobs`.

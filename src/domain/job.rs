@@ -221,6 +221,8 @@ pub struct NewJob {
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     pub owner: Option<String>,
+    /// Only this team's jobs (a row without a team is team `default`'s).
+    pub team: Option<String>,
     pub state: Option<JobState>,
     pub kind: Option<JobKind>,
     /// Exclusive: jobs older than this id.

@@ -131,7 +131,8 @@ impl Jobs {
         }
     }
 
-    /// State changes of every job `who` may see (their own; admins all), live.
+    /// State changes of every job `who` may see ([`super::sees`]: their team's, or without a
+    /// team claim their own; admins all), live.
     pub fn state_feed(&self, who: Principal) -> impl Stream<Item = StateFeedItem> + Send + use<> {
         let mut rx = self.hub.subscribe_states();
         let (tx, out) = mpsc::channel(64);
@@ -142,7 +143,7 @@ impl Jobs {
                     _ = tx.closed() => return,
                 };
                 let item = match change {
-                    Ok(c) if who.is_admin() || c.owner == who.subject => {
+                    Ok(c) if super::sees(&who, &c.owner, &c.team) => {
                         let state = c.event.data.get("state").and_then(|s| serde_json::from_value(s.clone()).ok());
                         let Some(state) = state else { continue };
                         StateFeedItem::Changed { job_id: c.job_id, kind: c.kind, owner: c.owner, state, seq: c.event.seq }

@@ -118,6 +118,12 @@ fn view(mut job: Job) -> Job {
     job
 }
 
+/// Whether `who` may see a job of `owner` in `team`: admins all; a token with a team
+/// claim its team's jobs; one without a claim (a single-team deployment) its own.
+pub fn sees(who: &Principal, owner: &str, team: &str) -> bool {
+    who.is_admin() || if who.team_claimed { team == who.team } else { owner == who.subject }
+}
+
 /// Outcome of a submission.
 pub enum Submitted {
     New(Job),
@@ -391,7 +397,7 @@ impl Jobs {
                 // The one publisher of `queued`: the store wrote it with the row.
                 if let Ok(evs) = self.store.events_after(&job.id, 0, 1).await {
                     for ev in evs {
-                        self.hub.publish(job.kind, &job.owner, ev);
+                        self.hub.publish(job.kind, &job.owner, &job.team, ev);
                     }
                 }
                 self.wake[&kind].notify_one();
@@ -417,7 +423,7 @@ impl Jobs {
         Ok(self.store.find_idempotent(&who.subject, key).await?.map(view))
     }
 
-    /// A job the caller may see (its owner, or admin), else 404 `job_not_found`; as
+    /// A job the caller may see (see [`sees`]), else 404 `job_not_found`; as
     /// views show it (secret values redacted).
     pub async fn get(&self, id: &str, who: &Principal) -> Result<Job, JobsError> {
         self.get_record(id, who).await.map(view)
@@ -429,23 +435,35 @@ impl Jobs {
             return Err(not_found());
         }
         match self.store.get(id).await? {
-            Some(job) if who.is_admin() || job.owner == who.subject => Ok(job),
+            Some(job) if sees(who, &job.owner, &job.team) => Ok(job),
             _ => Err(not_found()),
         }
     }
 
-    /// Jobs `who` may see, newest first: theirs, or with admin anyone's (`owner`
-    /// filters). A non-admin naming another owner is refused. A page holds at most
-    /// [`LIST_BYTES_MAX`] of requests and results; `true` when that ended it early.
+    /// Jobs `who` may see, newest first: with a team claim their team's (`owner` filters
+    /// by subject within it), without one their own, with admin anyone's (`owner` and
+    /// `team` filter). A non-admin naming another owner (without a team claim) or another
+    /// team is refused. A page holds at most [`LIST_BYTES_MAX`] of requests and results;
+    /// `true` when that ended it early.
     pub async fn list(&self, who: &Principal, mut filter: JobFilter) -> Result<(Vec<Job>, bool), JobsError> {
         filter.max_bytes = LIST_BYTES_MAX;
-        filter.owner = match (filter.owner.take(), who.is_admin()) {
-            (owner, true) => owner,
-            (Some(o), false) if o != who.subject => {
-                return Err(Rejection::new(ErrorCode::Forbidden, "Only admins may list other owners' jobs.").into());
-            }
-            _ => Some(who.subject.clone()),
-        };
+        if who.is_admin() {
+            let (jobs, cut) = self.store.list(filter).await?;
+            return Ok((jobs.into_iter().map(view).collect(), cut));
+        }
+        if filter.team.as_ref().is_some_and(|t| *t != who.team) {
+            return Err(Rejection::new(ErrorCode::Forbidden, "Only admins may list other teams' jobs.").into());
+        }
+        if who.team_claimed {
+            filter.team = Some(who.team.clone());
+        } else {
+            filter.owner = match filter.owner.take() {
+                Some(o) if o != who.subject => {
+                    return Err(Rejection::new(ErrorCode::Forbidden, "Only admins may list other owners' jobs.").into());
+                }
+                _ => Some(who.subject.clone()),
+            };
+        }
         let (jobs, cut) = self.store.list(filter).await?;
         Ok((jobs.into_iter().map(view).collect(), cut))
     }
@@ -558,7 +576,7 @@ impl Jobs {
                 let labels = JobLabels { kind: job.kind.as_str().into(), state: to.as_str().into() };
                 self.metrics.jobs_finished.get_or_create(&labels).inc();
                 for ev in done.events {
-                    self.hub.publish(job.kind, &job.owner, ev);
+                    self.hub.publish(job.kind, &job.owner, &job.team, ev);
                 }
                 if let Some(spool) = done.spool {
                     self.remove_spool(&spool).await;
@@ -578,7 +596,7 @@ impl Jobs {
     pub(crate) async fn emit(&self, job: &Job, data: EventData) {
         let name = data.name();
         match self.store.append_event(&job.id, name, data.to_json()).await {
-            Ok(ev) => self.hub.publish(job.kind, &job.owner, ev),
+            Ok(ev) => self.hub.publish(job.kind, &job.owner, &job.team, ev),
             Err(e) => tracing::warn!(job_id = %job.id, event = name.as_str(), error = %e, "storing a job event failed"),
         }
     }
@@ -610,5 +628,23 @@ impl Jobs {
     /// Was this row made by this service, unchanged since?
     pub(crate) fn is_sealed(&self, job: &Job) -> bool {
         seal::verify(&self.seal_key.0, job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_sees_which_job() {
+        let claimed = |sub: &str, team: &str, role| Principal { team: team.into(), team_claimed: true, ..Principal::new(sub, Some(role), u64::MAX) };
+        let plain = Principal::new("alice", Some(Role::Operator), u64::MAX);
+        assert!(sees(&plain, "alice", "default"));
+        assert!(!sees(&plain, "bob", "default"), "without a team claim: own jobs only");
+        let blue = claimed("carol", "blue", Role::Viewer);
+        assert!(sees(&blue, "dave", "blue"));
+        assert!(!sees(&blue, "carol", "red"), "another team's job, even one's own subject's");
+        assert!(sees(&claimed("x", "red", Role::Admin), "dave", "blue"));
+        assert!(sees(&Principal::new("root", Some(Role::Admin), u64::MAX), "dave", "blue"));
     }
 }

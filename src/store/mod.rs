@@ -132,6 +132,9 @@ pub struct AuditRecord {
     /// The token's subject; `null` when the request had no valid token.
     pub subject: Option<String>,
     pub role: Option<String>,
+    /// The caller's team (`default` for a token without a team claim); `null` when the
+    /// request had no valid token.
+    pub team: Option<String>,
     /// `METHOD /route/pattern`, e.g. `POST /v1/images/build`.
     pub action: String,
     /// What it acted on: path parameters, or the image/tags a job names.

@@ -290,6 +290,10 @@ impl JobStore for SqliteStore {
                 args.push(o);
                 sql.push_str(&format!(" AND owner = ?{}", args.len()));
             }
+            if let Some(t) = f.team {
+                args.push(t);
+                sql.push_str(&format!(" AND COALESCE(team, '{DEFAULT_TEAM}') = ?{}", args.len()));
+            }
             if let Some(s) = f.state {
                 args.push(s.as_str().into());
                 sql.push_str(&format!(" AND state = ?{}", args.len()));
@@ -550,9 +554,23 @@ impl AuditLog for SqliteStore {
     async fn record(&self, r: AuditRecord) -> Result<(), StoreError> {
         self.with(move |conn| {
             conn.execute(
-                "INSERT INTO audit (id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![r.id, r.at, r.subject, r.role, r.action, r.target, r.outcome, r.status, r.code, r.job_id, r.client, r.request_id],
+                "INSERT INTO audit (id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id, team)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    r.id,
+                    r.at,
+                    r.subject,
+                    r.role,
+                    r.action,
+                    r.target,
+                    r.outcome,
+                    r.status,
+                    r.code,
+                    r.job_id,
+                    r.client,
+                    r.request_id,
+                    r.team
+                ],
             )?;
             Ok(())
         })
@@ -573,7 +591,7 @@ impl AuditLog for SqliteStore {
     async fn query(&self, f: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         self.read(move |conn| {
             let mut sql = String::from(
-                "SELECT id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id FROM audit WHERE 1=1",
+                "SELECT id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id, team FROM audit WHERE 1=1",
             );
             let mut args: Vec<String> = Vec::new();
             for (col, v) in [("subject", f.subject), ("outcome", f.outcome), ("action", f.action), ("job_id", f.job_id)] {
@@ -602,6 +620,7 @@ impl AuditLog for SqliteStore {
                     job_id: r.get(9)?,
                     client: r.get(10)?,
                     request_id: r.get(11)?,
+                    team: r.get(12)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -744,5 +763,9 @@ mod tests {
         assert_eq!(names, [State, State, Log, Result, State, End]);
         let again = store.find_idempotent("alice", "k1").await.unwrap().unwrap();
         assert_eq!(again.id, job.id);
+        // A row from before teams is team `default`'s, for the team filter too.
+        let in_team = |t: &str| JobFilter { team: Some(t.into()), limit: 10, ..Default::default() };
+        assert_eq!(store.list(in_team(DEFAULT_TEAM)).await.unwrap().0.len(), 1);
+        assert!(store.list(in_team("blue")).await.unwrap().0.is_empty());
     }
 }

@@ -29,3 +29,4 @@ mod snapshots;
 mod system;
 mod teams_containers;
 mod ws;
+mod teams_jobs;

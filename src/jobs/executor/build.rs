@@ -25,6 +25,11 @@ pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Valu
         (None, Some(_)) => None,
         (None, None) => return Err(Failure::new(ErrorCode::InvalidRequest, "the build has neither a context nor `remote`")),
     };
+    // The image carries the job's team, owner and id as build labels; stamped here, at
+    // execution, not in the stored request.
+    let mut stamped = params.clone();
+    crate::domain::scope::stamp(&mut stamped.labels, &ctx.job.team, &ctx.job.owner, Some(&ctx.job.id));
+    let params = &stamped;
     let engine = ctx.jobs.engine().clone();
     let mut stream = Box::pin(ctx.cancellable(engine.build(params, context)).await??);
     let mut image_id: Option<String> = None;

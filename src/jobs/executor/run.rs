@@ -42,9 +42,10 @@ pub(super) async fn run_container(ctx: &mut JobCtx, spec: &RunSpec) -> Result<Va
     // Not raced against the cancel: the engine completes a create whose request was
     // dropped, which left an orphan container. Create, then honour a cancel that came
     // meanwhile by removing the container that never ran.
-    // Stamped with the job that made it: recovery after a crash acts on nothing else.
+    // Stamped with the job that made it (recovery after a crash acts on nothing else),
+    // its team and its owner: the access rule reads them.
     let mut spec = spec.clone();
-    spec.labels.insert("berth.job".into(), ctx.job.id.clone());
+    crate::domain::scope::stamp(&mut spec.labels, &ctx.job.team, &ctx.job.owner, Some(&ctx.job.id));
     let id = engine.create_container(&spec).await?;
     if ctx.cancel.is_cancelled() {
         let _ = engine.remove_container(&id, true, true).await;
