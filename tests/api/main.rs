@@ -27,4 +27,5 @@ mod security_expose;
 mod security_build;
 mod snapshots;
 mod system;
+mod teams_images;
 mod ws;
