@@ -21,6 +21,7 @@ mod layers;
 mod openapi;
 mod policy;
 mod roles;
+mod roles_teams;
 mod security;
 mod security_host;
 mod security_expose;
