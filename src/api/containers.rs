@@ -481,7 +481,7 @@ pub async fn run_container(
 ) -> ApiResult<HttpResponse> {
     let role = who.role.unwrap_or(crate::auth::Role::Viewer);
     let spec = crate::jobs::JobSpec::run(body.into_inner(), role, Some(&state.settings.policy))?;
-    state.jobs.check_run_volumes(&spec, role).await?;
+    state.jobs.check_run_volumes(&spec, role, &who.team).await?;
     crate::api::submit::submit_job(&state, &req, &who, spec, None).await
 }
 

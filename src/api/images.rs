@@ -179,17 +179,44 @@ pub struct ImageRemoveQuery {
 )]
 #[delete("/images/{reference:.+}")]
 pub async fn remove_image(
-    _: Authorized<Operator>,
+    who: Authorized<Operator>,
     state: web::Data<AppState>,
     reference: web::Path<String>,
     Qs(q): Qs<ImageRemoveQuery>,
 ) -> ApiResult<web::Json<Vec<ImageDeleteItem>>> {
     validate_reference_or_id(&reference)?;
+    check_team_removal(&state, &who, &reference).await?;
     let items = state
         .engine
         .remove_image(&reference, q.force.unwrap_or(false), q.noprune.unwrap_or(false))
         .await?;
     Ok(web::Json(items))
+}
+
+/// `BERTH_TEAM_IMAGES` for a non-admin's removal: by name, the name must be the team's;
+/// by id (prefix) or digest, every tag of the image. An image the engine does not have is
+/// left to the engine's own 404.
+async fn check_team_removal(state: &AppState, who: &crate::auth::Principal, reference: &str) -> ApiResult<()> {
+    let policy = &state.settings.policy;
+    if policy.team_images.is_empty() || who.is_admin() {
+        return Ok(());
+    }
+    let Some((_, _, tags)) = state.engine.image_identity(reference).await? else { return Ok(()) };
+    let full = |r: &ImageRef| format!("{}:{}", r.repository(), r.tag_or_latest());
+    let named = ImageRef::parse(reference).ok().filter(|r| {
+        r.digest.is_none() && tags.iter().filter_map(|t| ImageRef::parse(t).ok()).any(|t| full(&t) == full(r))
+    });
+    if let Some(image) = named {
+        return Ok(policy.check_team_image(&image, &who.team, "remove")?);
+    }
+    let labelled = match tags.is_empty() {
+        true => {
+            let doc = state.engine.inspect_image(reference).await?;
+            doc.pointer("/Config/Labels/berth.team").and_then(|t| t.as_str()) == Some(who.team.as_str())
+        }
+        false => false,
+    };
+    Ok(policy.check_team_image_tags(reference, &tags, labelled, &who.team, "remove")?)
 }
 
 /// Tag an image: the body names the source (reference or id) and the new reference.
@@ -228,7 +255,7 @@ pub struct TagImageView {
 )]
 #[post("/images/tag")]
 pub async fn tag_image(
-    _: Authorized<Operator>,
+    who: Authorized<Operator>,
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
     body: web::Json<TagImageRequest>,
@@ -243,6 +270,9 @@ pub async fn tag_image(
     crate::audit::set_target(&req, format!("source={} target={}", body.source, body.target));
     // Tagging is a way to give any image an allowed name: the allow-list covers it.
     state.settings.policy.check_image(&target, "tag")?;
+    if !who.is_admin() {
+        state.settings.policy.check_team_image(&target, &who.team, "tag")?;
+    }
     // The source by the same naming rule as inspect: a short id prefix tags nothing.
     let source = state.engine.resolve_image(&body.source).await?;
     state.engine.tag_image(&source, &target.repository(), target.tag_or_latest()).await?;
@@ -370,6 +400,9 @@ pub async fn push_image(
         return Err(ApiError::new(crate::error::ErrorCode::InvalidReference, "Push a tag, not a digest."));
     }
     state.settings.policy.check_image(&image, "push")?;
+    if !who.is_admin() {
+        state.settings.policy.check_team_image(&image, &who.team, "push")?;
+    }
     let secret = body.credentials.clone().map(|c| c.into_auth(image.registry_host())).transpose()?;
     crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobSpec::push(body)?, secret).await
 }

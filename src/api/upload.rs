@@ -62,7 +62,8 @@ impl SpooledContext {
         if format.is_some() && content_length(req).is_some_and(|n| n > max) {
             return Err(too_large(max));
         }
-        params.check_policy(&state.settings.policy)?;
+        let team = (!who.is_admin()).then_some(who.team.as_str());
+        params.check_policy(&state.settings.policy, team)?;
         let Some(format) = format else { return Ok(None) };
         let context = Self::receive(state, payload, format, &who.subject).await?;
         context.check_dockerfile(state, params, who.is_admin()).await?;

@@ -107,6 +107,49 @@ impl RunPolicy {
     }
 }
 
+impl RunPolicy {
+    /// 403 `policy_violation` unless the image matches a `BERTH_TEAM_IMAGES` pattern
+    /// with `{team}` replaced by the caller's team (the same glob and name forms as
+    /// [`RunPolicy::check_image`]). Unset: every name is allowed. Admins are not held
+    /// to it; the caller decides that.
+    pub fn check_team_image(&self, image: &ImageRef, team: &str, action: &str) -> Result<(), Rejection> {
+        if self.team_images.is_empty() {
+            return Ok(());
+        }
+        let names = Self::names(image);
+        let patterns: Vec<String> = self.team_images.iter().map(|p| p.replace("{team}", team)).collect();
+        if patterns.iter().any(|p| names.iter().any(|n| glob(p, n))) {
+            return Ok(());
+        }
+        Err(Rejection::policy(format!(
+            "`image` {image} may not be used to {action}: it matches none of BERTH_TEAM_IMAGES for team `{team}` ({})",
+            patterns.join(", ")
+        )))
+    }
+
+    /// The team-image rule for removing an image by id (or id prefix, or digest): every
+    /// tag it has (`tags`, as the engine reports them) must be the team's. An image
+    /// without tags is the team's only when it carries `berth.team=<team>` (`labelled`).
+    pub fn check_team_image_tags(&self, given: &str, tags: &[String], labelled: bool, team: &str, action: &str) -> Result<(), Rejection> {
+        if self.team_images.is_empty() {
+            return Ok(());
+        }
+        if tags.is_empty() && !labelled {
+            return Err(Rejection::policy(format!(
+                "image {} may not be used to {action}: it has no tag, and BERTH_TEAM_IMAGES admits only team `{team}`'s names",
+                given.escape_debug()
+            )));
+        }
+        for tag in tags {
+            let image = ImageRef::parse(tag)?;
+            self.check_team_image(&image, team, action).map_err(|e| {
+                Rejection::policy(format!("image {} is also tagged {tag}: {}", given.escape_debug(), e.detail))
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// What gives a container power over the host: the one list, default-deny. A non-admin
 /// may not create a container with any of these (403 `policy_violation` naming the
 /// option), nor attach to or exec in one that has them: a shell in it is a shell on the
@@ -471,6 +514,29 @@ mod tests {
         let e = p.check_image(&ImageRef::parse("evil/app").unwrap(), "push").unwrap_err();
         assert_eq!(e.code, ErrorCode::PolicyViolation);
         assert!(e.detail.contains("evil/app") && e.detail.contains("BERTH_ALLOWED_IMAGES"), "{}", e.detail);
+    }
+
+    #[test]
+    fn team_images() {
+        let open = RunPolicy::default();
+        assert!(open.check_team_image(&ImageRef::parse("x").unwrap(), "blue", "push").is_ok());
+        let p = RunPolicy { team_images: vec!["127.0.0.1:5000/{team}/*".into(), "{team}-*".into()], ..Default::default() };
+        let check = |r: &str, t: &str| p.check_team_image(&ImageRef::parse(r).unwrap(), t, "push");
+        assert!(check("127.0.0.1:5000/blue/app:1", "blue").is_ok());
+        assert!(check("127.0.0.1:5000/blue/sub/app", "blue").is_ok());
+        assert!(check("blue-app:2", "blue").is_ok());
+        let e = check("127.0.0.1:5000/red/app:1", "blue").unwrap_err();
+        assert_eq!(e.code, ErrorCode::PolicyViolation);
+        assert!(e.detail.contains("127.0.0.1:5000/red/app:1") && e.detail.contains("BERTH_TEAM_IMAGES"), "{}", e.detail);
+        assert!(e.detail.contains("127.0.0.1:5000/blue/*"), "{}", e.detail);
+        assert!(check("busybox", "blue").is_err());
+        let tags = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(p.check_team_image_tags("abc", &tags(&["blue-a:1", "127.0.0.1:5000/blue/b:2"]), false, "blue", "remove").is_ok());
+        let e = p.check_team_image_tags("abc", &tags(&["blue-a:1", "red-a:1"]), false, "blue", "remove").unwrap_err();
+        assert!(e.detail.contains("red-a:1"), "{}", e.detail);
+        assert!(p.check_team_image_tags("abc", &[], false, "blue", "remove").is_err(), "untagged, unlabelled");
+        assert!(p.check_team_image_tags("abc", &[], true, "blue", "remove").is_ok(), "untagged, the team's label");
+        assert!(open.check_team_image_tags("abc", &[], false, "blue", "remove").is_ok());
     }
 
     #[test]

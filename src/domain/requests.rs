@@ -46,6 +46,9 @@ pub struct PruneFilters {
     pub label: Vec<String>,
     /// Only objects created before: Unix seconds, RFC 3339, or a Go duration (`24h`).
     pub until: Option<String>,
+    /// Only objects labelled `berth.team=<team>` (what Berth made for that team).
+    #[schema(example = "blue")]
+    pub team: Option<String>,
 }
 
 /// Remove unused images (`docker image prune`).
@@ -72,6 +75,11 @@ impl PruneFilters {
         for l in &self.label {
             super::names::validate_label_filter(l)?;
         }
+        if let Some(t) = &self.team {
+            if !super::identity::is_team_name(t) {
+                return Err(Rejection::invalid("`filters.team` must be a team name: [a-z0-9][a-z0-9_.-]{0,62}"));
+            }
+        }
         if let Some(u) = &self.until {
             if !is_until(u) {
                 return Err(Rejection::invalid(
@@ -80,6 +88,18 @@ impl PruneFilters {
             }
         }
         Ok(())
+    }
+}
+
+impl PruneFilters {
+    /// The label filters the engine gets: the caller's, and `berth.team=<team>` when
+    /// `team` is given.
+    pub fn engine_labels(&self) -> Vec<String> {
+        let mut labels = self.label.clone();
+        if let Some(t) = &self.team {
+            labels.push(format!("{}={t}", super::scope::TEAM_LABEL));
+        }
+        labels
     }
 }
 
@@ -198,9 +218,15 @@ impl BuildParams {
     /// `BERTH_ALLOWED_IMAGES`, and a `remote=` URL's host to `BERTH_BUILD_REMOTE_ALLOW`
     /// (the engine fetches it from the host's own network, loopback included). 403
     /// `policy_violation` naming the reference or the host.
-    pub fn check_policy(&self, policy: &RunPolicy) -> Result<(), Rejection> {
+    /// `team`: the caller's, whose names (`BERTH_TEAM_IMAGES`) the tags must be; `None`
+    /// for an admin, who is not held to them.
+    pub fn check_policy(&self, policy: &RunPolicy, team: Option<&str>) -> Result<(), Rejection> {
         for tag in &self.tags {
-            policy.check_image(&ImageRef::parse(tag)?, "tag a build")?;
+            let image = ImageRef::parse(tag)?;
+            policy.check_image(&image, "tag a build")?;
+            if let Some(team) = team {
+                policy.check_team_image(&image, team, "tag a build")?;
+            }
         }
         if let Some(remote) = &self.remote {
             let host = net::url_host(remote).map_err(|_| Rejection::invalid("`remote` has no host that can be checked"))?;
@@ -291,23 +317,23 @@ mod build_policy_tests {
     #[test]
     fn remote_hosts_need_listing() {
         let none = RunPolicy::default();
-        let e = params(&[], Some("http://127.0.0.1:8080/ctx.tar")).check_policy(&none).unwrap_err();
+        let e = params(&[], Some("http://127.0.0.1:8080/ctx.tar")).check_policy(&none, None).unwrap_err();
         assert_eq!(e.code, crate::error::ErrorCode::PolicyViolation);
         assert!(e.detail.contains("`127.0.0.1:8080`") && e.detail.contains("BERTH_BUILD_REMOTE_ALLOW (it lists none)"), "{}", e.detail);
         let listed = RunPolicy { build_remote_allow: vec!["git.example.com".into(), "ctx.example:8443".into(), "[::1]:80".into()], ..Default::default() };
         for ok in ["https://git.example.com/r.git", "https://GIT.example.com.:444/r.git", "git://git.example.com/r", "git@git.example.com:r.git", "https://ctx.example:8443/c.tar", "http://[::1]/c"] {
-            assert!(params(&[], Some(ok)).check_policy(&listed).is_ok(), "{ok}");
+            assert!(params(&[], Some(ok)).check_policy(&listed, None).is_ok(), "{ok}");
         }
         for bad in ["https://ctx.example/c.tar", "https://evil.example/r.git", "http://2130706433/", "https://git.example.com.evil/r", "http://[::1]:81/c"] {
-            assert!(params(&[], Some(bad)).check_policy(&listed).is_err(), "{bad}");
+            assert!(params(&[], Some(bad)).check_policy(&listed, None).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn build_tags_are_held_to_the_allow_list() {
         let p = RunPolicy { allowed_images: vec!["berth-test/*".into()], ..Default::default() };
-        assert!(params(&["berth-test/app:1"], None).check_policy(&p).is_ok());
-        let e = params(&["berth-test/app:1", "evil/app:1"], None).check_policy(&p).unwrap_err();
+        assert!(params(&["berth-test/app:1"], None).check_policy(&p, None).is_ok());
+        let e = params(&["berth-test/app:1", "evil/app:1"], None).check_policy(&p, None).unwrap_err();
         assert!(e.detail.contains("evil/app:1") && e.detail.contains("tag a build"), "{}", e.detail);
     }
 }

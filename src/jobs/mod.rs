@@ -408,11 +408,11 @@ impl Jobs {
 
     /// The named-volume rule for a run's named volumes, with what the engine knows of
     /// each (labels, driver options): at submit, and again just before the create.
-    pub async fn check_run_volumes(&self, spec: &JobSpec, authority: Role) -> Result<(), JobsError> {
+    /// `team`: the submitter's (a non-admin mounts only their own team's volumes).
+    pub async fn check_run_volumes(&self, spec: &JobSpec, authority: Role, team: &str) -> Result<(), JobsError> {
         let JobSpec::Run { spec, .. } = spec else { return Ok(()) };
         for name in spec.named_volumes() {
             let facts = self.engine.volume_facts(&name).await?;
-            let team = crate::domain::policy::DEFAULT_TEAM;
             self.policy.check_volume(&name, facts.as_ref(), authority >= Role::Admin, team)?;
         }
         Ok(())

@@ -146,7 +146,7 @@ pub async fn run(ctx: &mut JobCtx) -> Result<Value, Failure> {
             set_phase(ctx, "pruning").await;
             let engine = ctx.jobs.engine().clone();
             let report = ctx
-                .cancellable(engine.prune_images(req.all, &req.filters.label, req.filters.until.as_deref()))
+                .cancellable(engine.prune_images(req.all, &req.filters.engine_labels(), req.filters.until.as_deref()))
                 .await??;
             Ok(json!({"deleted": report.deleted, "untagged": report.untagged, "space_reclaimed": report.space_reclaimed}))
         }
@@ -154,7 +154,7 @@ pub async fn run(ctx: &mut JobCtx) -> Result<Value, Failure> {
             set_phase(ctx, "pruning").await;
             let engine = ctx.jobs.engine().clone();
             let report = ctx
-                .cancellable(engine.prune_containers(&req.filters.label, req.filters.until.as_deref()))
+                .cancellable(engine.prune_containers(&req.filters.engine_labels(), req.filters.until.as_deref()))
                 .await??;
             Ok(json!({"deleted": report.deleted, "space_reclaimed": report.space_reclaimed}))
         }

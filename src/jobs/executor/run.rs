@@ -37,7 +37,7 @@ pub(super) async fn run_container(ctx: &mut JobCtx, spec: &RunSpec) -> Result<Va
     set_phase(ctx, "creating").await;
     // The named volumes as the engine knows them now, not as they were at submit.
     let authority = ctx.job.authority.unwrap_or(crate::domain::identity::Role::Operator);
-    let held = ctx.jobs.check_run_volumes(&ctx.spec, authority).await;
+    let held = ctx.jobs.check_run_volumes(&ctx.spec, authority, &ctx.job.team).await;
     held.map_err(|e| Failure::new(e.code(), e.detail()))?;
     // Not raced against the cancel: the engine completes a create whose request was
     // dropped, which left an orphan container. Create, then honour a cancel that came
