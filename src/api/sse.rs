@@ -64,8 +64,16 @@ where
             }
         }
     });
-    sse::Sse::from_infallible_receiver(rx).with_keep_alive(SSE_KEEP_ALIVE)
+    // `retry:` tells EventSource how soon to reconnect; proxies (nginx) must not buffer.
+    sse::Sse::from_infallible_receiver(rx)
+        .with_keep_alive(SSE_KEEP_ALIVE)
+        .with_retry_duration(RECONNECT_AFTER)
+        .customize()
+        .insert_header(("X-Accel-Buffering", "no"))
 }
+
+/// The reconnection delay a stream suggests to EventSource (`retry:`).
+pub const RECONNECT_AFTER: Duration = Duration::from_secs(3);
 
 /// Number the events `id: 1`, `id: 2`, … in the order they come.
 pub fn numbered(events: impl Stream<Item = Data>) -> impl Stream<Item = Event> {
@@ -93,7 +101,11 @@ mod tests {
     async fn forwards_numbered_events_until_they_end() {
         let events = super::numbered(stream::iter([super::sse_json("log", &"a"), super::sse_json("end", &1)]));
         let got = body(events, Instant::now() + Duration::from_secs(60)).await;
-        assert_eq!(got.replace(": keep-alive\n\n", ""), "id: 1\nevent: log\ndata: \"a\"\n\nid: 2\nevent: end\ndata: 1\n\n");
+        // First the reconnection hint, then the events.
+        assert_eq!(
+            got.replace(": keep-alive\n\n", ""),
+            "retry: 3000\n\nid: 1\nevent: log\ndata: \"a\"\n\nid: 2\nevent: end\ndata: 1\n\n"
+        );
     }
 
     #[actix_web::test]
@@ -101,7 +113,7 @@ mod tests {
         let events = stream::iter([super::Event::from(super::sse_json("log", &"a"))]).chain(stream::pending());
         let got = body(events, Instant::now() + Duration::from_millis(200)).await;
         // The body ends (to_bytes returns) although the events do not.
-        assert_eq!(got.replace(": keep-alive\n\n", ""), "event: log\ndata: \"a\"\n\n");
+        assert_eq!(got.replace(": keep-alive\n\n", ""), "retry: 3000\n\nevent: log\ndata: \"a\"\n\n");
     }
 
     #[actix_web::test]
@@ -110,6 +122,7 @@ mod tests {
         let req = actix_web::test::TestRequest::default().to_http_request();
         let events = stream::iter([super::Event::from(super::sse_json("log", &"a"))]).chain(stream::pending());
         let res = super::stream(events, Instant::now() + Duration::from_secs(60), slots.take("t").unwrap()).respond_to(&req);
+        assert_eq!(res.headers().get("x-accel-buffering").unwrap(), "no", "proxies must not buffer a stream");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(slots.take("t").is_none(), "held while the stream runs");
         drop(res);

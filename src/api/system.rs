@@ -1,6 +1,6 @@
 //! Health, readiness and engine information.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, get, web, route};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -60,21 +60,23 @@ pub async fn system_info(_: Authorized<Viewer>, state: web::Data<AppState>) -> A
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(tag = "system", responses((status = 200, description = "Alive", body = HealthView)))]
-#[get("/healthz")]
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "Alive", body = HealthView)))]
+#[route("/healthz", method = "GET", method = "HEAD")]
 pub async fn healthz() -> web::Json<HealthView> {
     web::Json(HealthView { status: "ok".into(), checks: None })
 }
 
 /// Readiness: the engine answers a ping and the job store is writable; else 503.
 #[utoipa::path(
+    get,
+    path = "/readyz",
     tag = "system",
     responses(
         (status = 200, description = "Ready", body = HealthView),
         (status = 503, description = "A dependency is down; `checks` says which", body = HealthView),
     )
 )]
-#[get("/readyz")]
+#[route("/readyz", method = "GET", method = "HEAD")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut checks = std::collections::BTreeMap::new();
     let docker = match state.engine.ping().await {

@@ -16,6 +16,28 @@ async fn healthz_and_readyz_answer_without_a_token() {
 }
 
 #[actix_web::test]
+async fn health_routes_answer_head_as_load_balancers_probe() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz"] {
+        let res = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "HEAD {path}");
+        assert!(res.bytes().await.unwrap().is_empty(), "HEAD {path} has no body");
+    }
+}
+
+#[actix_web::test]
+async fn event_streams_tell_proxies_not_to_buffer_and_clients_when_to_retry() {
+    let app = spawn_app().await;
+    let res = app.get("/v1/events", berth::auth::Role::Viewer).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-accel-buffering"], "no");
+    let mut body = res.bytes_stream();
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("retry: "), "{first:?}");
+}
+
+#[actix_web::test]
 async fn system_reports_engine_and_negotiated_version() {
     let app = spawn_app().await;
     let res = app.get("/v1/system", Role::Viewer).send().await.unwrap();
