@@ -36,6 +36,9 @@ pub enum JobSubmitted {
     /// The body is not of the media type the route takes.
     #[response(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Problem),
+    /// The `Idempotency-Key` made a job from another request (`idempotency_key_reused`).
+    #[response(status = 422, content_type = "application/problem+json")]
+    KeyReused(Problem),
     /// The queue is full (`queue_full`); retry after `Retry-After` seconds.
     #[response(status = 429, content_type = "application/problem+json", headers(("Retry-After" = u64)))]
     QueueFull(Problem),

@@ -69,6 +69,9 @@ pub enum JobsError {
     Engine(#[from] crate::docker::EngineError),
     #[error("The job's request is larger than BERTH_JOB_REQUEST_MAX ({0} bytes of JSON).")]
     TooLarge(usize),
+    /// The key made job `0` from another request.
+    #[error("This Idempotency-Key made job {0} from another request; use a new key for a new request.")]
+    KeyReused(String),
     /// The data dir's file system has less free space than `BERTH_MIN_FREE_BYTES`.
     #[error(
         "The server's data disk has {free} bytes free, below BERTH_MIN_FREE_BYTES ({min}); nothing was queued. Retry once space is freed."
@@ -88,6 +91,7 @@ impl HasCode for JobsError {
             JobsError::Rejected(e) => e.code(),
             JobsError::Engine(e) => e.code(),
             JobsError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            JobsError::KeyReused(_) => ErrorCode::IdempotencyKeyReused,
             JobsError::InsufficientStorage { .. } => ErrorCode::InsufficientStorage,
             JobsError::Internal(_) => ErrorCode::Internal,
         }
@@ -377,6 +381,7 @@ impl Jobs {
         let (owner, team, authority) = (sub.owner.subject.clone(), sub.owner.team.clone(), sub.owner.role.unwrap_or(Role::Viewer));
         let sealed = seal::Sealed { id: &id, owner: &owner, team: &team, kind, authority, spool: spool.as_deref(), request: &text };
         let seal = seal::seal(&self.seal_key.0, &sealed);
+        let sub_request = request.clone();
         let new = NewJob { kind, owner, team, request, authority, seal, idempotency_key: sub.idempotency_key, spool: spool.clone() };
         if let Some(s) = sub.secret {
             self.secrets.lock().unwrap().insert(id.clone(), s);
@@ -391,6 +396,8 @@ impl Jobs {
             }
         }
         match inserted? {
+            // The same key with another request is a client's mistake, not a repeat.
+            Inserted::Existing(job) if job.kind != kind || job.request != sub_request => Err(JobsError::KeyReused(job.id)),
             Inserted::Existing(job) => Ok(Submitted::Existing(view(job))),
             Inserted::QueueFull => Err(self.queue_full()),
             Inserted::New(job) => {

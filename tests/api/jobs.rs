@@ -515,3 +515,27 @@ async fn global_events_show_own_jobs_and_admins_see_all() {
     let got_a = sse_a.until(Duration::from_secs(30), ended(job_a2.clone())).await;
     assert!(got_a.iter().all(|(_, _, d)| d["owner"] == a.as_str()), "only A's jobs: {got_a:?}");
 }
+
+#[actix_web::test]
+async fn an_idempotency_key_reused_with_another_body_is_422_and_makes_nothing() {
+    let app = spawn_app().await;
+    let key = unique("key");
+    let post = |body: Value| {
+        app.client
+            .post(app.url("/v1/containers"))
+            .bearer_auth(app.token(Role::Operator))
+            .header("Idempotency-Key", key.clone())
+            .json(&body)
+            .send()
+    };
+    let body = cheap_job();
+    let first = post(body.clone()).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let id = first.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let mut other = body.clone();
+    other["cmd"] = serde_json::json!(["echo", "something else"]);
+    let problem = assert_problem(post(other).await.unwrap(), 422, "idempotency_key_reused").await;
+    assert!(problem["detail"].as_str().unwrap().contains(&id), "{problem}");
+    assert_eq!(post(body).await.unwrap().status(), 200, "the same body still answers the job made before");
+    assert_eq!(ids(&list_page(&app, &app.token(Role::Operator), "").await), vec![id]);
+}
