@@ -403,11 +403,8 @@ impl EffectiveHostConfig {
     }
 }
 
-/// What Berth calls the team of a caller whose token names none.
-pub const DEFAULT_TEAM: &str = "default";
-
-/// The label that gives an object (a named volume, say) to a team.
-pub const TEAM_LABEL: &str = "berth.team";
+pub use super::identity::DEFAULT_TEAM;
+pub use super::scope::TEAM_LABEL;
 
 /// A named volume as the engine knows it: what the named-volume rule and the host-power
 /// list read of it.

@@ -261,7 +261,8 @@ impl Jobs {
     /// made, as its `berth.job` label says.
     async fn stop_own_container(&self, job: &Job, cid: &str, auto_remove: bool) -> Result<(), crate::docker::EngineError> {
         let doc = self.engine.inspect_container(cid).await?;
-        if doc.pointer("/Config/Labels/berth.job").and_then(|v| v.as_str()) != Some(job.id.as_str()) {
+        let label = doc.pointer("/Config/Labels").and_then(|l| l.get(crate::domain::scope::JOB_LABEL));
+        if label.and_then(|v| v.as_str()) != Some(job.id.as_str()) {
             span_warn(job, "an interrupted run names a container it did not make; left alone");
             return Ok(());
         }

@@ -95,8 +95,6 @@ pub trait JobStore: Send + Sync + 'static {
     async fn count_queued(&self) -> Result<usize, StoreError>;
     /// A write that changes nothing: is the store writable?
     async fn check_writable(&self) -> Result<(), StoreError>;
-    /// The spool path of a job.
-    async fn spool(&self, id: &str) -> Result<Option<String>, StoreError>;
     /// Spool paths of jobs that will still read them (queued or running).
     async fn live_spools(&self) -> Result<Vec<String>, StoreError>;
 }

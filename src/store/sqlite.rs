@@ -536,17 +536,6 @@ impl JobStore for SqliteStore {
         })
         .await
     }
-
-    async fn spool(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let id = id.to_string();
-        self.read(move |conn| {
-            Ok(conn
-                .query_row("SELECT spool FROM jobs WHERE id = ?1", [&id], |r| r.get::<_, Option<String>>(0))
-                .optional()?
-                .flatten())
-        })
-        .await
-    }
 }
 
 #[async_trait]
