@@ -85,6 +85,8 @@ pub struct Settings {
     /// Origins allowed to call Berth from a browser (`BERTH_CORS_ORIGINS`, comma-separated,
     /// `*` for any); WebSocket handshakes from other origins but the service's own are 403.
     pub cors_origins: Vec<String>,
+    /// How long a stream ticket lives (`BERTH_TICKET_TTL`, 1-60 s, default 60 s).
+    pub ticket_ttl: Duration,
     /// Image allow-list and default container limits.
     pub policy: crate::domain::policy::RunPolicy,
     /// What any one caller may consume.
@@ -189,6 +191,7 @@ impl Settings {
             ws_idle_timeout: Duration::from_secs(600),
             ws_max_sessions: 64,
             cors_origins: Vec::new(),
+            ticket_ttl: crate::domain::identity::MAX_TICKET_TTL,
             policy: crate::domain::policy::RunPolicy { default_pids_limit: Some(4096), ..Default::default() },
             bounds: Bounds::default(),
             self_container: None,
@@ -305,6 +308,16 @@ impl Settings {
         s.policy.allowed_volumes = list(get("BERTH_ALLOWED_VOLUMES"));
         s.policy.build_remote_allow = list(get("BERTH_BUILD_REMOTE_ALLOW"));
         s.cors_origins = list(get("BERTH_CORS_ORIGINS"));
+        if let Some(v) = get("BERTH_TICKET_TTL") {
+            let ttl = match v.parse::<u64>() {
+                Ok(secs) => Duration::from_secs(secs),
+                Err(_) => humantime::parse_duration(&v).unwrap_or(Duration::ZERO),
+            };
+            if ttl < Duration::from_secs(1) || ttl > crate::domain::identity::MAX_TICKET_TTL {
+                bail!("BERTH_TICKET_TTL must be between 1 and 60 seconds (`30`, `30s`), not `{v}`");
+            }
+            s.ticket_ttl = ttl;
+        }
         let opt_num = |name: &str| -> anyhow::Result<Option<i64>> {
             get(name).map(|v| v.parse::<i64>().with_context(|| format!("{name} must be a whole number, not `{v}`"))).transpose()
         };

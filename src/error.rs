@@ -59,6 +59,7 @@ error_codes! {
     RequestTimeout => 408, "request_timeout", "The request body stalled";
     IdempotencyKeyReused => 422, "idempotency_key_reused", "Idempotency key reused with another request";
     TooManySessions => 429, "too_many_sessions", "Too many interactive sessions";
+    TooManyTickets => 429, "too_many_tickets", "Too many unused stream tickets";
     DockerUnavailable => 503, "docker_unavailable", "Docker engine unavailable";
     DockerError => 502, "docker_error", "Docker engine error";
     Interrupted => 503, "interrupted", "Interrupted";

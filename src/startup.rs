@@ -85,6 +85,7 @@ impl Application {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating BERTH_DATA_DIR {}", settings.data_dir.display()))?;
         let verifier = web::Data::new(JwtVerifier::new(&settings.jwt)?);
+        let tickets = web::Data::new(crate::auth::Tickets::new(settings.ticket_ttl));
         let engine: Arc<Engine> = Arc::new(DockerEngine::new(settings.docker_host.clone()));
         if let Err(e) = engine.ping().await {
             tracing::warn!(error = %e, "the Docker engine does not answer yet; serving 503 docker_unavailable until it does");
@@ -116,6 +117,7 @@ impl Application {
             let (app, _) = documented_routes();
             app.app_data(state.clone())
                 .app_data(verifier.clone())
+                .app_data(tickets.clone())
                 .app_data(metrics.clone())
                 .app_data(routes.clone())
                 .app_data(auditor.clone())

@@ -348,6 +348,8 @@ pub struct LogsQuery {
     pub timestamps: Option<bool>,
     /// The bearer token, for clients that cannot set headers (EventSource).
     pub access_token: Option<String>,
+    /// A single-use stream ticket (`POST /v1/tickets`), in place of the token.
+    pub ticket: Option<String>,
 }
 
 impl LogsQuery {

@@ -17,7 +17,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
-use crate::auth::{JwtVerifier, Principal, Role};
+use crate::auth::{JwtVerifier, Principal, Role, Tickets};
 use crate::error::ErrorCode;
 
 /// Query-string extractor that accepts repeated keys (`?label=a&label=b`) into `Vec`
@@ -74,10 +74,11 @@ impl Paging {
 }
 
 /// Paths whose responses are event streams (or WebSockets): browsers cannot set headers
-/// there, so `?access_token=` is accepted in place of the `Authorization` header.
-/// Matched segment by segment and for GET only, so that `GET /v1/containers/logs` (inspect
-/// of a container named `logs`) or `DELETE …` never authenticates with a query token.
-fn accepts_query_token(method: &actix_web::http::Method, path: &str) -> bool {
+/// there, so `?access_token=` (or a stream `?ticket=`) is accepted in place of the
+/// `Authorization` header. Matched segment by segment and for GET only, so that
+/// `GET /v1/containers/logs` (inspect of a container named `logs`) or `DELETE …` never
+/// authenticates with a query token.
+pub(crate) fn accepts_query_token(method: &actix_web::http::Method, path: &str) -> bool {
     let segments: Vec<&str> = path.split('/').collect();
     method == actix_web::http::Method::GET
         && matches!(
@@ -89,7 +90,15 @@ fn accepts_query_token(method: &actix_web::http::Method, path: &str) -> bool {
         )
 }
 
-fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+/// What a request authenticates with.
+enum Credential {
+    /// A JWT, from the `Authorization` header or `?access_token=`.
+    Token(String),
+    /// A stream ticket from `POST /v1/tickets` (`?ticket=`; never the header).
+    Ticket(String),
+}
+
+fn credential(req: &HttpRequest) -> Result<Option<Credential>, ApiError> {
     if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
         let value = value
             .to_str()
@@ -98,14 +107,18 @@ fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "The Authorization header must be `Bearer <token>`."))?;
-        return Ok(Some(token.trim().to_string()));
+        return Ok(Some(Credential::Token(token.trim().to_string())));
     }
     if accepts_query_token(req.method(), req.path()) {
         let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
             .map(|q| q.into_inner())
             .unwrap_or_default();
-        if let Some((_, token)) = query.into_iter().find(|(k, _)| k == "access_token") {
-            return Ok(Some(token));
+        let find = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        if let Some(token) = find("access_token") {
+            return Ok(Some(Credential::Token(token)));
+        }
+        if let Some(ticket) = find("ticket") {
+            return Ok(Some(Credential::Ticket(ticket)));
         }
     }
     Ok(None)
@@ -128,13 +141,18 @@ pub async fn authenticate(
     }
 }
 
-/// The verified caller of a request, or why not (401).
+/// The verified caller of a request, or why not (401). A stream ticket is spent here.
 pub fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
-    let verifier = req
-        .app_data::<web::Data<JwtVerifier>>()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("JwtVerifier missing from app data")))?;
-    match bearer_token(req)? {
-        Some(token) => Ok(verifier.verify(&token)?),
+    let missing = |what: &str| ApiError::internal(anyhow::anyhow!("{what} missing from app data"));
+    match credential(req)? {
+        Some(Credential::Token(token)) => {
+            let verifier = req.app_data::<web::Data<JwtVerifier>>().ok_or_else(|| missing("JwtVerifier"))?;
+            Ok(verifier.verify(&token)?)
+        }
+        Some(Credential::Ticket(ticket)) => {
+            let tickets = req.app_data::<web::Data<Tickets>>().ok_or_else(|| missing("Tickets"))?;
+            Ok(tickets.redeem(&ticket, req.path())?)
+        }
         None => Err(ApiError::new(ErrorCode::Unauthorized, "This route needs `Authorization: Bearer <token>`.")),
     }
 }

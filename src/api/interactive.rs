@@ -56,6 +56,8 @@ pub struct AttachQuery {
     pub rows: Option<u16>,
     /// The bearer token, for clients that cannot set headers (browsers' WebSocket).
     pub access_token: Option<String>,
+    /// A single-use stream ticket (`POST /v1/tickets`), in place of the token.
+    pub ticket: Option<String>,
 }
 
 /// Attach to a running container over a WebSocket (`docker attach`).
@@ -168,6 +170,8 @@ pub struct ExecWsQuery {
     pub rows: Option<u16>,
     /// The bearer token, for clients that cannot set headers (browsers' WebSocket).
     pub access_token: Option<String>,
+    /// A single-use stream ticket (`POST /v1/tickets`), in place of the token.
+    pub ticket: Option<String>,
 }
 
 fn exec_id(path: web::Path<String>) -> ApiResult<String> {

@@ -149,6 +149,8 @@ pub struct JobEventsQuery {
     pub since: Option<u64>,
     /// The bearer token, for clients that cannot set headers (EventSource).
     pub access_token: Option<String>,
+    /// A single-use stream ticket (`POST /v1/tickets`), in place of the token.
+    pub ticket: Option<String>,
 }
 
 impl JobEventsQuery {
@@ -220,6 +222,8 @@ pub async fn stream_job_events(
 pub struct EventsQuery {
     /// The bearer token, for clients that cannot set headers (EventSource).
     pub access_token: Option<String>,
+    /// A single-use stream ticket (`POST /v1/tickets`), in place of the token.
+    pub ticket: Option<String>,
 }
 
 /// Stream the `state` events of every job the caller may see (their team's; without a

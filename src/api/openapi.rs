@@ -5,7 +5,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::scope::Scope;
 
-use super::{audit, containers, extract, images, interactive, jobs, system};
+use super::{audit, containers, extract, images, interactive, jobs, system, tickets};
 
 struct SecurityAddon;
 
@@ -20,7 +20,7 @@ impl Modify for SecurityAddon {
                     .description(Some(
                         "HS256 (BERTH_JWT_SECRET) or RS256/ES256 (BERTH_JWT_PUBLIC_KEY_FILE) JWT with a `roles` \
                          claim (viewer, operator, admin). Each operation lists the least role it needs as \
-                         this scheme's scope. Event streams and WebSockets also take `?access_token=`.",
+                         this scheme's scope. Event streams and WebSockets also take `?access_token=`, or a single-use `?ticket=` from `POST /v1/tickets`.",
                     ))
                     .build(),
             ),
@@ -90,4 +90,5 @@ pub fn v1_scope() -> Scope<
         .service(jobs::stream_job_events)
         .service(jobs::stream_events)
         .service(audit::list_audit)
+        .service(tickets::create_ticket)
 }

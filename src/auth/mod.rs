@@ -3,9 +3,11 @@
 //! HTTP: the middleware and the `Authorized<R>` extractor live in `api::extract`.
 
 mod jwt;
+pub mod tickets;
 
 pub use crate::domain::identity::{DEFAULT_TEAM, Principal, Role, is_team_name};
 pub use jwt::{Claims, JwtVerifier, mint_team_token, mint_token};
+pub use tickets::Tickets;
 
 use crate::error::{ErrorCode, HasCode};
 

@@ -16,6 +16,9 @@ crate::wire_enum! {
 /// The longest any one stream (SSE, log follow) stays open on one token.
 pub const MAX_STREAM_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
+/// The longest a stream ticket (`POST /v1/tickets`) lives; `BERTH_TICKET_TTL` may shorten it.
+pub const MAX_TICKET_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The team of a token without a `team` claim, and of objects without a `berth.team` label.
 pub const DEFAULT_TEAM: &str = "default";
 

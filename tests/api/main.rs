@@ -28,6 +28,7 @@ mod security_expose;
 mod security_build;
 mod snapshots;
 mod system;
+mod tickets;
 mod teams_containers;
 mod teams_images;
 mod ws;
