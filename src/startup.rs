@@ -45,6 +45,14 @@ fn documented_routes() -> (
         .split_for_parts()
 }
 
+/// The OpenAPI document as served, serialized once.
+struct Spec(web::Bytes);
+
+/// `GET /openapi.json`, with an `ETag` (and `304` for a matching `If-None-Match`).
+async fn serve_spec(req: actix_web::HttpRequest, spec: web::Data<Spec>) -> HttpResponse {
+    api::etag::bytes(&req, spec.0.clone(), "application/json")
+}
+
 /// The OpenAPI document, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_routes().1
@@ -109,6 +117,7 @@ impl Application {
         let sessions = Arc::new(crate::sessions::Sessions::new(&settings));
         let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone(), sessions });
         let spec = openapi();
+        let spec_json = web::Bytes::from(serde_json::to_vec(&spec).context("serializing the OpenAPI document")?);
         let routes = web::Data::new(handlers::RouteTable::from_spec(&spec));
         let json_limit = settings.json_limit;
         let cors_origins = settings.cors_origins.clone();
@@ -120,11 +129,13 @@ impl Application {
                 .app_data(tickets.clone())
                 .app_data(metrics.clone())
                 .app_data(routes.clone())
+                .app_data(web::Data::new(Spec(spec_json.clone())))
                 .app_data(auditor.clone())
                 .app_data(web::JsonConfig::default().limit(json_limit).error_handler(handlers::json_error))
                 .app_data(web::QueryConfig::default().error_handler(handlers::query_error))
                 .app_data(web::PathConfig::default().error_handler(handlers::path_error))
-                .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", spec.clone()))
+                .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(utoipa_swagger_ui::Config::new(["/openapi.json"])))
+                .route("/openapi.json", web::get().to(serve_spec))
                 .route(
                     "/swagger-ui",
                     web::get().to(|| async {
@@ -133,6 +144,7 @@ impl Application {
                 )
                 .default_service(web::to(handlers::not_found))
                 .wrap(ErrorHandlers::new().default_handler(problem_safety_net))
+                .wrap(from_fn(crate::api::compress::gzip_json))
                 .wrap(from_fn(crate::audit::audit_requests))
                 .wrap(from_fn(crate::api::problem::refuse_oversized))
                 .wrap(crate::api::cors::cors(&cors_origins))

@@ -44,7 +44,8 @@ pub struct JobListQuery {
     tag = "jobs",
     params(JobListQuery),
     responses(
-        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 200, description = "A page of jobs", body = JobPage, headers(("ETag" = String, description = "Strong tag of this page; send it back as `If-None-Match`"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the page's current `ETag`"),
         (status = 400, description = "Bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another owner's or team's jobs, without admin", body = Problem, content_type = "application/problem+json"),
@@ -54,9 +55,10 @@ pub struct JobListQuery {
 #[get("/jobs")]
 pub async fn list_jobs(
     who: Authorized<Viewer>,
+    req: HttpRequest,
     state: web::Data<AppState>,
     Qs(q): Qs<JobListQuery>,
-) -> ApiResult<web::Json<JobPage>> {
+) -> ApiResult<HttpResponse> {
     let paging = super::extract::Paging::new(q.limit, q.cursor)?;
     let job_state = match q.state.as_deref() {
         None => None,
@@ -84,7 +86,7 @@ pub async fn list_jobs(
     };
     let (mut items, cut) = state.jobs.list(&who, filter).await?;
     let next_cursor = paging.finish(&mut items, |j| &j.id).or_else(|| cut.then(|| items.last().map(|j| j.id.clone())).flatten());
-    Ok(web::Json(JobPage { items, next_cursor }))
+    super::etag::json(&req, &JobPage { items, next_cursor })
 }
 
 /// One job.
@@ -92,15 +94,21 @@ pub async fn list_jobs(
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The job", body = Job),
+        (status = 200, description = "The job", body = Job, headers(("ETag" = String, description = "Strong tag of this job's current record; send it back as `If-None-Match`"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the job's current `ETag`"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job, or not one the caller may see: another team's, or without a team claim another owner's (`job_not_found`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
 #[get("/jobs/{id}")]
-pub async fn get_job(who: Authorized<Viewer>, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<web::Json<Job>> {
-    Ok(web::Json(state.jobs.get(&id, &who).await?))
+pub async fn get_job(
+    who: Authorized<Viewer>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    super::etag::json(&req, &state.jobs.get(&id, &who).await?)
 }
 
 /// Cancel a job: a queued one ends at once, a running one stops its engine call (a run's

@@ -9,7 +9,9 @@
 
 pub mod audit;
 pub mod containers;
+pub mod compress;
 pub mod cors;
+pub mod etag;
 pub mod extract;
 pub mod images;
 pub mod interactive;

@@ -91,9 +91,14 @@ impl TestApp {
 
     /// Poll a job (as `test-<role>`) until it ends; its final record. Panics after 120 s.
     pub async fn wait_for_job(&self, id: &str, role: Role) -> Value {
+        self.wait_for_job_as(id, &self.token(role)).await
+    }
+
+    /// Poll a job with `token` until it ends; its final record. Panics after 120 s.
+    pub async fn wait_for_job_as(&self, id: &str, token: &str) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         loop {
-            let res = self.get(&format!("/v1/jobs/{id}"), role).send().await.unwrap();
+            let res = self.client.get(self.url(&format!("/v1/jobs/{id}"))).bearer_auth(token).send().await.unwrap();
             assert_eq!(res.status(), 200, "job {id} readable");
             let job: Value = res.json().await.unwrap();
             let state = job["state"].as_str().unwrap().to_string();

@@ -6,6 +6,7 @@ mod helpers;
 mod audit;
 mod auth;
 mod cli;
+mod conditional;
 mod containers;
 mod cors;
 mod credentials;
