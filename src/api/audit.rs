@@ -34,8 +34,11 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-/// The audit log: every mutating request and every refused one (who, role, action,
-/// target, outcome, status, error code, job, client address, request id).
+/// Read the audit log.
+///
+/// Admin only. Every mutating request and every refused one, newest first: who, role,
+/// action, target, outcome, status, error code, job, client address and request id.
+/// Filtered by `subject`, `outcome`, `action` and `job_id`; paged by `cursor`.
 #[utoipa::path(
     tag = "system",
     params(AuditQuery),
