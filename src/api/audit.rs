@@ -22,7 +22,8 @@ pub struct AuditPage {
 pub struct AuditQuery {
     /// Only this subject's requests.
     pub subject: Option<String>,
-    /// `success`, `denied`, `rejected` or `failed`.
+    /// Only records with this outcome.
+    #[param(schema_with = outcomes)]
     pub outcome: Option<String>,
     /// Exact action, e.g. `POST /v1/images/build`.
     pub action: Option<String>,
@@ -32,6 +33,13 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+/// The `outcome` of a record (see `crate::audit`).
+const OUTCOMES: [&str; 4] = ["success", "denied", "rejected", "failed"];
+
+fn outcomes() -> utoipa::openapi::Object {
+    super::openapi::one_of("Only records with this outcome.", &OUTCOMES)
 }
 
 /// Read the audit log.
@@ -59,7 +67,7 @@ pub async fn list_audit(
 ) -> ApiResult<web::Json<AuditPage>> {
     let paging = super::extract::Paging::new(q.limit, q.cursor)?;
     if let Some(o) = &q.outcome {
-        if !["success", "denied", "rejected", "failed"].contains(&o.as_str()) {
+        if !OUTCOMES.contains(&o.as_str()) {
             return Err(ApiError::invalid("`outcome` must be success, denied, rejected or failed"));
         }
     }

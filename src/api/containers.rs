@@ -30,8 +30,9 @@ pub struct ContainerListQuery {
     /// Label filters, `key` or `key=value` (repeatable, all must match).
     #[serde(default)]
     pub label: Vec<String>,
-    /// `created`, `restarting`, `running`, `removing`, `paused`, `exited` or `dead` (repeatable).
+    /// Only containers in these states (repeatable).
     #[serde(default)]
+    #[param(schema_with = statuses)]
     pub status: Vec<String>,
     /// Name substring (repeatable).
     #[serde(default)]
@@ -43,6 +44,13 @@ pub struct ContainerListQuery {
 }
 
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
+
+fn statuses() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .description(Some("Only containers in these states (repeatable)."))
+        .items(super::openapi::one_of("A container state.", &STATUSES))
+        .build()
+}
 
 impl ContainerListQuery {
     /// The engine's filters, once each is checked.

@@ -101,6 +101,17 @@ pub fn v1_scope() -> Scope<
 
 const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The schema of a string parameter that takes one of `values` (for `#[param(schema_with)]`
+/// where the values are a list of strings rather than a Rust enum; utoipa then drops the
+/// field's doc comment, so the schema carries `description`).
+pub fn one_of(description: &str, values: &[&str]) -> utoipa::openapi::Object {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(description))
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
 /// What the route annotations cannot say, added to the generated document: the route
 /// of the document itself (served beside Swagger UI), and on every problem answer one
 /// example per `code` its description names (else the status's first code in the
