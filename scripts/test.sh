@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: prepare the engine, base image and registries, run the unit and
-# integration tests, then fuzz the live OpenAPI spec with schemathesis.
+# integration tests, lint the OpenAPI spec and run the clients generated from it against a
+# live Berth (scripts/clients.sh), then fuzz the live spec with schemathesis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/test-env.sh
 cargo test --locked "$@"
+./scripts/clients.sh
 ./scripts/fuzz.sh

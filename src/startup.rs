@@ -35,14 +35,17 @@ fn documented_routes() -> (
     >,
     utoipa::openapi::OpenApi,
 ) {
-    App::new()
+    let (app, spec) = App::new()
         .into_utoipa_app()
         .openapi(api::ApiDoc::openapi())
         .service(api::system::healthz)
         .service(api::system::readyz)
         .service(api::system::metrics)
+        .service(api::problems::list_problem_types)
+        .service(api::problems::get_problem_type)
         .service(api::v1_scope())
-        .split_for_parts()
+        .split_for_parts();
+    (app, api::openapi::finish(spec))
 }
 
 /// The OpenAPI document as served, serialized once.

@@ -22,7 +22,8 @@ pub struct AuditPage {
 pub struct AuditQuery {
     /// Only this subject's requests.
     pub subject: Option<String>,
-    /// `success`, `denied`, `rejected` or `failed`.
+    /// Only records with this outcome.
+    #[param(schema_with = outcomes)]
     pub outcome: Option<String>,
     /// Exact action, e.g. `POST /v1/images/build`.
     pub action: Option<String>,
@@ -34,8 +35,18 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-/// The audit log: every mutating request and every refused one (who, role, action,
-/// target, outcome, status, error code, job, client address, request id).
+/// The `outcome` of a record (see `crate::audit`).
+const OUTCOMES: [&str; 4] = ["success", "denied", "rejected", "failed"];
+
+fn outcomes() -> utoipa::openapi::Object {
+    super::openapi::one_of("Only records with this outcome.", &OUTCOMES)
+}
+
+/// Read the audit log.
+///
+/// Admin only. Every mutating request and every refused one, newest first: who, role,
+/// action, target, outcome, status, error code, job, client address and request id.
+/// Filtered by `subject`, `outcome`, `action` and `job_id`; paged by `cursor`.
 #[utoipa::path(
     tag = "system",
     params(AuditQuery),
@@ -56,7 +67,7 @@ pub async fn list_audit(
 ) -> ApiResult<web::Json<AuditPage>> {
     let paging = super::extract::Paging::new(q.limit, q.cursor)?;
     if let Some(o) = &q.outcome {
-        if !["success", "denied", "rejected", "failed"].contains(&o.as_str()) {
+        if !OUTCOMES.contains(&o.as_str()) {
             return Err(ApiError::invalid("`outcome` must be success, denied, rejected or failed"));
         }
     }

@@ -1,5 +1,6 @@
 //! `/v1/containers`: list, inspect, start/stop/restart/kill, remove, logs (SSE).
 
+use super::streams::sse_framing;
 use actix_web::{HttpResponse, Responder, delete, get, post, web};
 use futures_util::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
@@ -29,8 +30,9 @@ pub struct ContainerListQuery {
     /// Label filters, `key` or `key=value` (repeatable, all must match).
     #[serde(default)]
     pub label: Vec<String>,
-    /// `created`, `restarting`, `running`, `removing`, `paused`, `exited` or `dead` (repeatable).
+    /// Only containers in these states (repeatable).
     #[serde(default)]
+    #[param(schema_with = statuses)]
     pub status: Vec<String>,
     /// Name substring (repeatable).
     #[serde(default)]
@@ -42,6 +44,13 @@ pub struct ContainerListQuery {
 }
 
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
+
+fn statuses() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .description(Some("Only containers in these states (repeatable)."))
+        .items(super::openapi::one_of("A container state.", &STATUSES))
+        .build()
+}
 
 impl ContainerListQuery {
     /// The engine's filters, once each is checked.
@@ -66,8 +75,10 @@ impl ContainerListQuery {
     }
 }
 
-/// List containers (running only unless `all=true`): those of the caller's team (admin:
-/// all, `team=` to pick one).
+/// List containers (`docker ps`).
+///
+/// Running ones only unless `all=true`; filtered by `status`, `name` and `label`. Those
+/// of the caller's team; an admin sees all, and picks one team with `team=`.
 #[utoipa::path(
     tag = "containers",
     params(ContainerListQuery),
@@ -135,9 +146,11 @@ pub(crate) async fn refuse_own_container(state: &AppState, id: &str) -> ApiResul
     ))
 }
 
-/// Inspect a container by id (or id prefix) or name. The body is the engine's own
-/// inspect document, except that to anyone but admin each environment entry shows its
-/// key and not its value (`KEY=<redacted>`).
+/// Inspect a container (`docker inspect`).
+///
+/// By id, id prefix or name. The body is the engine's own inspect document, except that
+/// to anyone but admin each environment entry shows its key and not its value
+/// (`KEY=<redacted>`).
 #[utoipa::path(
     tag = "containers",
     params(("id" = String, Path, description = "Container id, id prefix or name")),
@@ -182,7 +195,9 @@ pub(crate) fn redact_env_values(doc: &mut serde_json::Value) {
     }
 }
 
-/// Start a container (a running one stays running).
+/// Start a container (`docker start`).
+///
+/// A running container stays running (204 all the same).
 #[utoipa::path(
     tag = "containers",
     params(("id" = String, Path, description = "Container id, id prefix or name")),
@@ -222,7 +237,10 @@ fn stop_timeout(q: &StopQuery) -> ApiResult<Option<i32>> {
     }
 }
 
-/// Stop a container: SIGTERM, then SIGKILL after `timeout` seconds.
+/// Stop a container (`docker stop`).
+///
+/// Sends SIGTERM, then SIGKILL after `timeout` seconds; the request waits for the
+/// container to stop. A stopped container stays stopped.
 #[utoipa::path(
     tag = "containers",
     params(("id" = String, Path, description = "Container id, id prefix or name"), StopQuery),
@@ -244,7 +262,9 @@ pub async fn stop_container(
     act_on(&state, &who, id, async |s, id| Ok(s.engine.stop_container(id, timeout).await?)).await
 }
 
-/// Restart a container (stop with `timeout`, then start).
+/// Restart a container (`docker restart`).
+///
+/// Stops it as `stop` does (SIGTERM, SIGKILL after `timeout` seconds), then starts it.
 #[utoipa::path(
     tag = "containers",
     params(("id" = String, Path, description = "Container id, id prefix or name"), StopQuery),
@@ -273,7 +293,10 @@ pub struct KillQuery {
     pub signal: Option<String>,
 }
 
-/// Send a signal to a running container (`docker kill`). 409 when it is not running.
+/// Send a signal to a container (`docker kill`).
+///
+/// `signal` (default `SIGKILL`) goes to the container's main process; 409 `conflict` when
+/// the container is not running.
 #[utoipa::path(
     tag = "containers",
     params(("id" = String, Path, description = "Container id, id prefix or name"), KillQuery),
@@ -309,7 +332,10 @@ pub struct RemoveQuery {
     pub volumes: Option<bool>,
 }
 
-/// Remove a container. A running one needs `force=true` (else 409 `conflict`).
+/// Remove a container (`docker rm`).
+///
+/// A running container needs `force=true` (else 409 `conflict`); `volumes=true` also
+/// removes its anonymous volumes.
 #[utoipa::path(
     tag = "containers",
     params(("id" = String, Path, description = "Container id, id prefix or name"), RemoveQuery),
@@ -390,8 +416,9 @@ fn parse_since(s: &str) -> ApiResult<i64> {
     )))
 }
 
-/// Stream a container's output as server-sent events.
+/// Stream a container's output (`docker logs -f`).
 ///
+/// Server-sent events, framed as the 200 answer says.
 /// Events: `log` (`{stream: "stdout"|"stderr", text}`, `id:` counting from 1), `error`
 /// (`{code, message}`) if the engine fails midway, and last `end` (`{state}`: the
 /// container's state then), after which the server closes the stream. A comment line is
@@ -400,7 +427,7 @@ fn parse_since(s: &str) -> ApiResult<i64> {
     tag = "containers",
     params(("id" = String, Path, description = "Container id, id prefix or name"), LogsQuery),
     responses(
-        (status = 200, description = "SSE stream: `log` events (LogLine), then `end` (LogEndEvent)", content_type = "text/event-stream", body = String),
+        (status = 200, description = sse_framing!("Events: `log` (LogLine), `error` (JobError) if the engine fails midway, and last `end` (LogEndEvent), after which the server closes the stream; `id:` counts from 1."), content_type = "text/event-stream", body = crate::api::streams::LogStreamEvent),
         (status = 400, description = "Bad id or query", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such container", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The caller holds BERTH_MAX_STREAMS_PER_SUBJECT streams open already (`too_many_streams`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
@@ -456,7 +483,9 @@ async fn end_event(state: web::Data<AppState>, id: String) -> sse::Data {
 
 // ---- jobs ---------------------------------------------------------------------------------
 
-/// Run a container (`docker run`): pull per `pull`, create, start. With `detach=true`
+/// Run a container (`docker run`).
+///
+/// Queues a `run` job: pull per `pull`, create, start. With `detach=true`
 /// (default) the job ends once the container started, result `{container_id}`; with
 /// `detach=false` its output comes as `log` events and the result is
 /// `{container_id, exit_code}` (the job succeeds whatever the exit code). Options that
@@ -487,7 +516,10 @@ pub async fn run_container(
     crate::api::submit::submit_job(&state, &req, &who, spec, None).await
 }
 
-/// Remove stopped containers (admin). Result `{deleted, space_reclaimed}`.
+/// Remove stopped containers (`docker container prune`).
+///
+/// Admin only. Queues a `prune_containers` job over the stopped containers matching
+/// `filters`. Result `{deleted, space_reclaimed}`.
 #[utoipa::path(
     tag = "containers",
     request_body = crate::domain::requests::PruneContainersRequest,

@@ -52,6 +52,10 @@ impl ImageListQuery {
 }
 
 /// List images.
+///
+/// The images on the engine, as `docker images` lists them: intermediate ones with
+/// `all=true`, filtered by `dangling`, `reference` patterns and `label`s. Images are
+/// shared for reading: every team sees every image.
 #[utoipa::path(
     tag = "images",
     params(ImageListQuery),
@@ -121,10 +125,12 @@ mod tests {
     }
 }
 
-/// Inspect an image by reference or id. The reference is the rest of the path and may
-/// contain `/` and `:` (`/v1/images/127.0.0.1:5000/team/app:1.2`). The body is the
-/// engine's own inspect document, except that to anyone but admin each environment
-/// entry shows its key and not its value (`KEY=<redacted>`).
+/// Inspect an image by reference or id.
+///
+/// The reference is the rest of the path and may contain `/` and `:`
+/// (`/v1/images/127.0.0.1:5000/team/app:1.2`). The body is the engine's own inspect
+/// document, except that to anyone but admin each environment entry shows its key and
+/// not its value (`KEY=<redacted>`).
 #[utoipa::path(
     tag = "images",
     params(("reference" = String, Path, description = "Image reference or id; may contain `/` and `:`")),
@@ -163,7 +169,11 @@ pub struct ImageRemoveQuery {
     pub noprune: Option<bool>,
 }
 
-/// Remove an image (`docker rmi`). Answers what was untagged and deleted.
+/// Remove an image (`docker rmi`).
+///
+/// Answers what was untagged and deleted. An image a container uses needs `force=true`
+/// (else 409 `conflict`); `noprune=true` keeps its untagged parents. With
+/// `BERTH_TEAM_IMAGES` a non-admin removes only the team's images.
 #[utoipa::path(
     tag = "images",
     params(("reference" = String, Path, description = "Image reference or id; may contain `/` and `:`"), ImageRemoveQuery),
@@ -240,6 +250,10 @@ pub struct TagImageView {
 }
 
 /// Tag an image (`docker tag SOURCE TARGET`).
+///
+/// Gives the image `source` (a reference or id) the new reference `target`. The target
+/// is held to `BERTH_ALLOWED_IMAGES`, and for a non-admin to `BERTH_TEAM_IMAGES` (403
+/// `policy_violation`).
 #[utoipa::path(
     tag = "images",
     request_body = TagImageRequest,
@@ -289,7 +303,9 @@ pub async fn tag_image(
 #[schema(value_type = String, format = Binary)]
 pub struct BuildContext(#[allow(dead_code)] Vec<u8>);
 
-/// Build an image from a tar (or gzip tar) context in the body, or from `remote=`.
+/// Build an image (`docker build`).
+///
+/// From a tar (or gzip tar) context in the body, or from `remote=` (a git or tar URL).
 ///
 /// The context is streamed to disk as it arrives (never held in memory), its Dockerfile
 /// is read, the job is queued, and the answer is `202` with the job; its events carry the
@@ -346,8 +362,12 @@ async fn idempotent_job(state: &AppState, who: &crate::auth::Principal, key: Opt
     }
 }
 
-/// Pull an image: a job with per-layer `layer` events and an aggregated `progress`;
-/// result `{image_id, digest}`.
+/// Pull an image (`docker pull`).
+///
+/// Queues a `pull` job: its events are per-layer `layer` events and an aggregated
+/// `progress`, and its result is `{image_id, digest}`. `credentials` (or those configured
+/// for the registry) authenticate to a private registry; they are never stored in the
+/// job.
 #[utoipa::path(
     tag = "images",
     request_body = crate::domain::requests::PullRequest,
@@ -376,8 +396,10 @@ pub async fn pull_image(
     crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobSpec::pull(body)?, secret).await
 }
 
-/// Push an image to its registry: a job with `layer` and `progress` events; result
-/// `{digest}`.
+/// Push an image to its registry (`docker push`).
+///
+/// Queues a `push` job: its events are `layer` and `progress` events, and its result is
+/// `{digest}`. With `BERTH_TEAM_IMAGES` a non-admin pushes only the team's images.
 #[utoipa::path(
     tag = "images",
     request_body = crate::domain::requests::PushRequest,
@@ -407,8 +429,10 @@ pub async fn push_image(
     crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobSpec::push(body)?, secret).await
 }
 
-/// Remove unused images (admin): dangling only, or with `all` every image no container
-/// uses. Result `{deleted, space_reclaimed}`.
+/// Remove unused images (`docker image prune`).
+///
+/// Admin only. Queues a `prune_images` job: dangling images only, or with `all` every
+/// image no container uses, narrowed by `filters`. Result `{deleted, space_reclaimed}`.
 #[utoipa::path(
     tag = "images",
     request_body = crate::domain::requests::PruneImagesRequest,

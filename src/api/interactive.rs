@@ -71,7 +71,7 @@ pub struct AttachQuery {
         framing!()
     ),
     responses(
-        (status = 101, description = "Switched to a WebSocket (framing above)", headers(("x-berth-tty" = bool, description = "`true`: binary frames are raw TTY bytes; `false`: their first byte is the stream (1 stdout, 2 stderr)"))),
+        (status = 101, description = "Switched to a WebSocket (framing above). No HTTP body follows: the schema is that of the JSON text messages, ClientControl from the client and ServerControl from the server", content_type = "application/json", body = crate::api::streams::WebSocketMessage, headers(("x-berth-tty" = bool, description = "`true`: binary frames are raw TTY bytes; `false`: their first byte is the stream (1 stdout, 2 stderr)"))),
         WebSocketErrors,
         (status = 404, description = "No such container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The container is not running (`conflict`)", body = Problem, content_type = "application/problem+json"),
@@ -192,7 +192,7 @@ fn exec_id(path: web::Path<String>) -> ApiResult<String> {
         framing!()
     ),
     responses(
-        (status = 101, description = "Switched to a WebSocket (framing above)", headers(("x-berth-tty" = bool, description = "`true`: binary frames are raw TTY bytes; `false`: their first byte is the stream (1 stdout, 2 stderr)"))),
+        (status = 101, description = "Switched to a WebSocket (framing above). No HTTP body follows: the schema is that of the JSON text messages, ClientControl from the client and ServerControl from the server", content_type = "application/json", body = crate::api::streams::WebSocketMessage, headers(("x-berth-tty" = bool, description = "`true`: binary frames are raw TTY bytes; `false`: their first byte is the stream (1 stdout, 2 stderr)"))),
         WebSocketErrors,
         (status = 404, description = "No such exec instance of the caller's (`not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already started, or its container stopped (`conflict`)", body = Problem, content_type = "application/problem+json"),

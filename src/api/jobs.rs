@@ -7,6 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::Qs;
 use super::sse::sse_json;
+use super::streams::{FeedEvent, JobStreamEvent, sse_framing};
 use crate::api::extract::{Authorized, Operator, Viewer};
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::jobs::events::StateFeedItem;
@@ -24,9 +25,11 @@ pub struct JobPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobListQuery {
-    /// `queued`, `running`, `succeeded`, `failed`, `canceled` or `interrupted`.
+    /// Only jobs in this state.
+    #[param(value_type = Option<JobState>)]
     pub state: Option<String>,
-    /// `build`, `pull`, `push`, `run`, `prune_images` or `prune_containers`.
+    /// Only jobs of this kind.
+    #[param(value_type = Option<JobKind>)]
     pub kind: Option<String>,
     /// Only this owner's (subject's) jobs: admins any; team members any of their team;
     /// tokens without a team claim only themselves.
@@ -39,7 +42,11 @@ pub struct JobListQuery {
     pub cursor: Option<String>,
 }
 
-/// List the jobs the caller may see, newest first.
+/// List jobs.
+///
+/// The jobs the caller may see, newest first: their team's (without a team claim, their
+/// own); an admin's, everyone's. Filtered by `state`, `kind`, `owner` and `team`; paged
+/// by `cursor`.
 #[utoipa::path(
     tag = "jobs",
     params(JobListQuery),
@@ -89,7 +96,10 @@ pub async fn list_jobs(
     super::etag::json(&req, &JobPage { items, next_cursor })
 }
 
-/// One job.
+/// Get a job.
+///
+/// Its state, progress, result or error, and its request with secrets removed. Its
+/// events are at `/v1/jobs/{id}/events`.
 #[utoipa::path(
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
@@ -111,9 +121,11 @@ pub async fn get_job(
     super::etag::json(&req, &state.jobs.get(&id, &who).await?)
 }
 
-/// Cancel a job: a queued one ends at once, a running one stops its engine call (a run's
-/// container is stopped, and removed if `auto_remove`) and ends `canceled` within seconds.
-/// Operators cancel their team's jobs (without a team claim, their own); admins any.
+/// Cancel a job.
+///
+/// A queued job ends at once, a running one stops its engine call (a run's container is
+/// stopped, and removed if `auto_remove`) and ends `canceled` within seconds. Operators
+/// cancel their team's jobs (without a team claim, their own); admins any.
 #[utoipa::path(
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
@@ -131,7 +143,10 @@ pub async fn cancel_job(who: Authorized<Operator>, state: web::Data<AppState>, i
     Ok(web::Json(state.jobs.cancel(&id, &who).await?))
 }
 
-/// Forget a finished job and its events.
+/// Delete a finished job.
+///
+/// Forgets the job and its events (and a build's spooled context). A queued or running
+/// job is 409 `conflict`: cancel it first.
 #[utoipa::path(
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
@@ -183,7 +198,7 @@ fn event_to_sse(ev: &JobEvent) -> sse::Event {
     sse_json(ev.event.as_str(), &ev.data).id(ev.seq.to_string()).into()
 }
 
-/// Stream a job's events as server-sent events.
+/// Stream a job's events.
 ///
 /// Replays the stored events after `Last-Event-ID` (or `?since=`), then follows live,
 /// and closes after `end`. Events: `state` (`{state}`), `progress` (Progress), `layer`
@@ -195,7 +210,7 @@ fn event_to_sse(ev: &JobEvent) -> sse::Event {
     params(("id" = String, Path, description = "Job id"), JobEventsQuery,
            ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
     responses(
-        (status = 200, description = "SSE stream of `state`, `progress`, `layer`, `log`, `result`, `error`, then `end`", content_type = "text/event-stream", body = String),
+        (status = 200, description = sse_framing!("Events: `state`, `progress`, `layer`, `log`, `result`, `error`, and last `end`, after which the server closes the stream; `id:` is the event's per-job sequence number, from 1 (resume with `Last-Event-ID`)."), content_type = "text/event-stream", body = JobStreamEvent),
         (status = 204, description = "The job has ended and the client has read every event (`Last-Event-ID` at or past `end`): nothing more will come"),
         (status = 400, description = "Bad Last-Event-ID or since", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
@@ -234,16 +249,17 @@ pub struct EventsQuery {
     pub ticket: Option<String>,
 }
 
-/// Stream the `state` events of every job the caller may see (their team's; without a
-/// team claim their own; admins all):
-/// `data: {state, job_id, kind, owner}`, `id:` = the job's event sequence number. A live
-/// feed, with no replay: a reader too slow to keep up gets a `lagged` event
-/// (`{missed: N}`) and should re-list `GET /v1/jobs`.
+/// Stream the state changes of all jobs.
+///
+/// The `state` events of every job the caller may see (their team's; without a team
+/// claim their own; admins all): `data: {state, job_id, kind, owner}`, `id:` = the job's
+/// event sequence number. A live feed, with no replay: a reader too slow to keep up gets
+/// a `lagged` event (`{missed: N}`) and should re-list `GET /v1/jobs`.
 #[utoipa::path(
     tag = "jobs",
     params(EventsQuery),
     responses(
-        (status = 200, description = "SSE stream of `state` events (StateEvent)", content_type = "text/event-stream", body = String),
+        (status = 200, description = sse_framing!("Events: `state` (with `job_id`, `kind`, `owner`; `id:` is that job's event sequence number) and `lagged` (no `id:`)."), content_type = "text/event-stream", body = FeedEvent),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The caller holds BERTH_MAX_STREAMS_PER_SUBJECT streams open already (`too_many_streams`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),

@@ -1,6 +1,6 @@
 //! The HTTP edge: handlers, one file per resource, what they share (`problem`, `extract`,
-//! `submit`, `sse`, `upload`, `responses`) and the OpenAPI document they make up
-//! (`openapi`).
+//! `submit`, `sse`, `upload`, `responses`), the problem type pages (`problems`) and the
+//! OpenAPI document they make up (`openapi`).
 //!
 //! It may import its peers at the edge (`auth`, `audit`, `sessions`, `telemetry`), the
 //! shared `state`, and everything below: `jobs` (the store only through `jobs`),
@@ -18,9 +18,11 @@ pub mod interactive;
 pub mod jobs;
 pub mod openapi;
 pub mod problem;
+pub mod problems;
 pub mod responses;
 pub mod scope;
 pub mod sse;
+pub mod streams;
 pub mod submit;
 pub mod system;
 pub mod tickets;

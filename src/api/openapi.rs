@@ -1,11 +1,16 @@
 //! The OpenAPI document and the `/v1` route table it describes.
 
 use actix_web::middleware::from_fn;
+use utoipa::openapi::example::{Example, ExampleBuilder};
+use utoipa::openapi::path::{Operation, OperationBuilder, PathItem};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{Content, ObjectBuilder, RefOr, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_actix_web::scope::Scope;
 
-use super::{audit, containers, extract, images, interactive, jobs, system, tickets};
+use super::problem::Problem;
+use super::{audit, containers, extract, images, interactive, jobs, problems, system, tickets};
+use crate::error::ErrorCode;
 
 struct SecurityAddon;
 
@@ -34,8 +39,9 @@ impl Modify for SecurityAddon {
         title = "Berth",
         description = "An authenticated HTTP/JSON control plane for the Docker Engine. Every `/v1` route needs \
                        `Authorization: Bearer <JWT>`; errors are RFC 9457 `application/problem+json` with a stable `code`.",
-        license(name = "Apache-2.0")
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
+    servers((url = "/", description = "The Berth that serves this document (paths are relative to its origin)")),
     modifiers(&SecurityAddon),
     components(schemas(crate::api::problem::Problem, crate::error::ErrorCode, crate::docker::LogLine, crate::docker::LogStream, containers::LogEndEvent,
         crate::jobs::StateEvent, crate::jobs::LayerEvent, crate::jobs::Progress, crate::jobs::JobError,
@@ -44,7 +50,8 @@ impl Modify for SecurityAddon {
         (name = "images", description = "Images on the engine"),
         (name = "containers", description = "Containers on the engine, and interactive sessions with them (attach, exec) over WebSocket"),
         (name = "jobs", description = "Builds, pulls, pushes, runs and prunes: queued jobs with SSE progress"),
-        (name = "system", description = "Health, readiness and engine information"),
+        (name = "system", description = "Health, readiness, metrics, engine information and this document"),
+        (name = "problems", description = "The pages the problem `type` URIs name: one per error `code`"),
     )
 )]
 pub struct ApiDoc;
@@ -91,4 +98,92 @@ pub fn v1_scope() -> Scope<
         .service(jobs::stream_events)
         .service(audit::list_audit)
         .service(tickets::create_ticket)
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The schema of a string parameter that takes one of `values` (for `#[param(schema_with)]`
+/// where the values are a list of strings rather than a Rust enum; utoipa then drops the
+/// field's doc comment, so the schema carries `description`).
+pub fn one_of(description: &str, values: &[&str]) -> utoipa::openapi::Object {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(description))
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+/// What the route annotations cannot say, added to the generated document: the route
+/// of the document itself (served beside Swagger UI), and on every problem answer one
+/// example per `code` its description names (else the status's first code in the
+/// catalogue), each with that code's own status, title and `type`.
+pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    spec.paths.paths.insert("/openapi.json".into(), document_route());
+    for item in spec.paths.paths.values_mut() {
+        for op in operations_mut(item) {
+            for (status, response) in op.responses.responses.iter_mut() {
+                let (Ok(status), RefOr::T(response)) = (status.parse::<u16>(), response) else { continue };
+                let examples = problem_examples(status, &response.description);
+                if let Some(RefOr::T(content)) = response.content.get_mut(PROBLEM_JSON)
+                    && content.example.is_none()
+                    && content.examples.is_empty()
+                {
+                    content.examples = examples;
+                }
+            }
+        }
+    }
+    spec
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head]
+        .into_iter()
+        .flatten()
+}
+
+/// The example problems of an answer with `status`: one per code named in backticks in
+/// its description that has this status, else the first code of the catalogue with it.
+fn problem_examples(status: u16, description: &str) -> std::collections::BTreeMap<String, RefOr<Example>> {
+    let with_status = || ErrorCode::ALL.iter().copied().filter(|c| c.status() == status);
+    let named: Vec<ErrorCode> =
+        with_status().filter(|c| description.split('`').skip(1).step_by(2).any(|s| s == c.as_str())).collect();
+    let codes = if named.is_empty() { with_status().take(1).collect() } else { named };
+    codes
+        .into_iter()
+        .map(|code| {
+            let problem = Problem {
+                type_: problems::type_uri(code),
+                title: code.title().into(),
+                status: code.status(),
+                detail: code.meaning().replace('`', ""),
+                code,
+                request_id: "0f6a2b1e-4c1d-4a8e-9d55-0c2b9a7f4e11".into(),
+            };
+            let example = ExampleBuilder::new().summary(code.title()).value(serde_json::to_value(problem).ok()).build();
+            (code.as_str().to_string(), RefOr::T(example))
+        })
+        .collect()
+}
+
+/// `GET /openapi.json`, served by the Swagger UI service rather than a handler.
+fn document_route() -> PathItem {
+    let document = ResponseBuilder::new()
+        .description("The OpenAPI document (this one)")
+        .content("application/json", Content::new(Some(ObjectBuilder::new().build())))
+        .build();
+    let mut responses = super::responses::EdgeErrors::responses();
+    responses.insert("200".into(), document.into());
+    let mut op = OperationBuilder::new()
+        .operation_id(Some("get_openapi_document"))
+        .tag("system")
+        .summary(Some("The OpenAPI document"))
+        .description(Some(
+            "This document: every route, its parameters, bodies, answers and the role it needs. Swagger UI shows \
+             it at `/swagger-ui/`. Unauthenticated.",
+        ))
+        .build();
+    op.responses.responses = responses;
+    op.security = Some(Vec::new());
+    PathItem::new(utoipa::openapi::HttpMethod::Get, op)
 }

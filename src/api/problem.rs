@@ -21,7 +21,7 @@ use crate::telemetry::current_request_id;
 /// An RFC 9457 problem document, as every error response carries it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
-    "type": "https://berth.dev/problems/container_not_found",
+    "type": "/problems/container_not_found",
     "title": "Container not found",
     "status": 404,
     "detail": "No such container: web-1",
@@ -29,8 +29,10 @@ use crate::telemetry::current_request_id;
     "request_id": "0f6a2b1e-4c1d-4a8e-9d55-0c2b9a7f4e11"
 }))]
 pub struct Problem {
-    /// A URI naming the problem type; one per `code`.
+    /// The problem type: `/problems/{code}`, a URI reference (relative to the URI the
+    /// request went to) of the page Berth serves about this `code`.
     #[serde(rename = "type")]
+    #[schema(format = "uri-reference")]
     pub type_: String,
     pub title: String,
     pub status: u16,
@@ -81,7 +83,7 @@ impl ApiError {
 
     pub fn problem(&self) -> Problem {
         Problem {
-            type_: format!("https://berth.dev/problems/{}", self.code),
+            type_: super::problems::type_uri(self.code),
             title: self.code.title().to_string(),
             status: self.code.status(),
             detail: self.detail.clone(),

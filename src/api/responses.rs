@@ -81,6 +81,15 @@ const UNAUTHORIZED: (u16, &str) = (401, "No or bad token");
 const ENGINE_UNREACHABLE: (u16, &str) = (503, "Engine unreachable");
 
 problem_set! {
+    /// The failures any route has before it is even routed (the unauthenticated routes
+    /// document these; `/v1` routes have them too).
+    EdgeErrors = [
+        (414, "The path or query string is too long (`uri_too_long`)"),
+        (431, "The request headers are too large (`headers_too_large`)"),
+    ]
+}
+
+problem_set! {
     /// The failures of an action on one container (start, stop, restart, kill, remove).
     ContainerActionErrors = [
         (400, "Not a valid container id or name, or a bad option."),

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{Authorized, Viewer};
-use super::responses::EngineErrors;
+use super::responses::{EdgeErrors, EngineErrors};
 use crate::docker::EngineInfo;
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::error::ErrorCode;
@@ -37,7 +37,11 @@ pub struct HealthView {
     pub checks: Option<std::collections::BTreeMap<String, String>>,
 }
 
-/// Engine version, negotiated API version, OS/arch, object counts, and Berth's version.
+/// Engine and service information (`docker info`, `docker version`).
+///
+/// The engine's version, its API version and the one Berth negotiated, OS and
+/// architecture, container and image counts; and Berth's own name, version and the
+/// engine it drives.
 #[utoipa::path(
     tag = "system",
     responses(
@@ -59,14 +63,26 @@ pub async fn system_info(_: Authorized<Viewer>, state: web::Data<AppState>) -> A
     }))
 }
 
-/// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "Alive", body = HealthView)))]
+/// Liveness probe.
+///
+/// 200 as long as the process answers, whatever the engine's state. Unauthenticated;
+/// also answers `HEAD`.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "system",
+    responses((status = 200, description = "Alive", body = HealthView), EdgeErrors),
+    security()
+)]
 #[route("/healthz", method = "GET", method = "HEAD")]
 pub async fn healthz() -> web::Json<HealthView> {
     web::Json(HealthView { status: "ok".into(), checks: None })
 }
 
-/// Readiness: the engine answers a ping and the job store is writable; else 503.
+/// Readiness probe.
+///
+/// 200 when the engine answers a ping and the job store is writable; else 503, with
+/// `checks` saying which dependency is down. Unauthenticated; also answers `HEAD`.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -74,7 +90,9 @@ pub async fn healthz() -> web::Json<HealthView> {
     responses(
         (status = 200, description = "Ready", body = HealthView),
         (status = 503, description = "A dependency is down; `checks` says which", body = HealthView),
-    )
+        EdgeErrors,
+    ),
+    security()
 )]
 #[route("/readyz", method = "GET", method = "HEAD")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
@@ -94,9 +112,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
-/// Prometheus metrics (OpenMetrics text): requests by route and status, request
-/// latency, jobs finished by kind and state, jobs queued and running. Unauthenticated
-/// when `BERTH_METRICS_PUBLIC` is set, else the admin role.
+/// Prometheus metrics.
+///
+/// OpenMetrics text: requests by route and status, request latency, jobs finished by
+/// kind and state, jobs queued and running. Unauthenticated when `BERTH_METRICS_PUBLIC`
+/// is set, else the admin role.
 #[utoipa::path(
     tag = "system",
     responses(

@@ -16,6 +16,7 @@ pub struct ImageSummary {
     /// Size in bytes.
     pub size: i64,
     /// Creation time, RFC 3339 UTC.
+    #[schema(value_type = String, format = DateTime)]
     pub created: String,
     pub labels: HashMap<String, String>,
     /// Containers using the image (-1 when the engine did not count).
@@ -43,6 +44,7 @@ pub struct ContainerSummary {
     pub image_id: String,
     pub command: String,
     /// Creation time, RFC 3339 UTC.
+    #[schema(value_type = String, format = DateTime)]
     pub created: String,
     /// `created`, `running`, `paused`, `restarting`, `removing`, `exited` or `dead`.
     pub state: String,

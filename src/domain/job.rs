@@ -92,8 +92,14 @@ pub struct Job {
     /// The team it belongs to (its submitter's; `default` for tokens without a team).
     #[serde(default = "default_team")]
     pub team: String,
+    /// When it was submitted (RFC 3339 UTC).
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
+    /// When a worker started it; `null` while queued.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<String>,
+    /// When it ended; `null` until then.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<String>,
     /// The parameters, secrets removed.
     #[schema(value_type = Object)]

@@ -22,7 +22,9 @@ pub struct PullRequest {
     /// `os[/arch[/variant]]`, e.g. `linux/amd64`.
     pub platform: Option<String>,
     /// For this pull only; else the server's credentials for the registry, if any.
-    #[serde(default, skip_serializing)]
+    /// Never stored with the job, never shown.
+    #[serde(default, skip_serializing_if = "never_shown")]
+    #[schema(write_only)]
     pub credentials: Option<RegistryCredentials>,
 }
 
@@ -33,8 +35,18 @@ pub struct PushRequest {
     /// Reference with a registry host; the tag defaults to `latest`.
     #[schema(example = "127.0.0.1:5000/team/app:1.2")]
     pub image: String,
-    #[serde(default, skip_serializing)]
+    /// For this push only; else the server's credentials for the registry, if any.
+    /// Never stored with the job, never shown.
+    #[serde(default, skip_serializing_if = "never_shown")]
+    #[schema(write_only)]
     pub credentials: Option<RegistryCredentials>,
+}
+
+/// Credentials are read from a request and never written anywhere (the job's stored
+/// `request` included); as `skip_serializing_if` rather than `skip_serializing`, so the
+/// OpenAPI document still shows clients the field they may send.
+fn never_shown<T>(_: &T) -> bool {
+    true
 }
 
 /// Prune filters.

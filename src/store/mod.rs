@@ -126,6 +126,8 @@ pub fn new_id() -> String {
 pub struct AuditRecord {
     /// Sortable by time (a ULID).
     pub id: String,
+    /// When the request was answered (RFC 3339 UTC).
+    #[schema(value_type = String, format = DateTime)]
     pub at: String,
     /// The token's subject; `null` when the request had no valid token.
     pub subject: Option<String>,

@@ -11,7 +11,7 @@ async fn unknown_routes_are_404_not_found() {
     let res = app.client.get(app.url("/nope")).send().await.unwrap();
     let p = assert_problem(res, 404, "not_found").await;
     assert!(p["detail"].as_str().unwrap().contains("/nope"), "{p}");
-    assert_eq!(p["type"], "https://berth.dev/problems/not_found");
+    assert_eq!(p["type"], "/problems/not_found");
     assert_eq!(p["title"], "Not found");
 
     // Under /v1 (with a token: without one, the answer is 401 and reveals nothing).
@@ -340,4 +340,39 @@ async fn engine_hostile_input_is_400_before_the_engine() {
     crate::helpers::run_container(&mut cleanup, &name, "echo hi", &[]);
     let res = app.get(&format!("/v1/containers/{name}/logs?since=9223372036854775807s"), Role::Viewer).send().await.unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// A problem's `type` is a page Berth serves itself, unauthenticated: one per code of
+/// the catalogue (title, status, what it means, what to do), an index of them all, and a
+/// 404 problem for a code that does not exist.
+#[actix_web::test]
+async fn problem_types_are_pages_berth_serves() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/v1/jobs/01JNOSUCHJOB00000000000000")).send().await.unwrap();
+    let p = assert_problem(res, 401, "unauthorized").await;
+    let page_url = app.url(p["type"].as_str().unwrap());
+    let res = app.client.get(&page_url).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{page_url}");
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<h1>Authentication required</h1>") && html.contains("<strong>401</strong>"), "{html}");
+    assert!(html.contains("What it means") && html.contains("What to do"), "{html}");
+    assert!(html.contains("<code>Authorization: Bearer &lt;JWT&gt;</code>"), "code spans, escaped: {html}");
+
+    let res = app.client.get(app.url("/problems")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let index = res.text().await.unwrap();
+    for code in berth::error::ErrorCode::ALL {
+        assert!(index.contains(&format!("href=\"/problems/{code}\"")), "the index links {code}");
+        let res = app.client.get(app.url(&format!("/problems/{code}"))).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{code}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains(&format!("<code>{code}</code>")) && html.contains(&code.status().to_string()), "{code}");
+    }
+
+    let res = app.client.get(app.url("/problems/no_such_code")).send().await.unwrap();
+    let p = assert_problem(res, 404, "not_found").await;
+    assert!(p["detail"].as_str().unwrap().contains("no_such_code"), "{p}");
+    let res = app.client.post(app.url("/problems/not_found")).send().await.unwrap();
+    assert_problem(res, 405, "method_not_allowed").await;
 }
