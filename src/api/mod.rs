@@ -21,6 +21,7 @@ pub mod scope;
 pub mod sse;
 pub mod submit;
 pub mod system;
+pub mod ui;
 pub mod upload;
 
 pub use openapi::{ApiDoc, v1_scope};
