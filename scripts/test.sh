@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/test-env.sh
 cargo test --locked "$@"
+./scripts/browser.sh
 ./scripts/fuzz.sh
