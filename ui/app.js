@@ -14,6 +14,8 @@ const h = (tag, attrs = {}, ...kids) => {
   return el;
 };
 
+const put = (el, ...kids) => el.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false));
+
 // ---- connection: token (fragment or paste box) and base URL, in sessionStorage ----
 const store = sessionStorage;
 const fragment = new URLSearchParams(location.hash.replace(/^#\/?/, ''));
@@ -127,7 +129,7 @@ async function jobsView(view, params) {
     h('option', { value: '' }, `any ${name}`), opts.map((o) => h('option', { value: o, selected: o === cur }, o)));
   const live = h('span', { class: 'live', id: 'live' }, 'connecting');
   const tbody = h('tbody');
-  view.replaceChildren(h('h2', {}, 'Jobs'), h('div', { class: 'filters' }, select('state', STATES, state), select('kind', KINDS, kind), live),
+  put(view, h('h2', {}, 'Jobs'), h('div', { class: 'filters' }, select('state', STATES, state), select('kind', KINDS, kind), live),
     h('table', { id: 'jobs' }, h('thead', {}, h('tr', {}, ['id', 'kind', 'state', 'phase', 'owner', 'created', ''].map((t) => h('th', {}, t)))), tbody));
   const rows = new Map();
   const row = (j) => h('tr', { 'data-job': j.id },
@@ -196,7 +198,7 @@ async function jobView(view, id) {
     r.bytes.textContent = l.total > 0 ? `${size(l.current || 0)} / ${size(l.total)}` : '';
   };
   const setState = (s) => { stateEl.replaceChildren(badge(s)); if (s === 'succeeded') setBar(100); if (cancel && !['queued', 'running'].includes(s)) cancel.remove(); };
-  view.replaceChildren(
+  put(view, 
     h('h2', {}, `Job `, h('span', { class: 'mono' }, id), ' ', stateEl, ' ', cancel),
     h('dl', { class: 'kv' }, h('dt', {}, 'kind'), h('dd', {}, job.kind), h('dt', {}, 'owner'), h('dd', {}, job.owner),
       h('dt', {}, 'created'), h('dd', {}, when(job.created_at)), h('dt', {}, 'request'), h('dd', { class: 'mono' }, JSON.stringify(job.request))),
@@ -221,7 +223,7 @@ async function containersView(view) {
   const list = await api('GET', '/v1/containers?all=true');
   const op = can('operator');
   const reload = () => containersView(view);
-  view.replaceChildren(h('h2', {}, 'Containers'), h('table', { id: 'containers' },
+  put(view, h('h2', {}, 'Containers'), h('table', { id: 'containers' },
     h('thead', {}, h('tr', {}, ['id', 'name', 'image', 'state', 'status', ''].map((t) => h('th', {}, t)))),
     h('tbody', {}, list.map((c) => h('tr', { 'data-container': c.id },
       h('td', { class: 'mono' }, short(c.id)), h('td', {}, (c.names || []).map((n) => n.replace(/^\//, '')).join(', ')),
@@ -235,7 +237,7 @@ async function containersView(view) {
 
 async function logsView(view, id) {
   const log = h('pre', { class: 'log', id: 'log' });
-  view.replaceChildren(h('h2', {}, 'Logs of ', h('span', { class: 'mono' }, short(id))), log);
+  put(view, h('h2', {}, 'Logs of ', h('span', { class: 'mono' }, short(id))), log);
   onLeave(follow(`/v1/containers/${id}/logs`, { follow: 'true', tail: '500' }, {
     log: (d) => appendLog(log, d.text, d.stream),
     error: (d) => showProblem(new Problem({ title: 'Log stream failed', code: d.code, detail: d.message })),
@@ -257,7 +259,7 @@ async function imagesView(view) {
     const q = new URLSearchParams(); for (const t of e.target.tag.value.split(/[ ,]+/).filter(Boolean)) q.append('tag', t);
     try { const j = await api('POST', `/v1/images/build?${q}`, { body: f, type }); location.hash = `#/jobs/${j.id}`; } catch (err) { showProblem(err); }
   } }, h('input', { type: 'file', name: 'context', accept: '.tar,.tar.gz,.tgz', required: true }), h('input', { name: 'tag', placeholder: 'tag(s)', size: 20 }), h('button', {}, 'Build'));
-  view.replaceChildren(h('h2', {}, 'Images'), op ? h('div', { class: 'forms' }, pull, build) : null,
+  put(view, h('h2', {}, 'Images'), op ? h('div', { class: 'forms' }, pull, build) : null,
     h('table', { id: 'images' }, h('thead', {}, h('tr', {}, ['id', 'tags', 'size', 'created', ''].map((t) => h('th', {}, t)))),
       h('tbody', {}, list.map((i) => h('tr', {}, h('td', { class: 'mono' }, short(i.id)), h('td', {}, (i.repo_tags || []).join(', ') || h('span', { class: 'muted' }, '<none>')),
         h('td', {}, size(i.size)), h('td', {}, when(typeof i.created === 'number' ? i.created * 1000 : i.created)),
@@ -270,7 +272,7 @@ async function imagesView(view) {
 async function terminalView(view, mode, id) {
   const box = h('div', { id: 'terminal' });
   const status = h('span', { class: 'muted', id: 'term-status' }, 'connecting');
-  view.replaceChildren(h('h2', {}, `${mode} `, h('span', { class: 'mono' }, short(id)), ' ', status), box);
+  put(view, h('h2', {}, `${mode} `, h('span', { class: 'mono' }, short(id)), ' ', status), box);
   const term = new Terminal({ cursorBlink: true, convertEol: false, fontSize: 13, theme: { background: '#000000' } });
   const fit = new FitAddon();
   term.loadAddon(fit); term.open(box); fit.fit();
@@ -311,7 +313,7 @@ async function route() {
   const [path, query] = location.hash.replace(/^#/, '').split('?');
   const parts = path.split('/').filter(Boolean);
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.nav === (parts[0] || 'jobs'));
-  if (!token()) { view.replaceChildren(h('p', {}, 'Paste a token above (or open /ui/#token=...).')); return; }
+  if (!token()) { put(view, h('p', {}, 'Paste a token above (or open /ui/#token=...).')); return; }
   try {
     if (parts[0] === 'jobs' && parts[1]) await jobView(view, parts[1]);
     else if (parts[0] === 'containers' && parts[2] === 'logs') await logsView(view, parts[1]);

@@ -40,7 +40,9 @@ async fn asset(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse
     if fresh {
         return Ok(res.finish());
     }
-    Ok(res.content_type(file.metadata.mimetype()).body(file.data.into_owned()))
+    // RFC 9239: JavaScript is text/javascript (mime_guess says application/ for .mjs).
+    let mime = if path.ends_with(".mjs") { "text/javascript" } else { file.metadata.mimetype() };
+    Ok(res.content_type(mime).body(file.data.into_owned()))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -24,6 +24,24 @@ async function api(method, path, body) {
   return text ? JSON.parse(text) : null;
 }
 
+// 0. Serving: redirect, content types, caching, a problem for a missing file.
+{
+  const r = await fetch(`${BERTH_URL}/ui`, { redirect: 'manual' });
+  assert.equal(r.status, 301); assert.equal(r.headers.get('location'), '/ui/');
+  const types = { '/ui/': 'text/html', '/ui/app.js': 'text/javascript', '/ui/console.css': 'text/css', '/ui/vendor/xterm/xterm.mjs': 'text/javascript' };
+  for (const [path, type] of Object.entries(types)) {
+    const res = await fetch(BERTH_URL + path);
+    assert.equal(res.status, 200, path); assert.ok(res.headers.get('content-type').startsWith(type), `${path}: ${res.headers.get('content-type')}`);
+    assert.equal(res.headers.get('cache-control'), path.includes('/vendor/') ? 'public, max-age=3600' : 'no-cache', path);
+    const again = await fetch(BERTH_URL + path, { headers: { 'If-None-Match': res.headers.get('etag') } });
+    assert.equal(again.status, 304, path);
+  }
+  const missing = await fetch(`${BERTH_URL}/ui/nope.js`);
+  assert.equal(missing.status, 404);
+  assert.equal((await missing.json()).code, 'not_found');
+  step('serving: /ui redirects, content types, Cache-Control, ETag 304, 404 problem');
+}
+
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium', headless: true,
   args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-gpu', '--no-first-run'],
