@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 ./scripts/test-env.sh
 cargo test --locked "$@"
 ./scripts/clients.sh
+./scripts/browser.sh
 ./scripts/fuzz.sh

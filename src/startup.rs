@@ -145,6 +145,7 @@ impl Application {
                         HttpResponse::MovedPermanently().insert_header((header::LOCATION, "/swagger-ui/")).finish()
                     }),
                 )
+                .configure(api::ui::configure)
                 .default_service(web::to(handlers::not_found))
                 .wrap(ErrorHandlers::new().default_handler(problem_safety_net))
                 .wrap(from_fn(crate::api::compress::gzip_json))

@@ -26,6 +26,7 @@ pub mod streams;
 pub mod submit;
 pub mod system;
 pub mod tickets;
+pub mod ui;
 pub mod upload;
 
 pub use openapi::{ApiDoc, v1_scope};
