@@ -32,3 +32,4 @@ mod teams_containers;
 mod teams_images;
 mod ws;
 mod teams_jobs;
+mod watch;
