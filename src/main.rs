@@ -6,6 +6,8 @@ use berth::config::Settings;
 use berth::startup::Application;
 use clap::{Parser, Subcommand};
 
+mod watch;
+
 /// Berth: an authenticated HTTP/JSON control plane for the Docker Engine.
 /// Configuration comes from the environment (BERTH_*, DOCKER_HOST); see the README.
 #[derive(Parser)]
@@ -36,17 +38,26 @@ enum Command {
     },
     /// Print the OpenAPI document (JSON).
     Openapi,
+    /// Follow a job's progress and log from a Berth server (exit 0 succeeded, 1 failed,
+    /// canceled or interrupted, 2 usage or connection errors); `--events`: every job's
+    /// state changes.
+    Watch(watch::WatchArgs),
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| format!("`{s}` is not a role: use viewer, operator or admin"))
 }
 
-fn main() {
-    if let Err(e) = run(Cli::parse()) {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Watch(args)) = cli.command {
+        return watch::run(args);
+    }
+    if let Err(e) = run(cli) {
         eprintln!("berth: {e:#}");
         std::process::exit(1);
     }
+    std::process::ExitCode::SUCCESS
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -61,6 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", mint_team_token(&settings.jwt, &sub, &roles, team.as_deref(), ttl)?);
             Ok(())
         }
+        Command::Watch(_) => unreachable!("handled in main"),
         Command::Serve => {
             let settings = Settings::from_env()?;
             berth::telemetry::init(settings.log_format);

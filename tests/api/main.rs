@@ -34,3 +34,4 @@ mod teams_containers;
 mod teams_images;
 mod ws;
 mod teams_jobs;
+mod watch;
