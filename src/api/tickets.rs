@@ -30,7 +30,9 @@ pub struct TicketView {
     pub expires_at: String,
 }
 
-/// Issue a stream ticket: single use, valid at most 60 s (`BERTH_TICKET_TTL`) and never
+/// Issue a single-use stream ticket
+///
+/// Single use, valid at most 60 s (`BERTH_TICKET_TTL`) and never
 /// past the token's own `exp`, carrying the caller's identity, role and team as verified
 /// now. Accepted as `?ticket=` wherever `?access_token=` is (event streams, log follows,
 /// attach, exec), and nowhere else; never as `Authorization`. A used, expired, unknown or
