@@ -24,15 +24,22 @@ export BERTH_JWT_SECRET="fuzz-secret-$(head -c 16 /dev/urandom | od -An -tx1 | t
 export BERTH_LISTEN="127.0.0.1:$port" BERTH_DATA_DIR="$work/data" BERTH_LOG_FORMAT=json RUST_LOG=warn
 # Runs may only use an image nobody has: fuzzed run/pull jobs never pull from a registry.
 export BERTH_ALLOWED_IMAGES="berth-fuzz-only/*"
-# What the engine holds before: whatever the fuzz run adds (a tag from a schema example, a
-# container from a run) is removed afterwards, and nothing else is touched.
+# The fuzz tokens carry a team of their own: Berth stamps it (`berth.team`) on every
+# container it runs and image it builds, and cleanup removes only those, plus new tags of
+# images that were there before (a tag from a schema example). Nothing another process
+# made meanwhile on the shared engine is touched.
+team="fuzz-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 docker images --format '{{.Repository}}:{{.Tag}}' | sort >"$work/images.before"
-docker ps -aq --no-trunc | sort >"$work/containers.before"
+docker images -q --no-trunc | sort -u >"$work/image-ids.before"
 cleanup() {
   kill "$pid" 2>/dev/null || true
-  comm -13 "$work/containers.before" <(docker ps -aq --no-trunc | sort) | xargs -r docker rm -f >/dev/null 2>&1 || true
-  comm -13 "$work/images.before" <(docker images --format '{{.Repository}}:{{.Tag}}' | sort) \
-    | grep -v '<none>' | xargs -r docker rmi >/dev/null 2>&1 || true
+  docker ps -aq --no-trunc --filter "label=berth.team=$team" | xargs -r docker rm -f >/dev/null 2>&1 || true
+  docker images -q --filter "label=berth.team=$team" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+  comm -13 "$work/images.before" <(docker images --format '{{.Repository}}:{{.Tag}}' | sort) | grep -v '<none>' \
+    | while read -r ref; do
+        id=$(docker image inspect --format '{{.Id}}' "$ref" 2>/dev/null) || continue
+        grep -qx "$id" "$work/image-ids.before" && docker rmi "$ref" >/dev/null 2>&1 || true
+      done || true
   rm -rf "$work"
 }
 ./target/debug/berth serve >"$work/berth.log" 2>&1 &
@@ -44,7 +51,7 @@ for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 
 streams='events|jobs/\{id\}/events|containers/\{id\}/logs'
 fuzz() { # role exclude-regex
   local token
-  token=$(./target/debug/berth token --sub "fuzz-$1" --role "$1" --ttl 1h)
+  token=$(./target/debug/berth token --sub "fuzz-$1" --role "$1" --team "$team" --ttl 1h)
   echo "--- fuzzing as $1 ---"
   # schemathesis keeps a cache (`.schemathesis/`, and hypothesis' examples) in its working
   # directory: run it from the scratch directory, so a fuzz run leaves the work tree as it was.
