@@ -32,6 +32,18 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
+# promtool (the metrics test pipes /metrics through `promtool check metrics`): taken out of
+# Debian's `prometheus` package without installing it (no daemon, no dependencies).
+if ! command -v promtool >/dev/null 2>&1; then
+  log "extracting promtool from Debian's prometheus package"
+  deb_dir="$(mktemp -d)"
+  (cd "$deb_dir" && apt-get download prometheus >/dev/null 2>&1) \
+    || { $SUDO apt-get update -qq && (cd "$deb_dir" && apt-get download prometheus >/dev/null); }
+  dpkg-deb -x "$deb_dir"/prometheus_*.deb "$deb_dir/root"
+  $SUDO install -m 0755 "$deb_dir/root/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$deb_dir"
+fi
+
 docker_ok() { timeout 5 docker version --format '{{.Server.APIVersion}}' >/dev/null 2>&1; }
 
 if ! docker_ok; then

@@ -67,6 +67,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Serve `/metrics` without a token.
     pub metrics_public: bool,
+    /// An opaque token that opens `/metrics` and nothing else (`BERTH_METRICS_TOKEN_FILE`).
+    pub metrics_token: Option<SecretString>,
     /// Largest build context accepted, in bytes.
     pub build_context_max: u64,
     /// Build contexts uploading at once; beyond it 429.
@@ -183,6 +185,7 @@ impl Settings {
             job_log_events_max: 10_000,
             shutdown_grace: Duration::from_secs(30),
             metrics_public: false,
+            metrics_token: None,
             build_context_max: 16 * 1024 * 1024 * 1024,
             max_uploads: 4,
             audit_retention: Duration::from_secs(90 * 24 * 3600),
@@ -356,6 +359,14 @@ impl Settings {
         b.ws_max_sessions_per_subject =
             num("BERTH_WS_MAX_SESSIONS_PER_SUBJECT", b.ws_max_sessions_per_subject as u64)?.max(1) as usize;
         b.min_free_bytes = num("BERTH_MIN_FREE_BYTES", b.min_free_bytes)?;
+        if let Some(path) = get("BERTH_METRICS_TOKEN_FILE") {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading BERTH_METRICS_TOKEN_FILE {path}"))?;
+            let token = text.trim();
+            if token.len() < 16 || token.chars().any(char::is_whitespace) {
+                bail!("BERTH_METRICS_TOKEN_FILE must hold one token of at least 16 characters (for example `openssl rand -hex 32 > FILE`)");
+            }
+            s.metrics_token = Some(SecretString::from(token.to_string()));
+        }
         if let Some(v) = get("BERTH_METRICS_PUBLIC") {
             s.metrics_public = matches!(v.as_str(), "1" | "true" | "yes");
         }
@@ -420,6 +431,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("BERTH_QUEUE_CAPACITY"), "{err}");
+    }
+
+    #[test]
+    fn the_metrics_token_comes_from_a_file_and_the_ticket_ttl_is_bounded() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scrape");
+        std::fs::write(&path, "0123456789abcdef-scrape\n").unwrap();
+        let file = path.to_str().unwrap();
+        let key = ("BERTH_JWT_SECRET", "0123456789abcdef0123");
+        let s = Settings::from_lookup(env(&[key, ("BERTH_METRICS_TOKEN_FILE", file), ("BERTH_TICKET_TTL", "5s")])).unwrap();
+        assert_eq!(s.metrics_token.as_ref().map(|t| t.expose_secret().to_string()).as_deref(), Some("0123456789abcdef-scrape"));
+        assert!(!format!("{s:?}").contains("0123456789abcdef-scrape"), "Debug redacts the scrape token");
+        assert_eq!(s.ticket_ttl, Duration::from_secs(5));
+        assert_eq!(Settings::from_lookup(env(&[key])).unwrap().ticket_ttl, Duration::from_secs(60));
+        std::fs::write(&path, "short").unwrap();
+        let err = Settings::from_lookup(env(&[key, ("BERTH_METRICS_TOKEN_FILE", file)])).unwrap_err().to_string();
+        assert!(err.contains("at least 16"), "{err}");
+        let err = Settings::from_lookup(env(&[key, ("BERTH_METRICS_TOKEN_FILE", "/nonexistent/berth")])).unwrap_err();
+        assert!(format!("{err:#}").contains("BERTH_METRICS_TOKEN_FILE"), "{err:#}");
+        for bad in ["61", "0", "2m", "soon"] {
+            let err = Settings::from_lookup(env(&[key, ("BERTH_TICKET_TTL", bad)])).unwrap_err().to_string();
+            assert!(err.contains("BERTH_TICKET_TTL"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -97,7 +97,8 @@ impl Application {
             .with_context(|| format!("creating BERTH_DATA_DIR {}", settings.data_dir.display()))?;
         let verifier = web::Data::new(JwtVerifier::new(&settings.jwt)?);
         let tickets = web::Data::new(crate::auth::Tickets::new(settings.ticket_ttl));
-        let engine: Arc<Engine> = Arc::new(DockerEngine::new(settings.docker_host.clone()));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let engine: Arc<Engine> = Arc::new(DockerEngine::new(settings.docker_host.clone()).with_metrics(metrics.clone()));
         if let Err(e) = engine.ping().await {
             tracing::warn!(error = %e, "the Docker engine does not answer yet; serving 503 docker_unavailable until it does");
         }
@@ -110,7 +111,6 @@ impl Application {
             SqliteStore::open(&settings.data_dir)
                 .with_context(|| format!("opening the job store in {}", settings.data_dir.display()))?,
         );
-        let metrics = Arc::new(crate::metrics::Metrics::default());
         let auditor = web::Data::new(crate::audit::Auditor::new(store.clone()));
         auditor.clone().into_inner().spawn_retention(settings.audit_retention);
         let jobs = Jobs::new(&settings, store, engine.clone(), credentials, metrics.clone())?;

@@ -98,16 +98,22 @@ enum Credential {
     Ticket(String),
 }
 
+/// The token of the `Authorization: Bearer` header, if there is one (401 if malformed).
+pub(crate) fn header_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else { return Ok(None) };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "The Authorization header is not valid text."))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "The Authorization header must be `Bearer <token>`."))?;
+    Ok(Some(token.trim().to_string()))
+}
+
 fn credential(req: &HttpRequest) -> Result<Option<Credential>, ApiError> {
-    if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "The Authorization header is not valid text."))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "The Authorization header must be `Bearer <token>`."))?;
-        return Ok(Some(Credential::Token(token.trim().to_string())));
+    if let Some(token) = header_token(req)? {
+        return Ok(Some(Credential::Token(token)));
     }
     if accepts_query_token(req.method(), req.path()) {
         let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string())

@@ -9,6 +9,7 @@ use super::responses::{EdgeErrors, EngineErrors};
 use crate::docker::EngineInfo;
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::error::ErrorCode;
+use crate::metrics::Format;
 use crate::state::AppState;
 
 /// Berth itself.
@@ -112,36 +113,74 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics
 ///
-/// OpenMetrics text: requests by route and status, request latency, jobs finished by
-/// kind and state, jobs queued and running. Unauthenticated when `BERTH_METRICS_PUBLIC`
-/// is set, else the admin role.
+/// Prometheus metrics: HTTP requests and latency by route pattern, jobs by kind and
+/// state, the queue depth, job durations, open event streams and WebSocket sessions,
+/// engine call latency and errors, and the process (RSS, fds, CPU). OpenMetrics text,
+/// or the Prometheus text format (`text/plain; version=0.0.4`) when `Accept` prefers it.
+/// Open to the scrape token of `BERTH_METRICS_TOKEN_FILE` (which opens nothing else), to
+/// admins, and to everyone with `BERTH_METRICS_PUBLIC`.
 #[utoipa::path(
     tag = "system",
     responses(
-        (status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String),
+        (status = 200, description = "Metrics", content((String = "application/openmetrics-text"), (String = "text/plain"))),
         (status = 401, description = "No or bad token (unless BERTH_METRICS_PUBLIC)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not admin (unless BERTH_METRICS_PUBLIC)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Neither admin nor the scrape token (unless BERTH_METRICS_PUBLIC)", body = Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = ["admin"]))
 )]
 #[get("/metrics")]
 pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    if !state.settings.metrics_public {
-        let who = crate::api::extract::principal(&req)?;
-        if !who.is_admin() {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "/metrics needs the admin role (or BERTH_METRICS_PUBLIC=true).",
-            ));
-        }
+    authorize_scrape(&req, &state.settings)?;
+    if let Err(e) = state.jobs.refresh_metrics().await {
+        tracing::warn!(error = %e, "reading job counts for /metrics failed; serving the rest");
     }
     let metrics = state.jobs.metrics();
-    if let Ok(n) = state.jobs.queued().await {
-        metrics.jobs_queued.set(n as i64);
+    metrics.sse_streams.set(state.sessions.streams_open() as i64);
+    metrics.ws_sessions.set(state.sessions.open() as i64);
+    let format = scrape_format(&req);
+    Ok(HttpResponse::Ok().content_type(format.content_type()).body(metrics.encode(format)))
+}
+
+/// Who may scrape: everyone with `BERTH_METRICS_PUBLIC`, the bearer of the scrape token,
+/// admins.
+fn authorize_scrape(req: &actix_web::HttpRequest, settings: &crate::config::Settings) -> Result<(), ApiError> {
+    if settings.metrics_public {
+        return Ok(());
     }
-    Ok(HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(metrics.encode()))
+    if let (Some(expected), Some(given)) = (&settings.metrics_token, super::extract::header_token(req)?) {
+        use sha2::{Digest, Sha256};
+        // Compared as digests: the time taken tells nothing about the token.
+        if Sha256::digest(secrecy::ExposeSecret::expose_secret(expected).as_bytes()) == Sha256::digest(given.as_bytes()) {
+            return Ok(());
+        }
+    }
+    let who = crate::api::extract::principal(req)?;
+    if !who.is_admin() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "/metrics needs the admin role or the scrape token of BERTH_METRICS_TOKEN_FILE (or BERTH_METRICS_PUBLIC=true).",
+        ));
+    }
+    Ok(())
+}
+
+/// OpenMetrics, unless `Accept` ranks `text/plain` above it (Prometheus itself asks for
+/// OpenMetrics first; `*/*` and no `Accept` get OpenMetrics).
+fn scrape_format(req: &actix_web::HttpRequest) -> Format {
+    use actix_web::http::header::{Accept, Header, Quality};
+    let Ok(accept) = Accept::parse(req) else { return Format::OpenMetrics };
+    if accept.0.is_empty() {
+        return Format::OpenMetrics;
+    }
+    let q = |kind: &str, sub: &str| {
+        let ranks = accept.0.iter().filter(|item| {
+            let m = &item.item;
+            (m.type_() == kind || m.type_() == "*") && (m.subtype() == sub || m.subtype() == "*")
+        });
+        // The most specific range that matches decides (RFC 9110 §12.5.1).
+        ranks.max_by_key(|item| (item.item.type_() != "*") as u8 + (item.item.subtype() != "*") as u8).map_or(Quality::ZERO, |item| item.quality)
+    };
+    if q("text", "plain") > q("application", "openmetrics-text") { Format::Prometheus } else { Format::OpenMetrics }
 }

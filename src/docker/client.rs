@@ -7,7 +7,7 @@
 //! reconnects and negotiates again: the service recovers by itself when the engine comes
 //! back.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use bollard::Docker;
 
@@ -18,19 +18,41 @@ use super::*;
 use crate::domain::exec::ExecSpec;
 use crate::domain::requests::BuildParams;
 use crate::domain::run::RunSpec;
+use crate::metrics::Metrics;
 
 /// The Docker engine behind Berth, through bollard (and, for hijacked connections and
 /// the push stream, Berth's own HTTP on the same transport).
 pub struct DockerEngine {
     host: String,
     client: RwLock<Option<Docker>>,
+    /// Where each call's time and failure are counted ([`DockerEngine::timed`]).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl DockerEngine {
     /// `host`: `DOCKER_HOST` (`unix://…`, `tcp://…`), or the local socket when `None`.
     pub fn new(host: Option<String>) -> Self {
         let host = host.unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        Self { host, client: RwLock::new(None) }
+        Self { host, client: RwLock::new(None), metrics: None }
+    }
+
+    /// Count every engine call in `metrics`: latency and errors by operation.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Run one engine call named `operation`, timing it (for a stream: until the stream
+    /// starts) and counting its failure by error code. Every method of [`EngineApi`]
+    /// goes through here.
+    async fn timed<T>(&self, operation: &'static str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let started = std::time::Instant::now();
+        let out = call.await;
+        if let Some(m) = &self.metrics {
+            let code = out.as_ref().err().map(|e| crate::error::HasCode::code(e).as_str());
+            m.observe_engine(operation, started.elapsed().as_secs_f64(), code);
+        }
+        out
     }
 
     pub(super) fn host(&self) -> &str {
@@ -116,105 +138,105 @@ impl EngineApi for DockerEngine {
         DockerEngine::host(self)
     }
     async fn ping(&self) -> Result<()> {
-        DockerEngine::ping(self).await
+        self.timed("ping", DockerEngine::ping(self)).await
     }
     async fn info(&self) -> Result<EngineInfo> {
-        DockerEngine::info(self).await
+        self.timed("info", DockerEngine::info(self)).await
     }
     async fn list_images(&self, filters: &ImageFilters) -> Result<Vec<ImageSummary>> {
-        DockerEngine::list_images(self, filters).await
+        self.timed("list_images", DockerEngine::list_images(self, filters)).await
     }
     async fn resolve_image(&self, given: &str) -> Result<String> {
-        DockerEngine::resolve_image(self, given).await
+        self.timed("resolve_image", DockerEngine::resolve_image(self, given)).await
     }
     async fn inspect_image(&self, reference: &str) -> Result<serde_json::Value> {
-        DockerEngine::inspect_image(self, reference).await
+        self.timed("inspect_image", DockerEngine::inspect_image(self, reference)).await
     }
     async fn image_identity(&self, reference: &str) -> Result<Option<(String, Vec<String>, Vec<String>)>> {
-        DockerEngine::image_identity(self, reference).await
+        self.timed("image_identity", DockerEngine::image_identity(self, reference)).await
     }
     async fn remove_image(&self, reference: &str, force: bool, noprune: bool) -> Result<Vec<ImageDeleteItem>> {
-        DockerEngine::remove_image(self, reference, force, noprune).await
+        self.timed("remove_image", DockerEngine::remove_image(self, reference, force, noprune)).await
     }
     async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<()> {
-        DockerEngine::tag_image(self, source, repo, tag).await
+        self.timed("tag_image", DockerEngine::tag_image(self, source, repo, tag)).await
     }
     async fn prune_images(&self, all: bool, label: &[String], until: Option<&str>) -> Result<PruneReport> {
-        DockerEngine::prune_images(self, all, label, until).await
+        self.timed("prune_images", DockerEngine::prune_images(self, all, label, until)).await
     }
     async fn build_image(&self, spec: &BuildParams, context: Option<BoxStream<'static, std::io::Result<Bytes>>>) -> Result<BoxStream<'static, Result<BuildOutput>>> {
-        DockerEngine::build_image(self, spec, context).await
+        self.timed("build_image", DockerEngine::build_image(self, spec, context)).await
     }
     async fn pull(&self, repository: &str, tag: &str, platform: Option<&str>, auth: Option<&RegistryAuth>) -> Result<BoxStream<'static, Result<ProgressMessage>>> {
-        DockerEngine::pull(self, repository, tag, platform, auth).await
+        self.timed("pull", DockerEngine::pull(self, repository, tag, platform, auth)).await
     }
     async fn push(&self, repository: &str, tag: &str, auth: Option<&RegistryAuth>) -> Result<BoxStream<'static, Result<ProgressMessage>>> {
-        DockerEngine::push(self, repository, tag, auth).await
+        self.timed("push", DockerEngine::push(self, repository, tag, auth)).await
     }
     async fn list_containers(&self, filters: &ContainerFilters) -> Result<Vec<ContainerSummary>> {
-        DockerEngine::list_containers(self, filters).await
+        self.timed("list_containers", DockerEngine::list_containers(self, filters)).await
     }
     async fn resolve_container(&self, given: &str) -> Result<String> {
-        DockerEngine::resolve_container(self, given).await
+        self.timed("resolve_container", DockerEngine::resolve_container(self, given)).await
     }
     async fn inspect_container(&self, id: &str) -> Result<serde_json::Value> {
-        DockerEngine::inspect_container(self, id).await
+        self.timed("inspect_container", DockerEngine::inspect_container(self, id)).await
     }
     async fn container_running(&self, id: &str) -> Result<bool> {
-        DockerEngine::container_running(self, id).await
+        self.timed("container_running", DockerEngine::container_running(self, id)).await
     }
     async fn start_container(&self, id: &str) -> Result<()> {
-        DockerEngine::start_container(self, id).await
+        self.timed("start_container", DockerEngine::start_container(self, id)).await
     }
     async fn stop_container(&self, id: &str, timeout: Option<i32>) -> Result<()> {
-        DockerEngine::stop_container(self, id, timeout).await
+        self.timed("stop_container", DockerEngine::stop_container(self, id, timeout)).await
     }
     async fn restart_container(&self, id: &str, timeout: Option<i32>) -> Result<()> {
-        DockerEngine::restart_container(self, id, timeout).await
+        self.timed("restart_container", DockerEngine::restart_container(self, id, timeout)).await
     }
     async fn kill_container(&self, id: &str, signal: &str) -> Result<()> {
-        DockerEngine::kill_container(self, id, signal).await
+        self.timed("kill_container", DockerEngine::kill_container(self, id, signal)).await
     }
     async fn remove_container(&self, id: &str, force: bool, volumes: bool) -> Result<()> {
-        DockerEngine::remove_container(self, id, force, volumes).await
+        self.timed("remove_container", DockerEngine::remove_container(self, id, force, volumes)).await
     }
     async fn logs(&self, id: &str, options: &LogOptions) -> Result<BoxStream<'static, Result<LogLine>>> {
-        DockerEngine::logs(self, id, options).await
+        self.timed("logs", DockerEngine::logs(self, id, options)).await
     }
     async fn prune_containers(&self, label: &[String], until: Option<&str>) -> Result<PruneReport> {
-        DockerEngine::prune_containers(self, label, until).await
+        self.timed("prune_containers", DockerEngine::prune_containers(self, label, until)).await
     }
     async fn create_container(&self, spec: &RunSpec) -> Result<String> {
-        DockerEngine::create_container(self, spec).await
+        self.timed("create_container", DockerEngine::create_container(self, spec)).await
     }
     async fn attach_output(&self, id: &str) -> Result<BoxStream<'static, Result<(LogStream, Bytes)>>> {
-        DockerEngine::attach_output(self, id).await
+        self.timed("attach_output", DockerEngine::attach_output(self, id)).await
     }
     async fn wait_exit(&self, id: &str) -> Result<i64> {
-        DockerEngine::wait_exit(self, id).await
+        self.timed("wait_exit", DockerEngine::wait_exit(self, id)).await
     }
     async fn volume_facts(&self, name: &str) -> Result<Option<crate::domain::policy::VolumeFacts>> {
-        DockerEngine::volume_facts(self, name).await
+        self.timed("volume_facts", DockerEngine::volume_facts(self, name)).await
     }
     async fn container_stdio_info(&self, id: &str) -> Result<ContainerStdioInfo> {
-        DockerEngine::container_stdio_info(self, id).await
+        self.timed("container_stdio_info", DockerEngine::container_stdio_info(self, id)).await
     }
     async fn attach_stdio(&self, id: &str, tty: bool, stdin: bool, logs: bool) -> Result<Stdio> {
-        DockerEngine::attach_stdio(self, id, tty, stdin, logs).await
+        self.timed("attach_stdio", DockerEngine::attach_stdio(self, id, tty, stdin, logs)).await
     }
     async fn resize_container_tty(&self, id: &str, cols: u16, rows: u16) -> Result<()> {
-        DockerEngine::resize_container_tty(self, id, cols, rows).await
+        self.timed("resize_container_tty", DockerEngine::resize_container_tty(self, id, cols, rows)).await
     }
     async fn create_exec(&self, container: &str, spec: &ExecSpec) -> Result<String> {
-        DockerEngine::create_exec(self, container, spec).await
+        self.timed("create_exec", DockerEngine::create_exec(self, container, spec)).await
     }
     async fn inspect_exec(&self, id: &str) -> Result<ExecInfo> {
-        DockerEngine::inspect_exec(self, id).await
+        self.timed("inspect_exec", DockerEngine::inspect_exec(self, id)).await
     }
     async fn start_exec_stdio(&self, id: &str, tty: bool) -> Result<Stdio> {
-        DockerEngine::start_exec_stdio(self, id, tty).await
+        self.timed("start_exec_stdio", DockerEngine::start_exec_stdio(self, id, tty)).await
     }
     async fn resize_exec(&self, id: &str, cols: u16, rows: u16) -> Result<()> {
-        DockerEngine::resize_exec(self, id, cols, rows).await
+        self.timed("resize_exec", DockerEngine::resize_exec(self, id, cols, rows)).await
     }
 }

@@ -337,9 +337,26 @@ impl Jobs {
         }
     }
 
-    /// Queued jobs now (for the metrics gauge).
-    pub async fn queued(&self) -> Result<usize, JobsError> {
-        Ok(self.store.count_queued().await?)
+    /// Set the job gauges from the store (at each scrape): jobs by kind and state, every
+    /// pair (zero included, so a series never vanishes), and the queue depth.
+    pub async fn refresh_metrics(&self) -> Result<(), JobsError> {
+        let counts = self.store.count_by_kind_state().await?;
+        let mut queued = 0;
+        for kind in JobKind::ALL {
+            for state in JobState::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(k, s, _)| k == kind.as_str() && s == state.as_str())
+                    .map_or(0, |(_, _, n)| *n);
+                if *state == JobState::Queued {
+                    queued += n;
+                }
+                let labels = JobLabels { kind: kind.as_str().into(), state: state.as_str().into() };
+                self.metrics.jobs.get_or_create(&labels).set(n as i64);
+            }
+        }
+        self.metrics.jobs_queued.set(queued as i64);
+        Ok(())
     }
 
     /// Is the store writable? (for `/readyz`)

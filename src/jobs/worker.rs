@@ -117,6 +117,7 @@ impl Jobs {
             }
         }
         self.metrics.jobs_running.inc();
+        let started = std::time::Instant::now();
         self.emit(&job, EventData::State(JobState::Running)).await;
         let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(), owner = %job.owner);
         span.in_scope(|| tracing::info!("job started"));
@@ -134,6 +135,8 @@ impl Jobs {
         }
         let stop = *reason.lock().unwrap();
         self.conclude(&job, outcome, stop).await;
+        let kind = crate::metrics::KindLabels { kind: job.kind.as_str().into() };
+        self.metrics.job_duration.get_or_create(&kind).observe(started.elapsed().as_secs_f64());
         span.in_scope(|| tracing::info!("job ended"));
     }
 

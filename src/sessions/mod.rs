@@ -217,6 +217,11 @@ impl Sessions {
         self.max - self.permits.available_permits()
     }
 
+    /// Event streams open now (all subjects).
+    pub fn streams_open(&self) -> usize {
+        self.streams.held.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+    }
+
     /// Remember an exec instance made by `owner`.
     /// Refuse a new exec instance when `owner` holds too many that were never started.
     pub fn check_exec_quota(&self, owner: &str) -> Result<(), SessionError> {

@@ -93,6 +93,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// Jobs left `running` by a dead process.
     async fn running_ids(&self) -> Result<Vec<String>, StoreError>;
     async fn count_queued(&self) -> Result<usize, StoreError>;
+    /// How many jobs there are of each kind in each state (pairs with none left out).
+    async fn count_by_kind_state(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
     /// A write that changes nothing: is the store writable?
     async fn check_writable(&self) -> Result<(), StoreError>;
     /// Spool paths of jobs that will still read them (queued or running).

@@ -516,6 +516,15 @@ impl JobStore for SqliteStore {
             .await
     }
 
+    async fn count_by_kind_state(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.with(|conn| {
             conn.execute(

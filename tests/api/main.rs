@@ -19,6 +19,7 @@ mod jobs_queue;
 mod jobs_registry;
 mod jobs_run;
 mod layers;
+mod metrics;
 mod openapi;
 mod policy;
 mod roles;
