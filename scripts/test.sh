@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: prepare the engine, base image and registries, run the unit and
 # integration tests, lint the OpenAPI spec and run the clients generated from it against a
-# live Berth (scripts/clients.sh), then fuzz the live spec with schemathesis.
+# live Berth (scripts/clients.sh), drive the console in Chromium (browser.sh), ship the image
+# with docker compose (compose.sh), run the README's walkthrough (walkthrough.sh), then fuzz
+# the live spec with schemathesis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/test-env.sh
 cargo test --locked "$@"
 ./scripts/clients.sh
 ./scripts/browser.sh
+./scripts/compose.sh
+./scripts/walkthrough.sh
 ./scripts/fuzz.sh

@@ -30,7 +30,8 @@ async fn asset(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse
         return Err(ApiError::not_found(format!("no file {path} in the console")));
     };
     let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]));
-    let fresh = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);
+    // Weak comparison and lists, as for the API's own tags (a gzip proxy weakens them).
+    let fresh = crate::api::etag::request_matches(&req, &etag);
     let mut res = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     res.insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, cache_control(&path)))

@@ -67,7 +67,9 @@ impl Plain {
     pub fn layer_line(l: &LayerEvent) -> String {
         let mut s = format!("{}: {}", short(&l.id), l.status);
         if let (Some(pc), Some(c), Some(t)) = (percent(l.current, l.total), l.current, l.total) {
-            s.push_str(&format!(" {pc}% {}/{}", human(c), human(t)));
+            // The engine's push counts may pass the layer's size (its buffer, not bytes
+            // sent): never show more done than there is.
+            s.push_str(&format!(" {pc}% {}/{}", human(c.min(t)), human(t)));
         }
         s
     }
@@ -211,5 +213,7 @@ mod tests {
         assert_eq!(Plain::progress_line(&p), "progress: pulling 100% 2.00 KiB/2.00 KiB (1/1 layers)");
         let l = LayerEvent { id: "abc".into(), status: "Pull complete".into(), current: None, total: Some(-1) };
         assert_eq!(Plain::layer_line(&l), "abc: Pull complete");
+        let l = LayerEvent { id: "abc".into(), status: "Pushing".into(), current: Some(512), total: Some(6) };
+        assert_eq!(Plain::layer_line(&l), "abc: Pushing 100% 6 B/6 B", "never more done than there is");
     }
 }

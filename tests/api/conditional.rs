@@ -1,5 +1,5 @@
 //! HTTP conventions: `ETag` / `If-None-Match` -> 304 on a job, a job page and the
-//! OpenAPI document; gzip for large JSON answers when asked, never for event streams.
+//! OpenAPI document and the console's files; gzip for large JSON answers when asked, never for event streams.
 
 use std::io::Read;
 use std::time::Duration;
@@ -88,6 +88,27 @@ async fn a_job_page_and_the_spec_are_304_until_they_change() {
     // The Swagger UI still finds the document.
     let res = app.client.get(app.url("/swagger-ui/swagger-initializer.js")).send().await.unwrap();
     assert!(res.text().await.unwrap().contains("/openapi.json"));
+}
+
+#[actix_web::test]
+async fn console_files_are_304_by_the_same_rules_as_the_api() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/ui/app.js")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/javascript");
+    let tag = etag(&res);
+    assert!(!res.bytes().await.unwrap().is_empty());
+    // A gzip proxy weakens the tag; browsers send lists: both still match.
+    for matching in [tag.clone(), format!("W/{tag}"), "*".into(), format!("\"x\", {tag}")] {
+        let res = app.client.get(app.url("/ui/app.js")).header("if-none-match", &matching).send().await.unwrap();
+        assert_not_modified(res, &tag).await;
+    }
+    let res = app.client.get(app.url("/ui/app.js")).header("if-none-match", "\"other\"").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let page = etag(&app.client.get(app.url("/ui/")).send().await.unwrap());
+    assert_ne!(page, tag, "each file has its own tag");
+    let res = app.client.get(app.url("/ui/nope.js")).send().await.unwrap();
+    crate::helpers::assert_problem(res, 404, "not_found").await;
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
