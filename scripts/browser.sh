@@ -16,16 +16,23 @@ BERTH_PORT=$(free_port); PORTAL_PORT=$(free_port); OTHER_PORT=$(free_port)
 data=$(mktemp -d)
 export BERTH_JWT_SECRET="browser-test-$(date +%s%N)"
 IMAGE="127.0.0.1:5000/berth-browser/busybox-$$-$(date +%s):latest"
-docker tag berth-test/busybox:latest "$IMAGE"
+# A layer of its own, so that pulling it downloads something (and shows layer bars).
+printf 'FROM berth-test/busybox:latest\nRUN echo %s > /unique\n' "$IMAGE" | docker build -q -t "$IMAGE" - >/dev/null
 docker push -q "$IMAGE" >/dev/null
 docker rmi -f "$IMAGE" >/dev/null
+# A build context for the console's upload form.
+BUILD_TAG="berth-browser/built-$$-$(date +%s):latest"
+mkdir -p "$data/ctx"
+printf 'FROM berth-test/busybox:latest\nCOPY a /a\nRUN cat /a\n' > "$data/ctx/Dockerfile"
+echo "browser-$$" > "$data/ctx/a"
+tar -C "$data/ctx" -cf "$data/context.tar" .
 
 BERTH_LISTEN="127.0.0.1:$BERTH_PORT" BERTH_DATA_DIR="$data" BERTH_LOG_FORMAT=json \
   BERTH_CORS_ORIGINS="http://127.0.0.1:$PORTAL_PORT" target/debug/berth serve >"$data/berth.log" 2>&1 &
 berth=$!
 cleanup() {
   kill "$berth" 2>/dev/null || true; wait "$berth" 2>/dev/null || true
-  docker rmi -f "$IMAGE" >/dev/null 2>&1 || true
+  docker rmi -f "$IMAGE" "$BUILD_TAG" >/dev/null 2>&1 || true
   rm -rf "$data"
 }
 trap cleanup EXIT
@@ -33,6 +40,6 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$BERTH_PORT/healthz" >/dev/nu
 
 mkdir -p target
 BERTH_URL="http://127.0.0.1:$BERTH_PORT" PORTAL_PORT=$PORTAL_PORT OTHER_PORT=$OTHER_PORT IMAGE=$IMAGE \
-  TOKEN=$(target/debug/berth token --sub browser-test --role operator) SHOT="$PWD/target/console.png" \
+  CONTEXT="$data/context.tar" BUILD_TAG="$BUILD_TAG" TOKEN=$(target/debug/berth token --sub browser-test --role operator) SHOT="$PWD/target/console.png" \
   node tests/browser/console.test.mjs || { echo "berth log:"; tail -30 "$data/berth.log"; exit 1; }
 echo "browser test: $(( $(date +%s) - start )) s"

@@ -1,12 +1,15 @@
 // Drives Debian's Chromium against a live Berth: a portal page on another origin
 // (fetch with a bearer, EventSource with a ticket), an unlisted origin (refused by CORS),
-// and the built-in console (pull progress to 100%, a terminal running `echo hi`).
-// Environment (from scripts/browser.sh): BERTH_URL, TOKEN, PORTAL_PORT, OTHER_PORT, IMAGE, SHOT.
+// and the built-in console: a pull's overall and per-layer bars to 100%, a build from an
+// uploaded context with its steps, a job canceled from its page, a container's live logs,
+// stop and remove from the containers table, and terminals on exec (`echo hi`) and attach.
+// Environment (from scripts/browser.sh): BERTH_URL, TOKEN, PORTAL_PORT, OTHER_PORT, IMAGE,
+// CONTEXT (a tar), BUILD_TAG, SHOT.
 import http from 'node:http';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
-const { BERTH_URL, TOKEN, PORTAL_PORT, OTHER_PORT, IMAGE, SHOT } = process.env;
+const { BERTH_URL, TOKEN, PORTAL_PORT, OTHER_PORT, IMAGE, CONTEXT, BUILD_TAG, SHOT } = process.env;
 const t0 = Date.now();
 const step = (s) => console.log(`[browser ${((Date.now() - t0) / 1000).toFixed(1)}s] ${s}`);
 
@@ -47,9 +50,33 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-gpu', '--no-first-run'],
 });
 let container;
+const made = [];
+const waitJob = async (id, pred) => {
+  for (let i = 0; i < 120; i++) {
+    const job = await api('GET', `/v1/jobs/${id}`);
+    if (pred(job)) return job;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`job ${id}: not there in 30 s`);
+};
+const runContainer = async (spec) => {
+  const run = await api('POST', '/v1/containers', { image: 'berth-test/busybox:latest', labels: { 'berth-browser-test': String(process.pid) }, ...spec });
+  const job = await waitJob(run.id, (j) => j.result?.container_id || ['failed', 'canceled'].includes(j.state));
+  assert.ok(job.result?.container_id, `the run job made a container: ${JSON.stringify(job)}`);
+  made.push(job.result.container_id);
+  return job.result.container_id;
+};
+const terminalHas = (text) => tab.waitForFunction((want) => {
+  const b = window.berthTerminal?.buffer.active;
+  if (!b) return false;
+  for (let i = 0; i < b.length; i++) if (b.getLine(i)?.translateToString(true).trim() === want) return true;
+  return false;
+}, text, { timeout: 20000 });
+let tab;
 try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-  const tab = await ctx.newPage();
+  tab = await ctx.newPage();
+  tab.on('dialog', (d) => d.accept());
   tab.on('console', (m) => m.type() === 'error' && console.log('  page error:', m.text()));
 
   // 1. The portal origin: a bearer fetch, then a pull followed by EventSource with a ticket.
@@ -107,33 +134,75 @@ try {
   await tab.waitForFunction(() => document.querySelector('#overall')?.getAttribute('aria-valuenow') === '100', null, { timeout: 60000 });
   assert.equal(await tab.$eval('#overall', (el) => el.value), 100);
   await tab.waitForSelector('#result:not(:empty)');
-  step('console pull: progress bar at 100%');
+  const layers = await tab.$$eval('#layers progress[data-layer]', (els) => els.map((e) => e.value));
+  assert.ok(layers.length >= 1, 'one bar per layer');
+  assert.ok(layers.every((v) => v === 100), `every layer bar at 100: ${layers}`);
+  step(`console pull: progress bar at 100%, ${layers.length} layer bar(s) at 100%`);
   await tab.screenshot({ path: SHOT, fullPage: true });
   await tab.click('nav a[data-nav=jobs]');
   await tab.waitForSelector('#jobs tbody tr');
   assert.equal(await tab.textContent('#live'), 'live');
 
   // 4. A terminal: exec into a container started through the API, type, read the buffer.
-  const run = await api('POST', '/v1/containers', { image: 'berth-test/busybox:latest', cmd: ['sleep', '300'], labels: { 'berth-browser-test': String(process.pid) } });
-  for (let i = 0; i < 60 && !container; i++) {
-    const job = await api('GET', `/v1/jobs/${run.id}`);
-    container = job.result?.container_id;
-    if (!container) await new Promise((r) => setTimeout(r, 500));
-  }
-  assert.ok(container, 'the run job made a container');
+  container = await runContainer({ cmd: ['sh', '-c', 'trap "exit 0" TERM; while :; do echo tick; sleep 0.5; done'] });
   await tab.goto(`${BERTH_URL}/ui/#/exec/${container}`);
   await tab.waitForFunction(() => document.querySelector('#term-status')?.textContent === 'connected', null, { timeout: 20000 });
   await tab.click('#terminal');
   await tab.keyboard.type('echo h""i\n');
-  await tab.waitForFunction(() => {
-    const b = window.berthTerminal?.buffer.active;
-    if (!b) return false;
-    for (let i = 0; i < b.length; i++) if (b.getLine(i)?.translateToString(true).trim() === 'hi') return true;
-    return false;
-  }, null, { timeout: 20000 });
+  await terminalHas('hi');
   step('console terminal: `echo hi` printed hi');
+
+  // 5. Live logs of that container: lines keep arriving.
+  await tab.goto(`${BERTH_URL}/ui/#/containers/${container}/logs`);
+  await tab.waitForFunction(() => (document.querySelector('#log')?.textContent.match(/tick/g) || []).length >= 3, null, { timeout: 20000 });
+  const before = await tab.$eval('#log', (el) => (el.textContent.match(/tick/g) || []).length);
+  await tab.waitForFunction((n) => (document.querySelector('#log')?.textContent.match(/tick/g) || []).length > n, before, { timeout: 20000 });
+  step('console logs: live lines arriving');
+
+  // 6. The containers table: stop, then remove (its confirm dialog accepted).
+  await tab.goto(`${BERTH_URL}/ui/#/containers`);
+  const row = `#containers tr[data-container="${container}"]`;
+  await tab.waitForSelector(`${row} [data-state=running]`);
+  await tab.click(`${row} button:text-is("stop")`);
+  await tab.waitForSelector(`${row} [data-state=exited]`, { timeout: 30000 });
+  assert.equal((await api('GET', `/v1/containers/${container}`)).State.Running, false);
+  await tab.click(`${row} button:text-is("remove")`);
+  await tab.waitForSelector(row, { state: 'detached', timeout: 20000 });
+  const gone = await fetch(`${BERTH_URL}/v1/containers/${container}`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+  assert.equal(gone.status, 404);
+  step('console containers: stop, then remove');
+
+  // 7. Attach: a terminal on a container's own TTY.
+  const tty = await runContainer({ cmd: ['sh'], tty: true, open_stdin: true });
+  await tab.goto(`${BERTH_URL}/ui/#/attach/${tty}`);
+  await tab.waitForFunction(() => document.querySelector('#term-status')?.textContent === 'connected', null, { timeout: 20000 });
+  await tab.click('#terminal');
+  await tab.keyboard.type('echo a""b\n');
+  await terminalHas('ab');
+  step('console attach: `echo ab` printed ab');
+
+  // 8. A build from an uploaded context: steps listed, the job succeeds.
+  await tab.goto(`${BERTH_URL}/ui/#/images`);
+  await tab.setInputFiles('#build input[name=context]', CONTEXT);
+  await tab.fill('#build input[name=tag]', BUILD_TAG);
+  await tab.click('#build button');
+  await tab.waitForSelector('h2 [data-state=succeeded]', { timeout: 60000 });
+  const steps = await tab.$$eval('#steps li', (els) => els.map((e) => e.textContent));
+  assert.ok(steps.some((s) => s.includes('COPY a /a')) && steps.some((s) => s.includes('RUN cat /a')), `build steps: ${steps}`);
+  const built = await fetch(`${BERTH_URL}/v1/images/${BUILD_TAG}`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+  assert.equal(built.status, 200);
+  step(`console build from an uploaded context: ${steps.length} steps, succeeded`);
+
+  // 9. Cancel from a job's page.
+  const long = await api('POST', '/v1/containers', { image: 'berth-test/busybox:latest', cmd: ['sleep', '300'], detach: false, auto_remove: true, labels: { 'berth-browser-test': String(process.pid) } });
+  await waitJob(long.id, (j) => j.state === 'running');
+  await tab.goto(`${BERTH_URL}/ui/#/jobs/${long.id}`);
+  await tab.click('button:text-is("Cancel job")');
+  await tab.waitForSelector('h2 [data-state=canceled]', { timeout: 30000 });
+  assert.equal((await api('GET', `/v1/jobs/${long.id}`)).state, 'canceled');
+  step('console job page: canceled');
 } finally {
-  if (container) await api('DELETE', `/v1/containers/${container}?force=true`).catch((e) => console.log(e.message));
+  for (const c of made) await api('DELETE', `/v1/containers/${c}?force=true`).catch(() => {});
   await browser.close();
   for (const s of servers) s.close();
 }
