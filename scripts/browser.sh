@@ -28,7 +28,7 @@ echo "browser-$$" > "$data/ctx/a"
 tar -C "$data/ctx" -cf "$data/context.tar" .
 
 BERTH_LISTEN="127.0.0.1:$BERTH_PORT" BERTH_DATA_DIR="$data" BERTH_LOG_FORMAT=json \
-  BERTH_CORS_ORIGINS="http://127.0.0.1:$PORTAL_PORT" target/debug/berth serve >"$data/berth.log" 2>&1 &
+  BERTH_CORS_ORIGINS="http://127.0.0.1:$PORTAL_PORT,http://localhost:$BERTH_PORT" target/debug/berth serve >"$data/berth.log" 2>&1 &
 berth=$!
 cleanup() {
   kill "$berth" 2>/dev/null || true; wait "$berth" 2>/dev/null || true

@@ -201,6 +201,30 @@ try {
   await tab.waitForSelector('h2 [data-state=canceled]', { timeout: 30000 });
   assert.equal((await api('GET', `/v1/jobs/${long.id}`)).state, 'canceled');
   step('console job page: canceled');
+
+  // 10. The console as a portal: served from another origin (localhost, listed in
+  // BERTH_CORS_ORIGINS) and pointed at this Berth; streams, a terminal, a problem.
+  const cross = await ctx.newPage();
+  const calls = new Set();
+  cross.on('request', (r) => { const u = new URL(r.url()); if (u.pathname.startsWith('/v1/')) calls.add(u.origin); });
+  const consoleOrigin = BERTH_URL.replace('127.0.0.1', 'localhost');
+  await cross.goto(`${consoleOrigin}/ui/#token=${TOKEN}`);
+  await cross.fill('#base', BERTH_URL);
+  await cross.click('#connect button');
+  calls.clear();
+  await cross.reload(); // the token and the base URL stay for the tab (sessionStorage)
+  await cross.waitForFunction(() => document.querySelector('#live')?.textContent === 'live', null, { timeout: 20000 });
+  await cross.click('nav a[data-nav=images]');
+  await cross.fill('#pull input[name=image]', 'Not A Valid Reference');
+  await cross.click('#pull button');
+  await cross.waitForSelector('#problem:not([hidden])');
+  const problem = await cross.textContent('#problem');
+  assert.match(problem, /invalid_reference/, `the problem shown: ${problem}`);
+  const sleeper = await runContainer({ cmd: ['sleep', '300'] });
+  await cross.goto(`${consoleOrigin}/ui/#/exec/${sleeper}`);
+  await cross.waitForFunction(() => document.querySelector('#term-status')?.textContent === 'connected', null, { timeout: 20000 });
+  assert.deepEqual([...calls], [BERTH_URL], 'every API call went to the other origin');
+  step(`console from ${consoleOrigin} against ${BERTH_URL}: live jobs, a problem (${problem.trim().slice(0, 60)}…), a terminal`);
 } finally {
   for (const c of made) await api('DELETE', `/v1/containers/${c}?force=true`).catch(() => {});
   await browser.close();
