@@ -50,7 +50,7 @@ impl DockerEngine {
             // A short id prefix several images share: it names none.
             Err(e) => match self.fail(ObjectKind::Image, e) {
                 e if looks_like_id && wanted.len() < MIN_ID_PREFIX && !e.is_unavailable() => {
-                    return Err(EngineError::NotFound { kind: ObjectKind::Image, message: format!("No such image: {given}") });
+                    return Err(EngineError::NotFound { kind: ObjectKind::Image, message: too_short(given) });
                 }
                 e => return Err(e),
             },
@@ -67,12 +67,7 @@ impl DockerEngine {
         if !looks_like_id || by_name || by_id {
             return Ok(image);
         }
-        Err(EngineError::NotFound {
-            kind: ObjectKind::Image,
-            message: format!(
-                "No such image: {given} (give a reference, or an id or id prefix of at least {MIN_ID_PREFIX} hex digits)"
-            ),
-        })
+        Err(EngineError::NotFound { kind: ObjectKind::Image, message: too_short(given) })
     }
 
     pub(super) async fn resolve_image(&self, given: &str) -> Result<String> {
@@ -130,4 +125,10 @@ impl DockerEngine {
         let untagged = items.into_iter().filter_map(|i| i.untagged).collect();
         Ok(PruneReport { deleted, untagged, space_reclaimed: res.space_reclaimed.unwrap_or(0) })
     }
+}
+
+/// The 404 detail for an id prefix too short to name an image, whether or not the engine
+/// found one (several images sharing the prefix make the engine answer "no such image").
+fn too_short(given: &str) -> String {
+    format!("No such image: {given} (give a reference, or an id or id prefix of at least {MIN_ID_PREFIX} hex digits)")
 }
