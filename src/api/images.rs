@@ -10,7 +10,7 @@ use super::submit::{idempotency_key, job_response};
 use super::upload::SpooledContext;
 use crate::domain::de_bool_opt;
 use crate::api::extract::{Authorized, Operator, Viewer};
-use crate::docker::{ImageDeleteItem, ImageFilters, ImageSummary};
+use crate::docker::{ImageDeleteItem, ImageFilters, ImageLayer, ImageSummary};
 use crate::domain::{ImageRef, names::validate_label_filter, validate_reference_or_id};
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
@@ -154,6 +154,38 @@ pub async fn inspect_image(
         super::containers::redact_env_values(&mut doc);
     }
     Ok(web::Json(doc))
+}
+
+/// The history of an image: its layers (`docker history`).
+///
+/// Viewer. One entry per layer, newest first: `id` (`<missing>` for layers built
+/// elsewhere), `created`, `created_by` (the instruction), `size`, `tags`, and
+/// `empty_layer` (`true` for a step that added no files: size 0 and a metadata-only
+/// instruction such as `ENV`, `LABEL` or `CMD`). The reference is the rest of the path
+/// and may contain `/` and `:` (`/v1/image-history/127.0.0.1:5000/team/app:1.2`), or be an
+/// id or an id prefix of at least 12 hex digits: the image is found exactly as
+/// `GET /v1/images/{reference}` finds it, with the same 404. Images are shared for
+/// reading: every team sees every image's history.
+#[utoipa::path(
+    tag = "images",
+    operation_id = "image_history",
+    params(("reference" = String, Path, description = "Image reference or id; may contain `/` and `:`")),
+    responses(
+        (status = 200, description = "The image's layers, newest first", body = Vec<ImageLayer>),
+        (status = 400, description = "Not a valid reference", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image (`image_not_found`)", body = Problem, content_type = "application/problem+json"),
+        EngineErrors,
+    ),
+    security(("bearer" = ["viewer"]))
+)]
+#[get("/image-history/{reference:.+}")]
+pub async fn image_history(
+    _: Authorized<Viewer>,
+    state: web::Data<AppState>,
+    reference: web::Path<String>,
+) -> ApiResult<web::Json<Vec<ImageLayer>>> {
+    validate_reference_or_id(&reference)?;
+    Ok(web::Json(state.engine.image_history(&reference).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -341,6 +373,8 @@ pub async fn build_image(
 ) -> ApiResult<HttpResponse> {
     let mut params = q.validate()?;
     let key = idempotency_key(&req)?;
+    // Checked before a byte of the context is read (and again when it is submitted).
+    crate::api::submit::registry_config(&req)?;
     if let Some(job) = idempotent_job(&state, &who, key.as_deref()).await? {
         return Ok(job_response(crate::jobs::Submitted::Existing(job)));
     }

@@ -44,7 +44,7 @@ impl Modify for SecurityAddon {
     servers((url = "/", description = "The Berth that serves this document (paths are relative to its origin)")),
     modifiers(&SecurityAddon),
     components(schemas(crate::api::problem::Problem, crate::error::ErrorCode, crate::docker::LogLine, crate::docker::LogStream, containers::LogEndEvent,
-        crate::jobs::StateEvent, crate::jobs::LayerEvent, crate::jobs::Progress, crate::jobs::JobError,
+        crate::jobs::StateEvent, crate::jobs::LayerEvent, crate::jobs::StepEvent, crate::jobs::Progress, crate::jobs::JobError,
         crate::domain::exec::ClientControl, crate::domain::exec::ServerControl)),
     tags(
         (name = "images", description = "Images on the engine"),
@@ -76,6 +76,7 @@ pub fn v1_scope() -> Scope<
         .service(images::push_image)
         .service(images::prune_images)
         .service(images::inspect_image)
+        .service(images::image_history)
         .service(images::remove_image)
         .service(containers::list_containers)
         .service(containers::run_container)

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use crate::api::containers::LogEndEvent;
 use crate::docker::{LogLine, LogStream};
 use crate::domain::exec::{ClientControl, ServerControl};
-use crate::jobs::{JobError, LayerEvent, Progress, StateEvent};
+use crate::jobs::{JobError, LayerEvent, Progress, StateEvent, StepEvent};
 
 /// How every event stream is framed (`text/event-stream`, the WHATWG EventSource
 /// format), for the response descriptions.
@@ -30,7 +30,8 @@ pub(crate) use sse_framing;
 
 /// One `data:` payload of a job's event stream (`GET /v1/jobs/{id}/events`), by `event:`
 /// name: `state` and `end` StateEvent, `progress` Progress, `layer` LayerEvent, `log`
-/// JobLogEvent, `result` the job's result (as `Job.result`), `error` JobError.
+/// JobLogEvent, `step` StepEvent (builds), `result` the job's result (as `Job.result`),
+/// `error` JobError.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum JobStreamEvent {
@@ -38,6 +39,7 @@ pub enum JobStreamEvent {
     Progress(Progress),
     Layer(LayerEvent),
     Log(JobLogEvent),
+    Step(StepEvent),
     Error(JobError),
     /// `result`: by kind, as `Job.result`.
     #[schema(value_type = Object)]

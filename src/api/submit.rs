@@ -52,6 +52,18 @@ pub async fn submit_with_spool(
     spool: Option<std::path::PathBuf>,
 ) -> ApiResult<HttpResponse> {
     crate::audit::set_target(req, spec.audit_target());
-    let sub = Submission { spec, owner: who.clone(), idempotency_key: idempotency_key(req)?, spool, secret };
+    let registry_config = match &spec {
+        JobSpec::Build(_) => registry_config(req)?,
+        _ => Vec::new(),
+    };
+    let sub = Submission { spec, owner: who.clone(), idempotency_key: idempotency_key(req)?, spool, secret, registry_config };
     Ok(job_response(state.jobs.submit(sub).await?))
+}
+
+/// A build's request credentials: the `X-Registry-Config` header (the engine's format),
+/// none without it. Never stored, never logged.
+pub fn registry_config(req: &HttpRequest) -> ApiResult<Vec<crate::docker::RegistryAuth>> {
+    let Some(v) = req.headers().get("x-registry-config") else { return Ok(Vec::new()) };
+    let v = v.to_str().map_err(|_| ApiError::invalid("`X-Registry-Config` must be base64"))?;
+    Ok(crate::domain::credentials::parse_registry_config(v)?)
 }

@@ -152,6 +152,9 @@ impl EngineApi for DockerEngine {
     async fn inspect_image(&self, reference: &str) -> Result<serde_json::Value> {
         self.timed("inspect_image", DockerEngine::inspect_image(self, reference)).await
     }
+    async fn image_history(&self, reference: &str) -> Result<Vec<ImageLayer>> {
+        self.timed("image_history", DockerEngine::image_history(self, reference)).await
+    }
     async fn image_identity(&self, reference: &str) -> Result<Option<(String, Vec<String>, Vec<String>)>> {
         self.timed("image_identity", DockerEngine::image_identity(self, reference)).await
     }
@@ -164,8 +167,8 @@ impl EngineApi for DockerEngine {
     async fn prune_images(&self, all: bool, label: &[String], until: Option<&str>) -> Result<PruneReport> {
         self.timed("prune_images", DockerEngine::prune_images(self, all, label, until)).await
     }
-    async fn build_image(&self, spec: &BuildParams, context: Option<BoxStream<'static, std::io::Result<Bytes>>>) -> Result<BoxStream<'static, Result<BuildOutput>>> {
-        self.timed("build_image", DockerEngine::build_image(self, spec, context)).await
+    async fn build_image(&self, spec: &BuildParams, context: Option<BoxStream<'static, std::io::Result<Bytes>>>, auth: &[RegistryAuth]) -> Result<BoxStream<'static, Result<BuildOutput>>> {
+        self.timed("build_image", DockerEngine::build_image(self, spec, context, auth)).await
     }
     async fn pull(&self, repository: &str, tag: &str, platform: Option<&str>, auth: Option<&RegistryAuth>) -> Result<BoxStream<'static, Result<ProgressMessage>>> {
         self.timed("pull", DockerEngine::pull(self, repository, tag, platform, auth)).await

@@ -25,16 +25,25 @@ impl DockerEngine {
         }
         let opts = qp::ListImagesOptions { all: f.all, filters: Some(filters), ..Default::default() };
         let images = d.list_images(Some(opts)).await.map_err(|e| self.fail(ObjectKind::Image, e))?;
+        // The engine counts containers only when asked for its disk use (`containers` is
+        // -1 here): count them from one list of every container, by image id.
+        let all = qp::ListContainersOptions { all: true, ..Default::default() };
+        let mut uses: HashMap<String, i64> = HashMap::new();
+        for c in d.list_containers(Some(all)).await.map_err(|e| self.fail(ObjectKind::Container, e))? {
+            if let Some(id) = c.image_id {
+                *uses.entry(id).or_default() += 1;
+            }
+        }
         Ok(images
             .into_iter()
             .map(|i| ImageSummary {
+                containers: uses.get(&i.id).copied().unwrap_or(0),
                 id: i.id,
                 repo_tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
                 repo_digests: i.repo_digests.into_iter().filter(|t| t != "<none>@<none>").collect(),
                 size: i.size,
                 created: unix_to_rfc3339(i.created),
                 labels: i.labels,
-                containers: i.containers,
             })
             .collect())
     }

@@ -17,6 +17,7 @@ mod client;
 mod containers;
 mod error;
 mod exec;
+mod history;
 mod images;
 mod raw;
 mod registry;
@@ -67,6 +68,8 @@ pub trait EngineApi: Send + Sync {
     async fn resolve_image(&self, given: &str) -> Result<String>;
     /// The engine's full inspect document, as `docker image inspect` prints it.
     async fn inspect_image(&self, reference: &str) -> Result<serde_json::Value>;
+    /// An image's history, newest layer first; the image named as for inspect.
+    async fn image_history(&self, reference: &str) -> Result<Vec<ImageLayer>>;
     /// `(id, repo_digests, repo_tags)` of an image, `None` when it is not on the engine.
     async fn image_identity(&self, reference: &str) -> Result<Option<(String, Vec<String>, Vec<String>)>>;
     async fn remove_image(&self, reference: &str, force: bool, noprune: bool) -> Result<Vec<ImageDeleteItem>>;
@@ -75,10 +78,14 @@ pub trait EngineApi: Send + Sync {
     async fn prune_images(&self, all: bool, label: &[String], until: Option<&str>) -> Result<PruneReport>;
     /// Build from a tar (or gzip tar) context streamed from `context`, or from `remote`.
     /// Dropping the stream stops the build. (`engine.build(..)` takes any byte stream.)
+    /// `auth`: credentials per registry (`server`) for the images the build pulls
+    /// (`FROM`), sent as the engine's `X-Registry-Config`. A registry's refusal is
+    /// [`EngineError::RegistryRefused`].
     async fn build_image(
         &self,
         spec: &BuildParams,
         context: Option<BoxStream<'static, std::io::Result<Bytes>>>,
+        auth: &[RegistryAuth],
     ) -> Result<BoxStream<'static, Result<BuildOutput>>>;
     async fn pull(
         &self,
@@ -147,7 +154,8 @@ impl dyn EngineApi {
         &self,
         spec: &BuildParams,
         context: Option<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static>,
+        auth: &[RegistryAuth],
     ) -> Result<BoxStream<'static, Result<BuildOutput>>> {
-        self.build_image(spec, context.map(StreamExt::boxed)).await
+        self.build_image(spec, context.map(StreamExt::boxed), auth).await
     }
 }

@@ -84,7 +84,7 @@ fn registry_error(repository: &str, e: EngineError) -> EngineError {
     e
 }
 
-fn to_bollard(auth: &RegistryAuth) -> DockerCredentials {
+pub(super) fn to_bollard(auth: &RegistryAuth) -> DockerCredentials {
     DockerCredentials {
         username: auth.username.clone(),
         password: auth.password.clone(),

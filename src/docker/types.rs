@@ -19,8 +19,31 @@ pub struct ImageSummary {
     #[schema(value_type = String, format = DateTime)]
     pub created: String,
     pub labels: HashMap<String, String>,
-    /// Containers using the image (-1 when the engine did not count).
+    /// How many containers (running or not) were made from the image.
     pub containers: i64,
+}
+
+/// One entry of an image's history: a layer, or a step that changed only metadata.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImageLayer {
+    /// The image id of this step (`sha256:…`), or `<missing>` for a step built elsewhere
+    /// (pulled layers have no local image of their own).
+    pub id: String,
+    /// When the step was made, RFC 3339 UTC.
+    #[schema(value_type = String, format = DateTime)]
+    pub created: String,
+    /// The instruction that made it, as the builder recorded it (`/bin/sh -c make`,
+    /// `/bin/sh -c #(nop)  ENV A=1`).
+    pub created_by: String,
+    /// Bytes the layer adds.
+    pub size: i64,
+    /// The references of the image this step produced, if any.
+    pub tags: Vec<String>,
+    /// `true` when the step added no files: size 0 and a metadata-only instruction (`ENV`,
+    /// `LABEL`, `CMD`, `ENTRYPOINT`, `EXPOSE`, `USER`, `WORKDIR`, `ARG`, ...).
+    pub empty_layer: bool,
+    /// The commit message, if any.
+    pub comment: String,
 }
 
 /// A published or exposed port of a container.

@@ -138,6 +138,67 @@ impl CredentialStore {
     pub fn for_host(&self, host: &str) -> Option<RegistryAuth> {
         self.by_host.get(host).cloned()
     }
+
+    /// Every registry's credentials (each with its `server`).
+    pub fn all(&self) -> Vec<RegistryAuth> {
+        self.by_host.values().cloned().collect()
+    }
+}
+
+/// The most registries one `X-Registry-Config` header may name.
+const REGISTRY_CONFIG_MAX: usize = 32;
+
+/// A build's `X-Registry-Config` header, in the engine's own format: base64 (standard
+/// or URL-safe, padded or not) of a JSON object from registry host to
+/// `{username, password}`, `{auth}` (base64 `user:password`) or `{identitytoken}`.
+/// One [`RegistryAuth`] per registry, its `server` the host.
+pub fn parse_registry_config(header: &str) -> Result<Vec<RegistryAuth>, Rejection> {
+    let bad = |why: &str| Rejection::invalid(format!("`X-Registry-Config` {why}"));
+    let header = header.trim();
+    let raw = [&base64::engine::general_purpose::URL_SAFE, &base64::engine::general_purpose::STANDARD]
+        .iter()
+        .find_map(|e| e.decode(header).ok())
+        .or_else(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok())
+        .or_else(|| base64::engine::general_purpose::STANDARD_NO_PAD.decode(header.trim_end_matches('=')).ok())
+        .ok_or_else(|| bad("must be base64 of a JSON object from registry host to credentials"))?;
+    #[derive(Deserialize)]
+    struct Entry {
+        username: Option<String>,
+        password: Option<String>,
+        auth: Option<String>,
+        #[serde(alias = "identity_token")]
+        identitytoken: Option<String>,
+    }
+    let map: HashMap<String, Entry> =
+        serde_json::from_slice(&raw).map_err(|_| bad("must be base64 of a JSON object from registry host to credentials"))?;
+    if map.len() > REGISTRY_CONFIG_MAX {
+        return Err(bad(&format!("names more than {REGISTRY_CONFIG_MAX} registries")));
+    }
+    let mut out = Vec::new();
+    for (key, e) in map {
+        let host = normalize_host(&key);
+        if host.is_empty() || host.len() > 256 || host.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(bad("has a registry key that is not a host"));
+        }
+        let (username, password) = match (e.auth.filter(|a| !a.is_empty()), e.username, e.password) {
+            (Some(auth), _, _) => {
+                let pair = base64::engine::general_purpose::STANDARD
+                    .decode(auth.trim())
+                    .ok()
+                    .and_then(|r| String::from_utf8(r).ok())
+                    .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+                    .ok_or_else(|| bad(&format!("entry `{host}`: `auth` must be base64 of user:password")))?;
+                (Some(pair.0), Some(pair.1))
+            }
+            (None, u, p) => (u, p),
+        };
+        let creds = RegistryCredentials { username, password, identity_token: e.identitytoken.filter(|t| !t.is_empty()) };
+        let auth = creds.into_auth(&host).map_err(|_| {
+            bad(&format!("entry `{host}` must hold {{username, password}}, {{auth}} or {{identitytoken}}"))
+        })?;
+        out.push(auth);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -156,6 +217,25 @@ mod tests {
         assert_eq!(store.for_host("docker.io").unwrap().identity_token.as_deref(), Some("tok"));
         assert!(store.for_host("other").is_none());
         assert!(!format!("{store:?} {a:?}").contains("hunter2"), "Debug redacts");
+    }
+
+    #[test]
+    fn registry_config_headers() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let json = r#"{"127.0.0.1:5001": {"username": "berth", "password": "pw"}, "https://ghcr.io/": {"auth": "dTpw"}}"#;
+        for header in [STANDARD.encode(json), URL_SAFE_NO_PAD.encode(json)] {
+            let mut got = parse_registry_config(&header).unwrap();
+            got.sort_by(|a, b| a.server.cmp(&b.server));
+            assert_eq!(got[0].server.as_deref(), Some("127.0.0.1:5001"));
+            assert_eq!((got[0].username.as_deref(), got[0].password.as_deref()), (Some("berth"), Some("pw")));
+            assert_eq!((got[1].server.as_deref(), got[1].username.as_deref(), got[1].password.as_deref()), (Some("ghcr.io"), Some("u"), Some("p")));
+        }
+        let token = STANDARD.encode(r#"{"r.example": {"identitytoken": "tok"}}"#);
+        assert_eq!(parse_registry_config(&token).unwrap()[0].identity_token.as_deref(), Some("tok"));
+        for bad in ["%%%".to_string(), STANDARD.encode("[1]"), STANDARD.encode(r#"{"h": {"username": "u"}}"#), STANDARD.encode(r#"{"h": {"auth": "bm9jb2xvbg=="}}"#)] {
+            let e = parse_registry_config(&bad).unwrap_err();
+            assert!(e.detail.contains("X-Registry-Config") && !e.detail.contains("nocolon"), "{}", e.detail);
+        }
     }
 
     #[test]

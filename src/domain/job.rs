@@ -45,6 +45,7 @@ crate::wire_enum! {
         Progress => "progress",
         Layer => "layer",
         Log => "log",
+        Step => "step",
         Result => "result",
         Error => "error",
         End => "end",
@@ -71,6 +72,12 @@ pub struct Progress {
     pub layers_total: u32,
     /// The engine's latest status line.
     pub message: Option<String>,
+    /// Builds: the step the builder is at (from 1), once it started one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    /// Builds: how many steps the build has (the `N` of the builder's `Step n/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_total: Option<u32>,
 }
 
 /// Why a job failed or was interrupted.
@@ -162,6 +169,7 @@ pub enum EventData {
     Progress(Progress),
     Layer(LayerEvent),
     Log { stream: LogSource, text: String, truncated: bool, container_id: Option<String> },
+    Step(StepEvent),
     Result(Value),
     Error(JobError),
     End(JobState),
@@ -178,6 +186,7 @@ impl EventData {
             EventData::Progress(_) => EventName::Progress,
             EventData::Layer(_) => EventName::Layer,
             EventData::Log { .. } => EventName::Log,
+            EventData::Step(_) => EventName::Step,
             EventData::Result(_) => EventName::Result,
             EventData::Error(_) => EventName::Error,
             EventData::End(_) => EventName::End,
@@ -201,6 +210,7 @@ impl EventData {
                 }
                 v
             }
+            EventData::Step(s) => serde_json::to_value(s).unwrap_or_default(),
             EventData::Result(r) => r.clone(),
             EventData::Error(e) => json!({ "code": e.code, "message": e.message }),
         }
@@ -261,6 +271,23 @@ pub struct LayerEvent {
     pub status: String,
     pub current: Option<i64>,
     pub total: Option<i64>,
+}
+
+/// `step` events (builds): one per step of the Dockerfile, sent once the builder shows
+/// whether it reused its cache for the step, which is the line after the step's
+/// `Step n/N : ...` header (so just after the step starts, before its own output); a
+/// `FROM` step at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StepEvent {
+    /// The step's number, from 1.
+    pub index: u32,
+    /// How many steps the build has.
+    pub total: u32,
+    /// The instruction as the builder prints it, e.g. `RUN make`.
+    pub instruction: String,
+    /// `true`: the builder reused a cached layer (`---> Using cache`); `false`: it ran the
+    /// step; `null` for a `FROM` step (the base image is not a cache result).
+    pub cached: Option<bool>,
 }
 
 /// `progress` events: [`Progress`] aggregated over layers.

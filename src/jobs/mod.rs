@@ -29,6 +29,7 @@ pub mod executor;
 pub mod hub;
 pub mod progress;
 pub mod seal;
+pub mod steps;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -143,6 +144,8 @@ pub struct Submission {
     pub spool: Option<PathBuf>,
     /// Request credentials: kept in memory for the job's run, never stored.
     pub secret: Option<RegistryAuth>,
+    /// More request credentials, one per registry (a build's `X-Registry-Config`).
+    pub registry_config: Vec<RegistryAuth>,
 }
 
 /// A build upload in progress: a slot of its subject's and one of all; given back when
@@ -189,7 +192,7 @@ pub struct Jobs {
     /// under the `running` lock, so a cancel is never lost between the two.
     pending_cancels: Mutex<HashSet<String>>,
     /// Request credentials, by job id, in memory only.
-    secrets: Mutex<HashMap<String, RegistryAuth>>,
+    secrets: Mutex<HashMap<String, Vec<RegistryAuth>>>,
     /// Build contexts being uploaded at once (`BERTH_MAX_UPLOADS`).
     uploads: Arc<Semaphore>,
     /// Uploads held per subject, and the most one may hold (`BERTH_MAX_UPLOADS_PER_SUBJECT`).
@@ -400,8 +403,9 @@ impl Jobs {
         let seal = seal::seal(&self.seal_key.0, &sealed);
         let sub_request = request.clone();
         let new = NewJob { kind, owner, team, request, authority, seal, idempotency_key: sub.idempotency_key, spool: spool.clone() };
-        if let Some(s) = sub.secret {
-            self.secrets.lock().unwrap().insert(id.clone(), s);
+        let secrets: Vec<RegistryAuth> = sub.secret.into_iter().chain(sub.registry_config).collect();
+        if !secrets.is_empty() {
+            self.secrets.lock().unwrap().insert(id.clone(), secrets);
         }
         self.hub.open(&id);
         let inserted = self.store.insert(&id, new, self.capacity).await;
@@ -626,11 +630,21 @@ impl Jobs {
     }
 
     pub(crate) fn take_secret(&self, id: &str) -> Option<RegistryAuth> {
-        self.secrets.lock().unwrap().remove(id)
+        self.take_secrets(id).into_iter().next()
+    }
+
+    /// All the request credentials of a job (taken: they are used once).
+    pub(crate) fn take_secrets(&self, id: &str) -> Vec<RegistryAuth> {
+        self.secrets.lock().unwrap().remove(id).unwrap_or_default()
     }
 
     pub(crate) fn configured_credentials(&self, host: &str) -> Option<RegistryAuth> {
         self.credentials.for_host(host)
+    }
+
+    /// The server's credentials for every registry it holds some for.
+    pub(crate) fn all_configured_credentials(&self) -> Vec<RegistryAuth> {
+        self.credentials.all()
     }
 
     pub(crate) fn engine(&self) -> &Arc<Engine> {

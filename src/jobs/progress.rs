@@ -104,6 +104,7 @@ impl ProgressTracker {
             layers_done: self.layers.iter().filter(|l| l.done).count() as u32,
             layers_total: self.layers.len() as u32,
             message: self.message.clone(),
+            ..Default::default()
         }
     }
 }

@@ -209,7 +209,7 @@ mod tests {
     fn plain_lines_carry_percent_and_sizes() {
         let l = LayerEvent { id: "sha256:0123456789abcdef".into(), status: "Downloading".into(), current: Some(512), total: Some(1024) };
         assert_eq!(Plain::layer_line(&l), "0123456789ab: Downloading 50% 512 B/1.00 KiB");
-        let p = Progress { phase: "pulling".into(), current: Some(2048), total: Some(2048), percent: Some(100), layers_done: 1, layers_total: 1, message: None };
+        let p = Progress { phase: "pulling".into(), current: Some(2048), total: Some(2048), percent: Some(100), layers_done: 1, layers_total: 1, message: None, ..Default::default() };
         assert_eq!(Plain::progress_line(&p), "progress: pulling 100% 2.00 KiB/2.00 KiB (1/1 layers)");
         let l = LayerEvent { id: "abc".into(), status: "Pull complete".into(), current: None, total: Some(-1) };
         assert_eq!(Plain::layer_line(&l), "abc: Pull complete");

@@ -1,14 +1,16 @@
 //! `build`: stream the spooled context (or `remote=`) to the engine, the builder's
-//! output as `log` events, then the extra tags.
+//! output as `log` events and its steps as `step` events (see `jobs::steps`), then the
+//! extra tags.
 
 use serde_json::{Value, json};
 
 use super::{Failure, JobCtx, set_phase};
 use crate::docker::BuildOutput;
 use crate::domain::ImageRef;
-use crate::domain::job::LogSource;
+use crate::domain::job::{EventData, LogSource, Progress};
 use crate::domain::requests::BuildParams;
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, HasCode};
+use crate::jobs::steps::StepTracker;
 
 pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Value, Failure> {
     set_phase(ctx, "building").await;
@@ -31,11 +33,20 @@ pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Valu
     crate::domain::scope::stamp(&mut stamped.labels, &ctx.job.team, &ctx.job.owner, Some(&ctx.job.id));
     let params = &stamped;
     let engine = ctx.jobs.engine().clone();
-    let mut stream = Box::pin(ctx.cancellable(engine.build(params, context)).await??);
+    let auth = super::build_credentials(ctx);
+    let mut stream = Box::pin(ctx.cancellable(engine.build(params, context, &auth)).await??);
     let mut image_id: Option<String> = None;
     let mut last_line = String::new();
+    let mut steps = StepTracker::default();
     loop {
-        match ctx.next(&mut stream).await? {
+        let item = ctx.next(&mut stream).await?;
+        if !matches!(item, Some(Ok(_))) {
+            // The end, or an error item: a step still open ran (and maybe failed).
+            if let Some(step) = steps.finish() {
+                ctx.emit(EventData::Step(step)).await;
+            }
+        }
+        match item {
             None => break,
             Some(Ok(BuildOutput::ImageId(id))) => image_id = Some(id),
             Some(Ok(BuildOutput::Log(text))) => {
@@ -46,14 +57,24 @@ pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Valu
                     }
                     last_line = line.to_string();
                     ctx.log(LogSource::Build, line).await;
+                    for step in steps.line(line) {
+                        ctx.emit(EventData::Step(step)).await;
+                    }
+                    if let Some((index, total)) = StepTracker::started(line) {
+                        step_progress(ctx, index, total, line).await;
+                    }
                 }
             }
             Some(Err(e)) if e.is_unavailable() => return Err(e.into()),
             Some(Err(e)) => {
+                let code = match e.code() {
+                    ErrorCode::RegistryAuthFailed => ErrorCode::RegistryAuthFailed,
+                    _ => ErrorCode::DockerError,
+                };
                 return Err(Failure::Error {
-                    code: ErrorCode::DockerError,
+                    code,
                     message: format!("The build failed: {e}"),
-                    result: None,
+                    result: Some(json!({"steps": steps.steps(), "cache_hits": steps.cache_hits()})),
                 });
             }
         }
@@ -71,6 +92,26 @@ pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Valu
     let image_id = if image_id.starts_with("sha256:") { image_id } else {
         engine.image_identity(&image_id).await?.map(|(id, _, _)| id).unwrap_or(image_id)
     };
-    Ok(json!({"image_id": image_id, "tags": params.tags, "log_events_dropped": ctx.logs_dropped()}))
+    Ok(json!({
+        "image_id": image_id,
+        "tags": params.tags,
+        "log_events_dropped": ctx.logs_dropped(),
+        "steps": steps.steps(),
+        "cache_hits": steps.cache_hits(),
+    }))
 }
+
+/// Progress at the start of step `index` of `total`: the steps before it are done.
+async fn step_progress(ctx: &mut JobCtx, index: u32, total: u32, line: &str) {
+    let p = Progress {
+        phase: "building".into(),
+        percent: Some(((index - 1) * 100 / total.max(1)).min(100) as u8),
+        message: Some(line.chars().take(512).collect()),
+        step: Some(index),
+        steps_total: Some(total),
+        ..Default::default()
+    };
+    ctx.progress(&p, true).await;
+}
+
 

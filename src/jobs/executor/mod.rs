@@ -171,6 +171,19 @@ fn credentials_for(ctx: &JobCtx, image: &ImageRef) -> Option<RegistryAuth> {
     ctx.jobs.take_secret(&ctx.job.id).or_else(|| ctx.jobs.configured_credentials(image.registry_host()))
 }
 
+/// A build's credentials, one per registry: the request's (`X-Registry-Config`), then
+/// the server's for every registry it holds some for (the engine sends each only to its
+/// own registry, as `docker build` does with the CLI's config).
+fn build_credentials(ctx: &JobCtx) -> Vec<RegistryAuth> {
+    let mut auth = ctx.jobs.take_secrets(&ctx.job.id);
+    for configured in ctx.jobs.all_configured_credentials() {
+        if !auth.iter().any(|a| a.server == configured.server) {
+            auth.push(configured);
+        }
+    }
+    auth
+}
+
 /// `repo:tag` or `repo@digest`, as the engine names a pulled image.
 fn image_reference(image: &ImageRef) -> String {
     match &image.digest {
