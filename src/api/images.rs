@@ -341,7 +341,16 @@ pub struct BuildContext(#[allow(dead_code)] Vec<u8>);
 ///
 /// The context is streamed to disk as it arrives (never held in memory), its Dockerfile
 /// is read, the job is queued, and the answer is `202` with the job; its events carry the
-/// build output as `log` events (`stream: "build"`), and its result is `{image_id, tags}`.
+/// build output as `log` events (`stream: "build"`) and one `step` event per Dockerfile
+/// step (`{index, total, instruction, cached}`: `cached` says whether the builder reused
+/// its cache), progress says step n of N, and its result is `{image_id, tags, steps,
+/// cache_hits}`.
+///
+/// Images the build pulls (`FROM`) from a private registry are pulled with the
+/// request's `X-Registry-Config` (the engine's format: base64 of a JSON object from
+/// registry host to `{username, password}`, `{auth}` or `{identitytoken}`; never stored)
+/// and the server's configured credentials (`BERTH_REGISTRY_AUTH_FILE`) for the other
+/// registries. A registry's refusal fails the job with `registry_auth_failed`.
 ///
 /// Every `tag` and every image the Dockerfile pulls (`FROM`, `COPY --from`) is held to
 /// `BERTH_ALLOWED_IMAGES`; a `remote=` host must be listed in `BERTH_BUILD_REMOTE_ALLOW`;
@@ -351,7 +360,8 @@ pub struct BuildContext(#[allow(dead_code)] Vec<u8>);
 #[utoipa::path(
     tag = "images",
     params(crate::domain::requests::BuildQuery,
-           ("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
+           ("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key"),
+           ("X-Registry-Config" = Option<String>, Header, description = "Credentials for the registries the build pulls from: base64 of `{\"host\": {\"username\", \"password\"}}` (the engine's format)")),
     request_body(
         description = "Build context: a tar, or a gzip-compressed tar (`application/octet-stream` is read as either)",
         content((BuildContext = "application/x-tar"), (BuildContext = "application/gzip"), (BuildContext = "application/octet-stream"))

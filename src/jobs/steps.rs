@@ -4,6 +4,11 @@
 //! decided, and its [`StepEvent`] made, when that next line arrives; a `FROM` step at
 //! once (it is the base image, not a cache result: `cached` is `null`). A step still
 //! open when the output ends (the build failed in it) is decided as run. Pure code.
+//!
+//! The engine appends one `LABEL` step per build label after the Dockerfile's own
+//! steps. Berth's stamps among them (`berth.team`, `berth.owner`, `berth.job`) are not
+//! the caller's steps, and `berth.job` differs on every build (so it never hits the
+//! cache): they are left out, and the steps are numbered without them.
 
 use crate::domain::job::StepEvent;
 
@@ -15,6 +20,14 @@ pub struct StepTracker {
     open: Option<StepEvent>,
     steps: u32,
     cache_hits: u32,
+    /// How many label steps the engine appends (every build label, stamps included).
+    label_steps: u32,
+    /// How many of those are Berth's stamps.
+    stamps: u32,
+    /// Stamp steps seen so far.
+    hidden: u32,
+    /// `(index, total)` of the step the last line started, if it started one.
+    started: Option<(u32, u32)>,
 }
 
 /// `Step 2/5 : RUN make` -> (2, 5, "RUN make").
@@ -42,12 +55,29 @@ fn is_from(instruction: &str) -> bool {
 }
 
 impl StepTracker {
+    /// A tracker for a build with `labels` build labels, `stamps` of them Berth's.
+    pub fn new(labels: usize, stamps: usize) -> Self {
+        StepTracker { label_steps: labels as u32, stamps: stamps as u32, ..Default::default() }
+    }
+
+    /// A step of Berth's own stamp labels, appended by the engine at the end.
+    fn is_stamp(&self, index: u32, total: u32, instruction: &str) -> bool {
+        index + self.label_steps > total && instruction.starts_with(&format!("LABEL {}", crate::domain::scope::RESERVED_PREFIX))
+    }
+
     /// Fold one line of build output (without its newline); the steps it decides, in
     /// order (at most two: the open one, and a `FROM` that starts here).
     pub fn line(&mut self, line: &str) -> Vec<StepEvent> {
         let mut decided = Vec::new();
+        self.started = None;
         if let Some((index, total, instruction)) = header(line) {
             decided.extend(self.decide(false));
+            if self.is_stamp(index, total, instruction) {
+                self.hidden += 1;
+                return decided;
+            }
+            let (index, total) = (index - self.hidden, total - self.stamps.min(total - 1));
+            self.started = Some((index, total));
             let step = StepEvent { index, total, instruction: bounded(instruction), cached: None };
             if is_from(instruction) {
                 decided.push(self.count(step));
@@ -65,9 +95,10 @@ impl StepTracker {
         self.decide(false)
     }
 
-    /// The header of a step, if this line starts one: `(index, total)`.
-    pub fn started(line: &str) -> Option<(u32, u32)> {
-        header(line).map(|(n, total, _)| (n, total))
+    /// `(index, total)` of the step the last line started, if it started one of the
+    /// caller's steps.
+    pub fn started(&self) -> Option<(u32, u32)> {
+        self.started
     }
 
     pub fn steps(&self) -> u32 {
@@ -155,10 +186,28 @@ mod tests {
         t.line("Step 2/3 : ENV A=1");
         let out = t.line("Step 3/3 : CMD [\"sh\"]");
         assert_eq!(summary(&out), [(2, 3, "ENV A=1", Some(false))]);
-        assert_eq!(StepTracker::started("Step 3/3 : CMD x"), Some((3, 3)));
+        assert_eq!(t.started(), Some((3, 3)));
         for not in ["Step x/3 : RUN", "Step 4/3 : RUN", "Step 0/3 : RUN", "step 1/2 : RUN", "Step 1/2 RUN", " Step 1/2 : RUN"] {
-            assert!(StepTracker::started(not).is_none(), "{not}");
+            t.line(not);
+            assert!(t.started().is_none(), "{not}");
         }
+    }
+
+    #[test]
+    fn berths_stamps_are_not_steps() {
+        // Two build labels of the caller's (`a`, `z`) and Berth's three, sorted by the engine.
+        let mut t = StepTracker::new(5, 3);
+        let out = feed(
+            &mut t,
+            "Step 1/7 : FROM b\n ---> 1\nStep 2/7 : LABEL berth.team=early\n ---> Using cache\nStep 3/7 : LABEL a=1\n ---> Using cache\n\
+             Step 4/7 : LABEL berth.job=J\n ---> Running in 2\nStep 5/7 : LABEL berth.owner=o\n ---> Running in 3\n\
+             Step 6/7 : LABEL berth.team=t\n ---> Running in 4\nStep 7/7 : LABEL z=2\n ---> Running in 5\n",
+        );
+        assert_eq!(
+            summary(&out),
+            [(1, 4, "FROM b", None), (2, 4, "LABEL berth.team=early", Some(true)), (3, 4, "LABEL a=1", Some(true)), (4, 4, "LABEL z=2", Some(false))]
+        );
+        assert_eq!((t.steps(), t.cache_hits()), (4, 2));
     }
 
     #[test]

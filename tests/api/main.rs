@@ -15,6 +15,7 @@ mod faults;
 mod images;
 mod jobs;
 mod jobs_build;
+mod engine_build;
 mod jobs_queue;
 mod jobs_registry;
 mod jobs_run;

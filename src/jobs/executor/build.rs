@@ -29,6 +29,7 @@ pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Valu
     };
     // The image carries the job's team, owner and id as build labels; stamped here, at
     // execution, not in the stored request.
+    let own_labels = params.labels.len();
     let mut stamped = params.clone();
     crate::domain::scope::stamp(&mut stamped.labels, &ctx.job.team, &ctx.job.owner, Some(&ctx.job.id));
     let params = &stamped;
@@ -37,7 +38,7 @@ pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Valu
     let mut stream = Box::pin(ctx.cancellable(engine.build(params, context, &auth)).await??);
     let mut image_id: Option<String> = None;
     let mut last_line = String::new();
-    let mut steps = StepTracker::default();
+    let mut steps = StepTracker::new(params.labels.len(), params.labels.len() - own_labels);
     loop {
         let item = ctx.next(&mut stream).await?;
         if !matches!(item, Some(Ok(_))) {
@@ -60,7 +61,7 @@ pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Valu
                     for step in steps.line(line) {
                         ctx.emit(EventData::Step(step)).await;
                     }
-                    if let Some((index, total)) = StepTracker::started(line) {
+                    if let Some((index, total)) = steps.started() {
                         step_progress(ctx, index, total, line).await;
                     }
                 }
