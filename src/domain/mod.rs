@@ -12,6 +12,7 @@ pub mod job;
 pub mod job_spec;
 pub mod names;
 pub mod net;
+pub mod objects;
 pub mod policy;
 pub mod rejection;
 pub mod requests;

@@ -437,6 +437,28 @@ impl VolumeFacts {
 }
 
 impl RunPolicy {
+    /// The rule for making a volume (`POST /v1/volumes`): nobody makes one under the name
+    /// of Berth's own data volumes (403 `forbidden`), and driver options that mount
+    /// something of the host ([`VolumeFacts::host_source`], the host-power list's
+    /// judgment of volumes) are reserved to admins (403 `policy_violation`).
+    pub fn check_volume_create(&self, facts: &VolumeFacts, is_admin: bool) -> Result<(), Rejection> {
+        if self.is_protected_volume(&facts.name) {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                format!("volume `{}` is the name of Berth's own data volume: nobody makes or removes it through Berth", facts.name),
+            ));
+        }
+        match facts.host_source() {
+            Some(source) if !is_admin => Err(reserved_to_admins("driver_opts", &HostPower::HostVolume.why(&source))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `name` is one of the volumes holding Berth's own data.
+    pub fn is_protected_volume(&self, name: &str) -> bool {
+        self.protected_volumes.iter().any(|p| p == name)
+    }
+
     /// The named-volume rule for one volume a run mounts (`facts`: `None` when the engine
     /// has no such volume yet). Nobody mounts the volumes holding Berth's own data; an
     /// admin mounts any other; a non-admin one whose driver options mount nothing of the
@@ -657,5 +679,31 @@ mod tests {
         }
         let none = RunPolicy::default().check_volume("x", None, false, DEFAULT_TEAM).unwrap_err();
         assert!(none.detail.contains("(none set)"), "{}", none.detail);
+    }
+}
+
+#[cfg(test)]
+mod volume_create_tests {
+    use super::*;
+
+    #[test]
+    fn making_a_volume_that_mounts_the_host_needs_admin() {
+        let p = RunPolicy { protected_volumes: vec!["berth-data".into()], ..Default::default() };
+        let facts = |name: &str, opts: &[(&str, &str)]| VolumeFacts {
+            name: name.into(),
+            driver: "local".into(),
+            options: opts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        };
+        let bind = facts("b", &[("type", "none"), ("o", "bind"), ("device", "/etc")]);
+        let e = p.check_volume_create(&bind, false).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PolicyViolation);
+        assert!(e.detail.starts_with("`driver_opts` is reserved to the admin role") && e.detail.contains("device=/etc"), "{}", e.detail);
+        assert!(p.check_volume_create(&bind, true).is_ok());
+        assert!(p.check_volume_create(&facts("t", &[("type", "tmpfs"), ("device", "tmpfs")]), false).is_ok());
+        assert!(p.check_volume_create(&facts("plain", &[]), false).is_ok());
+        for admin in [false, true] {
+            assert_eq!(p.check_volume_create(&facts("berth-data", &[]), admin).unwrap_err().code, ErrorCode::Forbidden);
+        }
     }
 }
