@@ -516,31 +516,6 @@ pub async fn run_container(
     crate::api::submit::submit_job(&state, &req, &who, spec, None).await
 }
 
-/// Remove stopped containers (`docker container prune`).
-///
-/// Admin only. Queues a `prune_containers` job over the stopped containers matching
-/// `filters`. Result `{deleted, space_reclaimed}`.
-#[utoipa::path(
-    tag = "containers",
-    request_body = crate::domain::requests::PruneContainersRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
-    responses(
-        JobSubmitted,
-    ),
-    security(("bearer" = ["admin"]))
-)]
-#[post("/containers/prune")]
-pub async fn prune_containers(
-    who: Authorized<crate::api::extract::Admin>,
-    state: web::Data<AppState>,
-    req: actix_web::HttpRequest,
-    body: web::Json<crate::domain::requests::PruneContainersRequest>,
-) -> ApiResult<HttpResponse> {
-    body.filters.validate()?;
-    let spec = crate::jobs::JobSpec::PruneContainers(body.into_inner());
-    crate::api::submit::submit_job(&state, &req, &who, spec, None).await
-}
-
 #[cfg(test)]
 mod tests {
     use futures_util::{StreamExt, stream};

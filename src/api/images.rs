@@ -473,27 +473,3 @@ pub async fn push_image(
     crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobSpec::push(body)?, secret).await
 }
 
-/// Remove unused images (`docker image prune`).
-///
-/// Admin only. Queues a `prune_images` job: dangling images only, or with `all` every
-/// image no container uses, narrowed by `filters`. Result `{deleted, space_reclaimed}`.
-#[utoipa::path(
-    tag = "images",
-    request_body = crate::domain::requests::PruneImagesRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Return the job already made with this key")),
-    responses(
-        JobSubmitted,
-    ),
-    security(("bearer" = ["admin"]))
-)]
-#[post("/images/prune")]
-pub async fn prune_images(
-    who: Authorized<crate::api::extract::Admin>,
-    state: web::Data<AppState>,
-    req: actix_web::HttpRequest,
-    body: web::Json<crate::domain::requests::PruneImagesRequest>,
-) -> ApiResult<HttpResponse> {
-    body.filters.validate()?;
-    let spec = crate::jobs::JobSpec::PruneImages(body.into_inner());
-    crate::api::submit::submit_job(&state, &req, &who, spec, None).await
-}

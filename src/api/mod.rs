@@ -16,9 +16,11 @@ pub mod extract;
 pub mod images;
 pub mod interactive;
 pub mod jobs;
+pub mod networks;
 pub mod openapi;
 pub mod problem;
 pub mod problems;
+pub mod prune;
 pub mod responses;
 pub mod scope;
 pub mod sse;
@@ -28,5 +30,6 @@ pub mod system;
 pub mod tickets;
 pub mod ui;
 pub mod upload;
+pub mod volumes;
 
 pub use openapi::{ApiDoc, v1_scope};

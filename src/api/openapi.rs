@@ -9,7 +9,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_actix_web::scope::Scope;
 
 use super::problem::Problem;
-use super::{audit, containers, extract, images, interactive, jobs, problems, system, tickets};
+use super::{audit, containers, extract, images, interactive, jobs, networks, problems, prune, system, tickets, volumes};
 use crate::error::ErrorCode;
 
 struct SecurityAddon;
@@ -49,6 +49,8 @@ impl Modify for SecurityAddon {
     tags(
         (name = "images", description = "Images on the engine"),
         (name = "containers", description = "Containers on the engine, and interactive sessions with them (attach, exec) over WebSocket"),
+        (name = "volumes", description = "Named volumes on the engine, by team"),
+        (name = "networks", description = "Networks on the engine, by team"),
         (name = "jobs", description = "Builds, pulls, pushes, runs and prunes: queued jobs with SSE progress"),
         (name = "system", description = "Health, readiness, metrics, engine information and this document"),
         (name = "problems", description = "The pages the problem `type` URIs name: one per error `code`"),
@@ -74,13 +76,26 @@ pub fn v1_scope() -> Scope<
         .service(images::build_image)
         .service(images::pull_image)
         .service(images::push_image)
-        .service(images::prune_images)
+        .service(prune::prune_images)
+        .service(prune::prune_build_cache)
         .service(images::inspect_image)
         .service(images::image_history)
         .service(images::remove_image)
         .service(containers::list_containers)
         .service(containers::run_container)
-        .service(containers::prune_containers)
+        .service(prune::prune_containers)
+        .service(volumes::list_volumes)
+        .service(volumes::create_volume)
+        .service(prune::prune_volumes)
+        .service(volumes::inspect_volume)
+        .service(volumes::remove_volume)
+        .service(networks::list_networks)
+        .service(networks::create_network)
+        .service(prune::prune_networks)
+        .service(networks::inspect_network)
+        .service(networks::remove_network)
+        .service(networks::connect_network)
+        .service(networks::disconnect_network)
         .service(containers::inspect_container)
         .service(containers::start_container)
         .service(containers::stop_container)

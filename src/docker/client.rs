@@ -164,8 +164,11 @@ impl EngineApi for DockerEngine {
     async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<()> {
         self.timed("tag_image", DockerEngine::tag_image(self, source, repo, tag)).await
     }
-    async fn prune_images(&self, all: bool, label: &[String], until: Option<&str>) -> Result<PruneReport> {
-        self.timed("prune_images", DockerEngine::prune_images(self, all, label, until)).await
+    async fn prune(&self, target: PruneTarget, label: &[String], until: Option<&str>, dry_run: bool) -> Result<PruneReport> {
+        self.timed("prune", DockerEngine::prune(self, target, label, until, dry_run)).await
+    }
+    async fn disk_usage(&self) -> Result<serde_json::Value> {
+        self.timed("disk_usage", DockerEngine::disk_usage(self)).await
     }
     async fn build_image(&self, spec: &BuildParams, context: Option<BoxStream<'static, std::io::Result<Bytes>>>, auth: &[RegistryAuth]) -> Result<BoxStream<'static, Result<BuildOutput>>> {
         self.timed("build_image", DockerEngine::build_image(self, spec, context, auth)).await
@@ -206,9 +209,6 @@ impl EngineApi for DockerEngine {
     async fn logs(&self, id: &str, options: &LogOptions) -> Result<BoxStream<'static, Result<LogLine>>> {
         self.timed("logs", DockerEngine::logs(self, id, options)).await
     }
-    async fn prune_containers(&self, label: &[String], until: Option<&str>) -> Result<PruneReport> {
-        self.timed("prune_containers", DockerEngine::prune_containers(self, label, until)).await
-    }
     async fn create_container(&self, spec: &RunSpec) -> Result<String> {
         self.timed("create_container", DockerEngine::create_container(self, spec)).await
     }
@@ -220,6 +220,36 @@ impl EngineApi for DockerEngine {
     }
     async fn volume_facts(&self, name: &str) -> Result<Option<crate::domain::policy::VolumeFacts>> {
         self.timed("volume_facts", DockerEngine::volume_facts(self, name)).await
+    }
+    async fn list_volumes(&self, f: &crate::domain::objects::VolumeFilters) -> Result<Vec<crate::domain::objects::VolumeView>> {
+        self.timed("list_volumes", DockerEngine::list_volumes(self, f)).await
+    }
+    async fn inspect_volume(&self, name: &str) -> Result<Option<crate::domain::objects::VolumeView>> {
+        self.timed("inspect_volume", DockerEngine::inspect_volume(self, name)).await
+    }
+    async fn create_volume(&self, spec: &crate::domain::objects::VolumeSpec) -> Result<crate::domain::objects::VolumeView> {
+        self.timed("create_volume", DockerEngine::create_volume(self, spec)).await
+    }
+    async fn remove_volume(&self, name: &str, force: bool) -> Result<()> {
+        self.timed("remove_volume", DockerEngine::remove_volume(self, name, force)).await
+    }
+    async fn list_networks(&self, f: &crate::domain::objects::NetworkFilters) -> Result<Vec<crate::domain::objects::NetworkInfo>> {
+        self.timed("list_networks", DockerEngine::list_networks(self, f)).await
+    }
+    async fn inspect_network(&self, given: &str) -> Result<Option<crate::domain::objects::NetworkInfo>> {
+        self.timed("inspect_network", DockerEngine::inspect_network(self, given)).await
+    }
+    async fn create_network(&self, spec: &crate::domain::objects::NetworkSpec) -> Result<String> {
+        self.timed("create_network", DockerEngine::create_network(self, spec)).await
+    }
+    async fn remove_network(&self, id: &str) -> Result<()> {
+        self.timed("remove_network", DockerEngine::remove_network(self, id)).await
+    }
+    async fn connect_network(&self, network: &str, container: &str) -> Result<()> {
+        self.timed("connect_network", DockerEngine::connect_network(self, network, container)).await
+    }
+    async fn disconnect_network(&self, network: &str, container: &str, force: bool) -> Result<()> {
+        self.timed("disconnect_network", DockerEngine::disconnect_network(self, network, container, force)).await
     }
     async fn container_stdio_info(&self, id: &str) -> Result<ContainerStdioInfo> {
         self.timed("container_stdio_info", DockerEngine::container_stdio_info(self, id)).await

@@ -6,10 +6,10 @@ use bollard::query_parameters as qp;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use super::types::{prune_filters, unix_to_rfc3339};
+use super::types::unix_to_rfc3339;
 use super::{
     ContainerFilters, ContainerSummary, DockerEngine, EngineError, LogLine, LogOptions, LogStream, MIN_ID_PREFIX,
-    ObjectKind, PortView, PruneReport, Result,
+    ObjectKind, PortView, Result,
 };
 
 impl DockerEngine {
@@ -110,19 +110,6 @@ impl DockerEngine {
             .boxed())
     }
 
-    pub(super) async fn prune_containers(&self, label: &[String], until: Option<&str>) -> Result<PruneReport> {
-        let d = self.docker().await?;
-        let filters = prune_filters(label, until);
-        let res = d
-            .prune_containers(Some(qp::PruneContainersOptions { filters: Some(filters) }))
-            .await
-            .map_err(|e| self.fail(ObjectKind::Container, e))?;
-        Ok(PruneReport {
-            deleted: res.containers_deleted.unwrap_or_default(),
-            untagged: Vec::new(),
-            space_reclaimed: res.space_reclaimed.unwrap_or(0),
-        })
-    }
 }
 
 fn summary(c: bollard::models::ContainerSummary) -> ContainerSummary {

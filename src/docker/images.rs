@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use bollard::query_parameters as qp;
 
-use super::types::{prune_filters, unix_to_rfc3339};
+use super::types::unix_to_rfc3339;
 use super::{
-    DockerEngine, EngineError, ImageDeleteItem, ImageFilters, ImageSummary, MIN_ID_PREFIX, ObjectKind, PruneReport,
+    DockerEngine, EngineError, ImageDeleteItem, ImageFilters, ImageSummary, MIN_ID_PREFIX, ObjectKind,
     Result,
 };
 
@@ -121,19 +121,6 @@ impl DockerEngine {
         d.tag_image(source, Some(opts)).await.map_err(|e| self.fail(ObjectKind::Image, e))
     }
 
-    pub(super) async fn prune_images(&self, all: bool, label: &[String], until: Option<&str>) -> Result<PruneReport> {
-        let d = self.docker().await?;
-        let mut filters = prune_filters(label, until);
-        filters.insert("dangling".into(), vec![(!all).to_string()]);
-        let res = d
-            .prune_images(Some(qp::PruneImagesOptions { filters: Some(filters) }))
-            .await
-            .map_err(|e| self.fail(ObjectKind::Image, e))?;
-        let items = res.images_deleted.unwrap_or_default();
-        let deleted = items.iter().filter_map(|i| i.deleted.clone()).collect();
-        let untagged = items.into_iter().filter_map(|i| i.untagged).collect();
-        Ok(PruneReport { deleted, untagged, space_reclaimed: res.space_reclaimed.unwrap_or(0) })
-    }
 }
 
 /// The 404 detail for an id prefix too short to name an image, whether or not the engine

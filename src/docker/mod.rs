@@ -19,11 +19,14 @@ mod error;
 mod exec;
 mod history;
 mod images;
+mod networks;
+mod prune;
 mod raw;
 mod registry;
 mod run;
 mod stdio;
 pub mod types;
+mod volumes;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -75,7 +78,11 @@ pub trait EngineApi: Send + Sync {
     async fn remove_image(&self, reference: &str, force: bool, noprune: bool) -> Result<Vec<ImageDeleteItem>>;
     /// Tag `source` as `repo:tag`.
     async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<()>;
-    async fn prune_images(&self, all: bool, label: &[String], until: Option<&str>) -> Result<PruneReport>;
+    /// Prune `target` (`label` and `until` filters as the engine takes them); with
+    /// `dry_run`, only what it would remove, and nothing removed.
+    async fn prune(&self, target: PruneTarget, label: &[String], until: Option<&str>, dry_run: bool) -> Result<PruneReport>;
+    /// The engine's disk-use report (`/system/df`) as it wrote it.
+    async fn disk_usage(&self) -> Result<serde_json::Value>;
     /// Build from a tar (or gzip tar) context streamed from `context`, or from `remote`.
     /// Dropping the stream stops the build. (`engine.build(..)` takes any byte stream.)
     /// `auth`: credentials per registry (`server`) for the images the build pulls
@@ -118,7 +125,6 @@ pub trait EngineApi: Send + Sync {
     /// The container's output. The stream ends when the log ends (or, with `follow`,
     /// when the container stops).
     async fn logs(&self, id: &str, options: &LogOptions) -> Result<BoxStream<'static, Result<LogLine>>>;
-    async fn prune_containers(&self, label: &[String], until: Option<&str>) -> Result<PruneReport>;
     /// Create (not start) a container; returns its id.
     async fn create_container(&self, spec: &RunSpec) -> Result<String>;
     /// Attach to a created container's output before it starts, so nothing is missed: raw
@@ -128,6 +134,22 @@ pub trait EngineApi: Send + Sync {
     async fn wait_exit(&self, id: &str) -> Result<i64>;
     /// A named volume's driver, labels and options (`None`: no such volume).
     async fn volume_facts(&self, name: &str) -> Result<Option<crate::domain::policy::VolumeFacts>>;
+
+    // ---- volumes and networks -------------------------------------------------------------
+
+    async fn list_volumes(&self, filters: &crate::domain::objects::VolumeFilters) -> Result<Vec<crate::domain::objects::VolumeView>>;
+    /// `None`: no volume by that name.
+    async fn inspect_volume(&self, name: &str) -> Result<Option<crate::domain::objects::VolumeView>>;
+    async fn create_volume(&self, spec: &crate::domain::objects::VolumeSpec) -> Result<crate::domain::objects::VolumeView>;
+    async fn remove_volume(&self, name: &str, force: bool) -> Result<()>;
+    async fn list_networks(&self, filters: &crate::domain::objects::NetworkFilters) -> Result<Vec<crate::domain::objects::NetworkInfo>>;
+    /// By name, full id or an id prefix of at least [`MIN_ID_PREFIX`]; `None`: none such.
+    async fn inspect_network(&self, given: &str) -> Result<Option<crate::domain::objects::NetworkInfo>>;
+    /// Create a bridge network; its id.
+    async fn create_network(&self, spec: &crate::domain::objects::NetworkSpec) -> Result<String>;
+    async fn remove_network(&self, id: &str) -> Result<()>;
+    async fn connect_network(&self, network: &str, container: &str) -> Result<()>;
+    async fn disconnect_network(&self, network: &str, container: &str, force: bool) -> Result<()>;
 
     // ---- interactive --------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 //! bollard). Two kinds of request need it:
 //!
 //! - the push stream, whose bollard model drops fields we need (a layer's `id`, the
-//!   pushed `aux.Digest`): [`post_json_stream`];
+//!   pushed `aux.Digest`): [`post_json_stream`]; and answers whose shape bollard's
+//!   models (written for a newer API) do not read, such as API 1.41's `/system/df`:
+//!   [`get_json`];
 //! - attach and exec start, "hijacked" connections: the engine answers `101 UPGRADED` and
 //!   the HTTP connection becomes a bidirectional byte stream, read exactly as the engine
 //!   writes it (see [`super::stdio`]): [`hijack`].
@@ -32,15 +34,17 @@ fn json_message(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
 }
 
-/// POST `path_and_query` (already versioned) and stream the newline-delimited JSON reply.
-pub async fn post_json_stream(
+/// Send `method path_and_query` (already versioned) with no body; the engine's answer,
+/// a non-success status already mapped like any engine error.
+async fn send(
     host: &str,
+    method: &str,
     path_and_query: &str,
     headers: &[(&str, String)],
     kind: ObjectKind,
-) -> Result<impl Stream<Item = Result<Value>> + Send + 'static + use<>> {
+) -> Result<hyper::Response<hyper::body::Incoming>> {
     let unavailable = |e: &dyn std::fmt::Display| EngineError::Unavailable(e.to_string());
-    let mut builder = hyper::Request::builder().method("POST");
+    let mut builder = hyper::Request::builder().method(method);
     for (k, v) in headers {
         builder = builder.header(*k, v);
     }
@@ -62,6 +66,30 @@ pub async fn post_json_stream(
         let message = json_message(&body).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         return Err(EngineError::from_status(status.as_u16(), kind, message));
     }
+    Ok(response)
+}
+
+/// GET `path_and_query` (already versioned): the engine's JSON answer as it wrote it
+/// (for answers whose shape bollard's models, written for a newer API, do not read).
+pub async fn get_json(host: &str, path_and_query: &str, kind: ObjectKind) -> Result<Value> {
+    let response = send(host, "GET", path_and_query, &[], kind).await?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("the engine connection broke: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| EngineError::Docker(format!("bad engine JSON: {e}")))
+}
+
+/// POST `path_and_query` (already versioned) and stream the newline-delimited JSON reply.
+pub async fn post_json_stream(
+    host: &str,
+    path_and_query: &str,
+    headers: &[(&str, String)],
+    kind: ObjectKind,
+) -> Result<impl Stream<Item = Result<Value>> + Send + 'static + use<>> {
+    let response = send(host, "POST", path_and_query, headers, kind).await?;
     let body = response.into_body().into_data_stream().map(|r| r.map_err(std::io::Error::other));
     let lines = FramedRead::new(tokio_util::io::StreamReader::new(body), LinesCodec::new_with_max_length(1 << 20));
     Ok(lines.filter_map(|line| async move {

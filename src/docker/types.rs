@@ -172,23 +172,23 @@ pub enum BuildOutput {
 /// What a prune removed.
 #[derive(Debug, Clone, Default)]
 pub struct PruneReport {
-    /// Ids of the images or containers deleted.
+    /// What was deleted: image, container or cache ids, volume or network names.
     pub deleted: Vec<String>,
     /// References untagged on the way (image prune).
     pub untagged: Vec<String>,
     pub space_reclaimed: i64,
 }
 
-/// The engine's prune filters: `label` and `until`.
-pub(super) fn prune_filters(label: &[String], until: Option<&str>) -> HashMap<String, Vec<String>> {
-    let mut f = HashMap::new();
-    if !label.is_empty() {
-        f.insert("label".to_string(), label.to_vec());
-    }
-    if let Some(u) = until {
-        f.insert("until".to_string(), vec![u.to_string()]);
-    }
-    f
+/// What a prune acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruneTarget {
+    /// `all: false`: dangling images only.
+    Images { all: bool },
+    Containers,
+    Volumes,
+    Networks,
+    /// `all: false`: not shared records only.
+    BuildCache { all: bool },
 }
 
 /// Unix seconds as RFC 3339 UTC, the views' time format.

@@ -16,6 +16,9 @@ crate::wire_enum! {
         Run => "run",
         PruneImages => "prune_images",
         PruneContainers => "prune_containers",
+        PruneVolumes => "prune_volumes",
+        PruneNetworks => "prune_networks",
+        PruneBuildCache => "prune_build_cache",
     }
 }
 
@@ -113,7 +116,7 @@ pub struct Job {
     pub request: Value,
     pub progress: Progress,
     /// By kind: build `{image_id, tags}`, pull `{image_id, digest}`, push `{digest}`,
-    /// run `{container_id, exit_code?}`, prune `{deleted, space_reclaimed}`.
+    /// run `{container_id, exit_code?}`, prune `{deleted, space_reclaimed, dry_run}`.
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     pub error: Option<JobError>,

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::identity::Role;
 use super::job::JobKind;
 use super::policy::RunPolicy;
-use super::requests::{BuildParams, PruneContainersRequest, PruneImagesRequest, PullRequest, PushRequest};
+use super::requests::{BuildParams, PruneBuildCacheRequest, PruneFilters, PruneImagesRequest, PruneRequest, PullRequest, PushRequest};
 use super::run::{RunContainerRequest, RunSpec};
 use super::{ImageRef, Rejection};
 use crate::error::ErrorCode;
@@ -20,7 +20,20 @@ pub enum JobSpec {
     Push { request: PushRequest, image: ImageRef },
     Run { request: RunContainerRequest, spec: Box<RunSpec> },
     PruneImages(PruneImagesRequest),
-    PruneContainers(PruneContainersRequest),
+    PruneContainers(PruneRequest),
+    PruneVolumes(PruneRequest),
+    PruneNetworks(PruneRequest),
+    PruneBuildCache(PruneBuildCacheRequest),
+}
+
+/// What a prune job does: its target, filters (`label`, with `berth.team` for a
+/// team filter; `until`) and whether it only plans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunePlan {
+    pub target: crate::docker::PruneTarget,
+    pub labels: Vec<String>,
+    pub until: Option<String>,
+    pub dry_run: bool,
 }
 
 impl JobSpec {
@@ -55,13 +68,36 @@ impl JobSpec {
             JobSpec::Run { .. } => JobKind::Run,
             JobSpec::PruneImages(_) => JobKind::PruneImages,
             JobSpec::PruneContainers(_) => JobKind::PruneContainers,
+            JobSpec::PruneVolumes(_) => JobKind::PruneVolumes,
+            JobSpec::PruneNetworks(_) => JobKind::PruneNetworks,
+            JobSpec::PruneBuildCache(_) => JobKind::PruneBuildCache,
         }
+    }
+
+    /// A prune job's plan; `None` for the other kinds.
+    pub fn prune(&self) -> Option<PrunePlan> {
+        use crate::docker::PruneTarget as T;
+        let of = |target, f: &PruneFilters, dry_run| PrunePlan { target, labels: f.engine_labels(), until: f.until.clone(), dry_run };
+        Some(match self {
+            JobSpec::PruneImages(r) => of(T::Images { all: r.all }, &r.filters, r.dry_run),
+            JobSpec::PruneContainers(r) => of(T::Containers, &r.filters, r.dry_run),
+            JobSpec::PruneVolumes(r) => of(T::Volumes, &r.filters, r.dry_run),
+            JobSpec::PruneNetworks(r) => of(T::Networks, &r.filters, r.dry_run),
+            JobSpec::PruneBuildCache(r) => {
+                PrunePlan { target: T::BuildCache { all: r.all }, labels: Vec::new(), until: r.filters.until.clone(), dry_run: r.dry_run }
+            }
+            _ => return None,
+        })
     }
 
     /// The least role that may submit a job of this kind.
     pub fn required_role(kind: JobKind) -> Role {
         match kind {
-            JobKind::PruneImages | JobKind::PruneContainers => Role::Admin,
+            JobKind::PruneImages
+            | JobKind::PruneContainers
+            | JobKind::PruneVolumes
+            | JobKind::PruneNetworks
+            | JobKind::PruneBuildCache => Role::Admin,
             _ => Role::Operator,
         }
     }
@@ -74,7 +110,8 @@ impl JobSpec {
             JobSpec::Push { request, .. } => serde_json::to_value(request),
             JobSpec::Run { request, .. } => serde_json::to_value(request),
             JobSpec::PruneImages(r) => serde_json::to_value(r),
-            JobSpec::PruneContainers(r) => serde_json::to_value(r),
+            JobSpec::PruneContainers(r) | JobSpec::PruneVolumes(r) | JobSpec::PruneNetworks(r) => serde_json::to_value(r),
+            JobSpec::PruneBuildCache(r) => serde_json::to_value(r),
         };
         json.unwrap_or(Value::Null)
     }
@@ -111,6 +148,9 @@ impl JobSpec {
             JobKind::Run => JobSpec::run(serde_json::from_value(request.clone()).map_err(bad)?, authority, None)?,
             JobKind::PruneImages => JobSpec::PruneImages(serde_json::from_value(request.clone()).map_err(bad)?),
             JobKind::PruneContainers => JobSpec::PruneContainers(serde_json::from_value(request.clone()).map_err(bad)?),
+            JobKind::PruneVolumes => JobSpec::PruneVolumes(serde_json::from_value(request.clone()).map_err(bad)?),
+            JobKind::PruneNetworks => JobSpec::PruneNetworks(serde_json::from_value(request.clone()).map_err(bad)?),
+            JobKind::PruneBuildCache => JobSpec::PruneBuildCache(serde_json::from_value(request.clone()).map_err(bad)?),
         })
     }
 

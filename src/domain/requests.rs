@@ -70,16 +70,52 @@ pub struct PruneImagesRequest {
     /// `false` (default): dangling images only; `true`: every image no container uses (`-a`).
     #[serde(default)]
     pub all: bool,
+    /// `true`: compute what the prune would remove (and the space), and remove nothing.
+    #[serde(default)]
+    pub dry_run: bool,
     #[serde(default)]
     pub filters: PruneFilters,
 }
 
-/// Remove stopped containers (`docker container prune`).
+/// Remove stopped containers, unused volumes or unused networks (`docker container
+/// prune`, `volume prune`, `network prune`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PruneContainersRequest {
+pub struct PruneRequest {
+    /// `true`: compute what the prune would remove (and the space), and remove nothing.
+    #[serde(default)]
+    pub dry_run: bool,
     #[serde(default)]
     pub filters: PruneFilters,
+}
+
+/// Remove unused build cache (`docker builder prune`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneBuildCacheRequest {
+    /// `false` (default): unused records that no other record shares; `true`: every
+    /// unused record (`-a`).
+    #[serde(default)]
+    pub all: bool,
+    /// `true`: compute what the prune would remove (and the space), and remove nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub filters: BuildCacheFilters,
+}
+
+/// Filters of a build-cache prune (the cache has no labels).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildCacheFilters {
+    /// Only records last used before: Unix seconds, RFC 3339, or a Go duration (`24h`).
+    pub until: Option<String>,
+}
+
+impl BuildCacheFilters {
+    pub fn validate(&self) -> Result<(), Rejection> {
+        PruneFilters { until: self.until.clone(), ..Default::default() }.validate()
+    }
 }
 
 impl PruneFilters {
@@ -118,27 +154,34 @@ impl PruneFilters {
 /// What the engine takes as `until`: Unix seconds (with a fraction), an RFC 3339 time, or
 /// a Go duration (`1h30m`, `90s`, `1.5h`).
 fn is_until(u: &str) -> bool {
+    until_cutoff(u, 0.0).is_some()
+}
+
+/// The Unix time an `until` names, as the engine reads it: Unix seconds or an RFC 3339
+/// time as they are, a Go duration back from `now`. `None`: not an `until`.
+pub fn until_cutoff(u: &str, now: f64) -> Option<f64> {
     if u.is_empty() || u.len() > 64 {
-        return false;
+        return None;
     }
-    if u.parse::<f64>().is_ok_and(|n| n.is_finite() && n >= 0.0) || chrono::DateTime::parse_from_rfc3339(u).is_ok() {
-        return true;
+    if let Some(n) = u.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0) {
+        return Some(n);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(u) {
+        return Some(t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9);
     }
     // A Go duration: one or more number+unit pairs.
     let mut rest = u;
+    let mut secs = 0.0;
     while !rest.is_empty() {
         let num_len = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
-        if num_len == 0 || rest[..num_len].parse::<f64>().is_err() {
-            return false;
-        }
+        let n: f64 = rest[..num_len].parse().ok().filter(|_| num_len > 0)?;
         rest = &rest[num_len..];
-        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"].iter().find(|unit| rest.starts_with(**unit));
-        match unit {
-            Some(unit) => rest = &rest[unit.len()..],
-            None => return false,
-        }
+        let units = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)];
+        let (unit, scale) = units.iter().find(|(unit, _)| rest.starts_with(unit))?;
+        rest = &rest[unit.len()..];
+        secs += n * scale;
     }
-    true
+    Some(now - secs)
 }
 
 #[cfg(test)]
@@ -153,6 +196,10 @@ mod until_tests {
         for bad in ["", "yesterday", "h", "1x", "-5h", "1h-", "24h ", "∞", "1d"] {
             assert!(!is_until(bad), "{bad}");
         }
+        use super::until_cutoff;
+        assert_eq!(until_cutoff("1h30m", 10_000.0), Some(10_000.0 - 5400.0));
+        assert_eq!(until_cutoff("1700000000", 5.0), Some(1_700_000_000.0));
+        assert_eq!(until_cutoff("2026-11-29T07:00:00Z", 5.0), Some(1_795_935_600.0));
     }
 }
 

@@ -211,6 +211,8 @@ pub struct Jobs {
     log_bytes_max: u64,
     /// The named-volume rule reads it (allowed and protected volumes).
     policy: crate::domain::policy::RunPolicy,
+    /// Who owns objects made outside Berth (`BERTH_UNMANAGED`), for a run's network.
+    unmanaged: crate::domain::scope::Unmanaged,
     /// Free bytes the data dir's file system keeps (`BERTH_MIN_FREE_BYTES`).
     min_free_bytes: u64,
 }
@@ -262,7 +264,11 @@ impl Jobs {
             JobKind::Pull => c.pull,
             JobKind::Push => c.push,
             JobKind::Run => c.run,
-            JobKind::PruneImages | JobKind::PruneContainers => c.prune,
+            JobKind::PruneImages
+            | JobKind::PruneContainers
+            | JobKind::PruneVolumes
+            | JobKind::PruneNetworks
+            | JobKind::PruneBuildCache => c.prune,
         };
         let kinds = JobKind::ALL.iter().copied();
         Ok(Arc::new(Self {
@@ -289,6 +295,7 @@ impl Jobs {
             request_max: settings.bounds.job_request_max,
             log_bytes_max: settings.bounds.job_log_bytes_max,
             policy: settings.policy.clone(),
+            unmanaged: settings.unmanaged,
             min_free_bytes: settings.bounds.min_free_bytes,
         }))
     }
@@ -437,11 +444,32 @@ impl Jobs {
     /// The named-volume rule for a run's named volumes, with what the engine knows of
     /// each (labels, driver options): at submit, and again just before the create.
     /// `team`: the submitter's (a non-admin mounts only their own team's volumes).
+    /// Its `network`, too: a user-defined network must be one the submitter may use
+    /// (their team's, by the team rule), else `404 not_found` as if absent.
     pub async fn check_run_volumes(&self, spec: &JobSpec, authority: Role, team: &str) -> Result<(), JobsError> {
         let JobSpec::Run { spec, .. } = spec else { return Ok(()) };
         for name in spec.named_volumes() {
             let facts = self.engine.volume_facts(&name).await?;
             self.policy.check_volume(&name, facts.as_ref(), authority >= Role::Admin, team)?;
+        }
+        // `host` and `container:` are host power (refused to non-admins before this);
+        // `bridge`, `default` and `none` are everyone's.
+        let custom = spec.network.as_deref().filter(|n| {
+            !["bridge", "default", "none", "host", ""].contains(n) && !n.starts_with("container:")
+        });
+        if let (Some(net), true) = (custom, authority < Role::Admin) {
+            let who = Principal { team: team.into(), team_claimed: true, ..Principal::new("run", Some(authority), u64::MAX) };
+            let usable = match self.engine.inspect_network(net).await? {
+                Some(n) => crate::domain::scope::access(&who, Some(&n.labels), self.unmanaged) == crate::domain::scope::Access::Act,
+                None => false,
+            };
+            if !usable {
+                return Err(crate::domain::Rejection::new(
+                    crate::error::ErrorCode::NotFound,
+                    format!("`network`: no such network: {net} (a run joins its own team's networks)"),
+                )
+                .into());
+            }
         }
         Ok(())
     }

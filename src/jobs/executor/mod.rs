@@ -142,21 +142,17 @@ pub async fn run(ctx: &mut JobCtx) -> Result<Value, Failure> {
         }
         JobSpec::Push { image, .. } => registry::push(ctx, &image).await,
         JobSpec::Run { spec, .. } => run::run_container(ctx, &spec).await,
-        JobSpec::PruneImages(req) => {
-            set_phase(ctx, "pruning").await;
+        spec => {
+            let plan = spec.prune().ok_or_else(|| Failure::new(ErrorCode::Internal, "not a prune job"))?;
+            set_phase(ctx, if plan.dry_run { "planning" } else { "pruning" }).await;
             let engine = ctx.jobs.engine().clone();
-            let report = ctx
-                .cancellable(engine.prune_images(req.all, &req.filters.engine_labels(), req.filters.until.as_deref()))
-                .await??;
-            Ok(json!({"deleted": report.deleted, "untagged": report.untagged, "space_reclaimed": report.space_reclaimed}))
-        }
-        JobSpec::PruneContainers(req) => {
-            set_phase(ctx, "pruning").await;
-            let engine = ctx.jobs.engine().clone();
-            let report = ctx
-                .cancellable(engine.prune_containers(&req.filters.engine_labels(), req.filters.until.as_deref()))
-                .await??;
-            Ok(json!({"deleted": report.deleted, "space_reclaimed": report.space_reclaimed}))
+            let report =
+                ctx.cancellable(engine.prune(plan.target, &plan.labels, plan.until.as_deref(), plan.dry_run)).await??;
+            let mut out = json!({"deleted": report.deleted, "space_reclaimed": report.space_reclaimed, "dry_run": plan.dry_run});
+            if let crate::docker::PruneTarget::Images { .. } = plan.target {
+                out["untagged"] = json!(report.untagged);
+            }
+            Ok(out)
         }
     }
 }
