@@ -139,6 +139,7 @@ pub async fn list_networks(
         (status = 400, description = "A bad name, driver or label (`invalid_request`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role below operator", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A network by this name exists, or the name is predefined (`conflict`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         EngineErrors,
     ),
     security(("bearer" = ["operator"]))
@@ -242,6 +243,7 @@ pub async fn remove_network(
         (status = 403, description = "Role below operator, or a network only the admin joins (`forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such network (`not_found`) or container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already connected (`conflict`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         EngineErrors,
     ),
     security(("bearer" = ["operator"]))
@@ -273,6 +275,7 @@ pub async fn connect_network(
         (status = 403, description = "Role below operator, or a network only the admin changes (`forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such network (`not_found`) or container (`container_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not connected (`conflict`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         EngineErrors,
     ),
     security(("bearer" = ["operator"]))

@@ -111,6 +111,7 @@ pub async fn list_volumes(
         (status = 400, description = "A bad name, driver, label or option (`invalid_request`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role below operator, driver options that mount the host (`policy_violation`), or Berth's own volume (`forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A volume by this name exists (`conflict`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         EngineErrors,
     ),
     security(("bearer" = ["operator"]))

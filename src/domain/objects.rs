@@ -336,7 +336,7 @@ mod tests {
         let e = req(serde_json::json!({"name": "cache", "labels": {"berth.team": "x"}})).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(req(serde_json::json!({"name": "cache", "driver_opts": {"o;x": "1"}})).is_err());
-        let bind = req(serde_json::json!({"name": "b", "driver_opts": {"type": "none", "o": "bind", "device": "/etc"}}));
+        let bind = req(serde_json::json!({"name": "b1", "driver_opts": {"type": "none", "o": "bind", "device": "/etc"}}));
         assert!(bind.unwrap().facts().host_source().is_some());
         let tmpfs = req(serde_json::json!({"name": "t1", "driver_opts": {"type": "tmpfs", "device": "tmpfs"}}));
         assert!(tmpfs.unwrap().facts().host_source().is_none());
