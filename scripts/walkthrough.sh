@@ -27,5 +27,10 @@ check '^id: 4$' "the resumed stream starting after event 3"
 check '"RepoTags": \[' "the inspect of the built image"
 check '^(running|canceled)$' "the cancel answer"
 check '^exit 1 \(not succeeded\)$' "berth watch exit code of the canceled job"
-[ "$(grep -c '^204$' "$work/out")" -eq 3 ] || { log "start, stop and remove: three 204s expected"; cat "$work/out" >&2; exit 1; }
+check '"steps": 3,' "the build's three steps in its result"
+check '^data: .*"instruction":"FROM berth-test' "the build's step events"
+check 'RUN echo built' "the RUN layer in the image history"
+check '"dry_run": true' "the dry-run prune's result"
+check '^409$' "the volume in use"
+[ "$(grep -c '^204$' "$work/out")" -eq 6 ] || { log "start, stop, remove and three removals: six 204s expected"; cat "$work/out" >&2; exit 1; }
 log "ok in $(( $(date +%s) - started ))s ($(wc -l < "$work/out") lines of output)"
