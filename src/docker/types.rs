@@ -179,17 +179,7 @@ pub struct PruneReport {
     pub space_reclaimed: i64,
 }
 
-/// What a prune acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PruneTarget {
-    /// `all: false`: dangling images only.
-    Images { all: bool },
-    Containers,
-    Volumes,
-    Networks,
-    /// `all: false`: not shared records only.
-    BuildCache { all: bool },
-}
+pub use crate::domain::requests::PruneTarget;
 
 /// Unix seconds as RFC 3339 UTC, the views' time format.
 pub(super) fn unix_to_rfc3339(secs: i64) -> String {

@@ -30,7 +30,7 @@ pub enum JobSpec {
 /// team filter; `until`) and whether it only plans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrunePlan {
-    pub target: crate::docker::PruneTarget,
+    pub target: super::requests::PruneTarget,
     pub labels: Vec<String>,
     pub until: Option<String>,
     pub dry_run: bool,
@@ -76,7 +76,7 @@ impl JobSpec {
 
     /// A prune job's plan; `None` for the other kinds.
     pub fn prune(&self) -> Option<PrunePlan> {
-        use crate::docker::PruneTarget as T;
+        use super::requests::PruneTarget as T;
         let of = |target, f: &PruneFilters, dry_run| PrunePlan { target, labels: f.engine_labels(), until: f.until.clone(), dry_run };
         Some(match self {
             JobSpec::PruneImages(r) => of(T::Images { all: r.all }, &r.filters, r.dry_run),

@@ -63,6 +63,18 @@ pub struct PruneFilters {
     pub team: Option<String>,
 }
 
+/// What a prune acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruneTarget {
+    /// `all: false`: dangling images only.
+    Images { all: bool },
+    Containers,
+    Volumes,
+    Networks,
+    /// `all: false`: not shared records only.
+    BuildCache { all: bool },
+}
+
 /// Remove unused images (`docker image prune`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

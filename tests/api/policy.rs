@@ -144,14 +144,15 @@ async fn tagging_into_an_allowed_name_is_checked_and_missing_networks_are_not_mi
     let name = unique("policy-nonet");
     let mut cleanup = Cleanup::default();
     cleanup.container(&name);
-    let res = app
-        .post("/v1/containers", Role::Operator)
-        .json(&json!({"image": BASE_IMAGE, "name": name, "cmd": ["true"], "network": format!("{name}-net")}))
-        .send()
-        .await
-        .unwrap();
+    // An operator's run names a network they may not use (it does not exist): 404 at submit.
+    let body = json!({"image": BASE_IMAGE, "name": name, "cmd": ["true"], "network": format!("{name}-net")});
+    let res = app.post("/v1/containers", Role::Operator).json(&body).send().await.unwrap();
+    let p = assert_problem(res, 404, "not_found").await;
+    assert!(p["detail"].as_str().unwrap().contains("network"), "{p}");
+    // An admin's is not checked at submit: the engine's answer fails the job.
+    let res = app.post("/v1/containers", Role::Admin).json(&body).send().await.unwrap();
     let job: Value = res.json().await.unwrap();
-    let job = app.wait_for_job(job["id"].as_str().unwrap(), Role::Operator).await;
+    let job = app.wait_for_job(job["id"].as_str().unwrap(), Role::Admin).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert_ne!(job["error"]["code"], "image_not_found", "the network is missing, not the image: {job}");
     assert!(job["error"]["message"].as_str().unwrap().contains("network"), "{job}");

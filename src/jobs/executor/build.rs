@@ -75,7 +75,7 @@ pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Valu
                 return Err(Failure::Error {
                     code,
                     message: format!("The build failed: {e}"),
-                    result: Some(json!({"steps": steps.steps(), "cache_hits": steps.cache_hits()})),
+                    result: None,
                 });
             }
         }
