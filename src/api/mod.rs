@@ -22,6 +22,7 @@ pub mod problems;
 pub mod responses;
 pub mod scope;
 pub mod sse;
+pub mod stats;
 pub mod streams;
 pub mod submit;
 pub mod system;

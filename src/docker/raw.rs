@@ -1,7 +1,9 @@
 //! Berth's own HTTP to the engine, beside bollard's, on the same transport and the
 //! negotiated API version; plain `unix://` and `tcp://` hosts only (TLS hosts go through
-//! bollard). Two kinds of request need it:
+//! bollard). Three kinds of request need it:
 //!
+//! - `GET /system/df`, whose bollard model is the newer engines' shape (`ImageUsage`, …)
+//!   and reads nothing of API 1.41's (`Images`, `LayersSize`, …): [`get_json`];
 //! - the push stream, whose bollard model drops fields we need (a layer's `id`, the
 //!   pushed `aux.Digest`): [`post_json_stream`];
 //! - attach and exec start, "hijacked" connections: the engine answers `101 UPGRADED` and
@@ -128,4 +130,34 @@ where
         return Err(EngineError::from_status(status.as_u16(), kind, message));
     }
     hyper::upgrade::on(response).await.map_err(|e| EngineError::unavailable("engine upgrade", &e))
+}
+
+/// GET `path_and_query` (already versioned) and parse the JSON answer.
+pub async fn get_json(host: &str, path_and_query: &str, kind: ObjectKind) -> Result<Value> {
+    let unavailable = |e: &dyn std::fmt::Display| EngineError::Unavailable(e.to_string());
+    let builder = hyper::Request::builder().method("GET");
+    let response = if let Some(path) = host.strip_prefix("unix://") {
+        let uri: hyper::Uri = hyperlocal::Uri::new(path, path_and_query).into();
+        let req = builder.uri(uri).body(Empty::<Bytes>::new()).map_err(|e| EngineError::Docker(e.to_string()))?;
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
+        client.request(req).await.map_err(|e| unavailable(&e))?
+    } else {
+        let authority = host.trim_start_matches("tcp://").trim_end_matches('/');
+        let uri: hyper::Uri = format!("http://{authority}{path_and_query}").parse().map_err(|e| unavailable(&e))?;
+        let req = builder.uri(uri).body(Empty::<Bytes>::new()).map_err(|e| EngineError::Docker(e.to_string()))?;
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        client.request(req).await.map_err(|e| unavailable(&e))?
+    };
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| EngineError::Unavailable(format!("the engine connection broke: {e}")))?;
+    if !status.is_success() {
+        let message = json_message(&body).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(EngineError::from_status(status.as_u16(), kind, message));
+    }
+    serde_json::from_slice(&body).map_err(|e| EngineError::Docker(format!("bad engine JSON: {e}")))
 }
