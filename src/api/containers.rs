@@ -473,7 +473,7 @@ where
 }
 
 /// The `end` event: the container's state once its log ended.
-async fn end_event(state: web::Data<AppState>, id: String) -> sse::Data {
+pub(crate) async fn end_event(state: web::Data<AppState>, id: String) -> sse::Data {
     let state = match state.engine.inspect_container(&id).await {
         Ok(v) => v.pointer("/State/Status").and_then(|s| s.as_str()).unwrap_or("unknown").to_string(),
         Err(_) => "removed".to_string(),

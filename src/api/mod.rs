@@ -24,6 +24,7 @@ pub mod prune;
 pub mod responses;
 pub mod scope;
 pub mod sse;
+pub mod stats;
 pub mod streams;
 pub mod submit;
 pub mod system;

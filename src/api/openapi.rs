@@ -9,7 +9,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_actix_web::scope::Scope;
 
 use super::problem::Problem;
-use super::{audit, containers, extract, images, interactive, jobs, networks, problems, prune, system, tickets, volumes};
+use super::{audit, containers, extract, images, interactive, jobs, networks, problems, prune, stats, system, tickets, volumes};
 use crate::error::ErrorCode;
 
 struct SecurityAddon;
@@ -103,6 +103,10 @@ pub fn v1_scope() -> Scope<
         .service(containers::kill_container)
         .service(containers::remove_container)
         .service(containers::container_logs)
+        .service(stats::container_stats)
+        .service(stats::container_top)
+        .service(stats::list_container_stats)
+        .service(system::disk_usage)
         .service(interactive::attach_container)
         .service(interactive::create_exec)
         .service(interactive::exec_session)

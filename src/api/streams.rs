@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::containers::LogEndEvent;
-use crate::docker::{LogLine, LogStream};
+use crate::docker::{ContainerStats, LogLine, LogStream};
 use crate::domain::exec::{ClientControl, ServerControl};
 use crate::jobs::{JobError, LayerEvent, Progress, StateEvent, StepEvent};
 
@@ -67,6 +67,17 @@ pub struct JobLogEvent {
 #[serde(untagged)]
 pub enum LogStreamEvent {
     Log(LogLine),
+    Error(JobError),
+    End(LogEndEvent),
+}
+
+/// One `data:` payload of a container's stats stream (`GET /v1/containers/{id}/stats?stream=true`),
+/// by `event:` name: `stats` ContainerStats, `error` JobError (the engine failed midway),
+/// `end` LogEndEvent.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum StatsStreamEvent {
+    Stats(ContainerStats),
     Error(JobError),
     End(LogEndEvent),
 }

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::extract::{Authorized, Viewer};
 use super::responses::{EdgeErrors, EngineErrors};
-use crate::docker::EngineInfo;
+use crate::docker::{DiskUsage, EngineInfo};
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::error::ErrorCode;
 use crate::metrics::Format;
@@ -62,6 +62,41 @@ pub async fn system_info(_: Authorized<Viewer>, state: web::Data<AppState>) -> A
         },
         engine,
     }))
+}
+
+/// The engine's disk use (`docker system df`).
+///
+/// Images, containers, volumes and the build cache: per kind `count`, `active`, `size`
+/// and `reclaimable` bytes (as `docker system df` counts them: images no container uses,
+/// stopped containers' writable layers, volumes no container references, build cache
+/// not in use) and the `items`. To a non-admin, the container and volume items are those
+/// of their team (the team rule on the `berth.team` label, as for the container list),
+/// and those kinds' totals are computed from those items; images are shared, so their
+/// totals and items are the engine's; the build cache shows its totals only (`items`
+/// empty: its records describe other teams' build steps).
+#[utoipa::path(
+    tag = "system",
+    operation_id = "disk_usage",
+    responses(
+        (status = 200, description = "Disk use by kind", body = DiskUsage),
+        EngineErrors,
+    ),
+    security(("bearer" = ["viewer"]))
+)]
+#[get("/system/df")]
+pub async fn disk_usage(who: Authorized<Viewer>, state: web::Data<AppState>) -> ApiResult<web::Json<DiskUsage>> {
+    let mut usage = state.engine.disk_usage().await?;
+    if !who.is_admin() {
+        use crate::domain::scope::{Access, access};
+        let unmanaged = state.settings.unmanaged;
+        let sees = |labels: &std::collections::HashMap<String, String>| access(&who, Some(labels), unmanaged) != Access::None;
+        let containers = std::mem::take(&mut usage.containers.items).into_iter().filter(|c| sees(&c.labels)).collect();
+        usage.containers = crate::docker::containers_usage(containers);
+        let volumes = std::mem::take(&mut usage.volumes.items).into_iter().filter(|v| sees(&v.labels)).collect();
+        usage.volumes = crate::docker::volumes_usage(volumes);
+        usage.build_cache.items.clear();
+    }
+    Ok(web::Json(usage))
 }
 
 /// Liveness probe.

@@ -167,9 +167,6 @@ impl EngineApi for DockerEngine {
     async fn prune(&self, target: PruneTarget, label: &[String], until: Option<&str>, dry_run: bool) -> Result<PruneReport> {
         self.timed("prune", DockerEngine::prune(self, target, label, until, dry_run)).await
     }
-    async fn disk_usage(&self) -> Result<serde_json::Value> {
-        self.timed("disk_usage", DockerEngine::disk_usage(self)).await
-    }
     async fn build_image(&self, spec: &BuildParams, context: Option<BoxStream<'static, std::io::Result<Bytes>>>, auth: &[RegistryAuth]) -> Result<BoxStream<'static, Result<BuildOutput>>> {
         self.timed("build_image", DockerEngine::build_image(self, spec, context, auth)).await
     }
@@ -217,6 +214,18 @@ impl EngineApi for DockerEngine {
     }
     async fn wait_exit(&self, id: &str) -> Result<i64> {
         self.timed("wait_exit", DockerEngine::wait_exit(self, id)).await
+    }
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        self.timed("container_stats", DockerEngine::container_stats(self, id)).await
+    }
+    async fn container_stats_stream(&self, id: &str) -> Result<BoxStream<'static, Result<ContainerStats>>> {
+        self.timed("container_stats_stream", DockerEngine::container_stats_stream(self, id)).await
+    }
+    async fn container_top(&self, id: &str) -> Result<ContainerTop> {
+        self.timed("container_top", DockerEngine::container_top(self, id)).await
+    }
+    async fn disk_usage(&self) -> Result<DiskUsage> {
+        self.timed("disk_usage", DockerEngine::disk_usage(self)).await
     }
     async fn volume_facts(&self, name: &str) -> Result<Option<crate::domain::policy::VolumeFacts>> {
         self.timed("volume_facts", DockerEngine::volume_facts(self, name)).await

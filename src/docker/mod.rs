@@ -8,6 +8,7 @@
 //! - `client.rs`: the connection, API version negotiation, reconnecting;
 //! - `images.rs`, `containers.rs`, `run.rs` (create, attach output, wait), `build.rs`,
 //!   `registry.rs` (pull, push);
+//! - `stats.rs` (container stats, computed; `docker top`), `df.rs` (`docker system df`);
 //! - `attach.rs`, `exec.rs`: interactive stdio, over hijacked connections that Berth
 //!   upgrades itself (`raw.rs`) so that it reads the engine's framing exactly (`stdio.rs`).
 
@@ -15,6 +16,7 @@ mod attach;
 mod build;
 mod client;
 mod containers;
+mod df;
 mod error;
 mod exec;
 mod history;
@@ -24,6 +26,7 @@ mod prune;
 mod raw;
 mod registry;
 mod run;
+pub mod stats;
 mod stdio;
 pub mod types;
 mod volumes;
@@ -42,6 +45,7 @@ pub use client::DockerEngine;
 pub use error::{EngineError, ObjectKind};
 pub use exec::ExecInfo;
 pub use stdio::{MAX_CHUNK, OutputChunk, OutputStream, Stdio, StdioDecoder};
+pub use df::{containers_usage, volumes_usage};
 pub use types::*;
 
 /// The shortest id prefix that names a container. Docker takes any unambiguous prefix; a
@@ -81,8 +85,6 @@ pub trait EngineApi: Send + Sync {
     /// Prune `target` (`label` and `until` filters as the engine takes them); with
     /// `dry_run`, only what it would remove, and nothing removed.
     async fn prune(&self, target: PruneTarget, label: &[String], until: Option<&str>, dry_run: bool) -> Result<PruneReport>;
-    /// The engine's disk-use report (`/system/df`) as it wrote it.
-    async fn disk_usage(&self) -> Result<serde_json::Value>;
     /// Build from a tar (or gzip tar) context streamed from `context`, or from `remote`.
     /// Dropping the stream stops the build. (`engine.build(..)` takes any byte stream.)
     /// `auth`: credentials per registry (`server`) for the images the build pulls
@@ -132,6 +134,16 @@ pub trait EngineApi: Send + Sync {
     async fn attach_output(&self, id: &str) -> Result<BoxStream<'static, Result<(LogStream, Bytes)>>>;
     /// Wait until the container is not running; its exit code.
     async fn wait_exit(&self, id: &str) -> Result<i64>;
+    /// One stats snapshot of a container (the engine samples twice, about a second
+    /// apart, so CPU is a real figure); a stopped container's is all zero.
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats>;
+    /// The container's stats about every second, until the stream is dropped (or the
+    /// engine ends it); a stopped container's come all zero (`running: false`).
+    async fn container_stats_stream(&self, id: &str) -> Result<BoxStream<'static, Result<ContainerStats>>>;
+    /// The processes of a running container (`docker top`); 409 when it is not running.
+    async fn container_top(&self, id: &str) -> Result<ContainerTop>;
+    /// The engine's disk use (`docker system df`).
+    async fn disk_usage(&self) -> Result<DiskUsage>;
     /// A named volume's driver, labels and options (`None`: no such volume).
     async fn volume_facts(&self, name: &str) -> Result<Option<crate::domain::policy::VolumeFacts>>;
 

@@ -227,7 +227,7 @@ impl DockerEngine {
     /// The engine's disk-use report (`/system/df`) as it wrote it: API 1.41 writes
     /// `LayersSize`, `Images`, `Containers`, `Volumes` and `BuildCache`, which bollard's
     /// models (written for a newer API) do not read.
-    pub(super) async fn disk_usage(&self) -> Result<Value> {
+    pub(super) async fn df_document(&self) -> Result<Value> {
         let d = self.docker().await?;
         if !self.speaks_raw() {
             let df = d.df(None::<qp::DataUsageOptions>).await.map_err(|e| self.fail(ObjectKind::Other, e))?;
@@ -247,11 +247,11 @@ impl DockerEngine {
                     let every = qp::ListImagesOptions { all: true, ..Default::default() };
                     let list = d.list_images(Some(every)).await.map_err(|e| self.fail(ObjectKind::Image, e))?;
                     let parents = list.into_iter().map(|i| (i.id, i.parent_id)).collect();
-                    Ok(plan_images(&self.disk_usage().await?, &parents, all, &sel))
+                    Ok(plan_images(&self.df_document().await?, &parents, all, &sel))
                 }
-                PruneTarget::Containers => Ok(plan_containers(&self.disk_usage().await?, &sel)),
-                PruneTarget::Volumes => Ok(plan_volumes(&self.disk_usage().await?, &sel)),
-                PruneTarget::BuildCache { all } => Ok(plan_build_cache(&self.disk_usage().await?, all, &sel)),
+                PruneTarget::Containers => Ok(plan_containers(&self.df_document().await?, &sel)),
+                PruneTarget::Volumes => Ok(plan_volumes(&self.df_document().await?, &sel)),
+                PruneTarget::BuildCache { all } => Ok(plan_build_cache(&self.df_document().await?, all, &sel)),
             };
         }
         let d = self.docker().await?;

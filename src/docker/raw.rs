@@ -1,7 +1,9 @@
 //! Berth's own HTTP to the engine, beside bollard's, on the same transport and the
 //! negotiated API version; plain `unix://` and `tcp://` hosts only (TLS hosts go through
-//! bollard). Two kinds of request need it:
+//! bollard). Three kinds of request need it:
 //!
+//! - `GET /system/df`, whose bollard model is the newer engines' shape (`ImageUsage`, …)
+//!   and reads nothing of API 1.41's (`Images`, `LayersSize`, …): [`get_json`];
 //! - the push stream, whose bollard model drops fields we need (a layer's `id`, the
 //!   pushed `aux.Digest`): [`post_json_stream`]; and answers whose shape bollard's
 //!   models (written for a newer API) do not read, such as API 1.41's `/system/df`:

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod cli;
 mod conditional;
+mod container_stats;
 mod containers;
 mod cors;
 mod credentials;
