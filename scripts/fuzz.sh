@@ -35,6 +35,8 @@ cleanup() {
   kill "$pid" 2>/dev/null || true
   docker ps -aq --no-trunc --filter "label=berth.team=$team" | xargs -r docker rm -f >/dev/null 2>&1 || true
   docker images -q --filter "label=berth.team=$team" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+  docker network ls -q --filter "label=berth.team=$team" | xargs -r docker network rm >/dev/null 2>&1 || true
+  docker volume ls -q --filter "label=berth.team=$team" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
   comm -13 "$work/images.before" <(docker images --format '{{.Repository}}:{{.Tag}}' | sort) | grep -v '<none>' \
     | while read -r ref; do
         id=$(docker image inspect --format '{{.Id}}' "$ref" 2>/dev/null) || continue
@@ -47,8 +49,10 @@ pid=$!
 trap cleanup EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 # Streams are excluded (they stay open); the prunes too for admin: on a shared engine a
-# fuzzed `prune -a` would remove every unused image, base images included.
-streams='events|jobs/\{id\}/events|containers/\{id\}/logs'
+# fuzzed `prune -a` would remove every unused image, base images included, and a volume
+# or network prune every other test's unused volume or network.
+streams='events|engine/events|jobs/\{id\}/events|containers/\{id\}/logs|containers/\{id\}/stats'
+prunes='images/prune|containers/prune|volumes/prune|networks/prune|build-cache/prune'
 fuzz() { # role exclude-regex
   local token
   token=$(./target/debug/berth token --sub "fuzz-$1" --role "$1" --team "$team" --ttl 1h)
@@ -69,7 +73,7 @@ set +e
 fuzz operator "^/v1/($streams)\$"
 rc=$?
 # An admin: the reserved run options and every other route, less the prunes.
-fuzz admin "^/v1/($streams|images/prune|containers/prune)\$"
+fuzz admin "^/v1/($streams|$prunes)\$"
 rc_admin=$?
 [ $rc -eq 0 ] && rc=$rc_admin
 set -e
