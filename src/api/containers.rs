@@ -16,7 +16,7 @@ use crate::domain::de_bool_opt;
 use crate::api::extract::{Authorized, Operator, Viewer};
 use crate::auth::Principal;
 use crate::docker::{ContainerFilters, ContainerSummary, LogLine, LogOptions};
-use crate::domain::names::{validate_container_ref, validate_label_filter, validate_signal};
+use crate::domain::names::{validate_container_ref, validate_signal};
 use crate::api::problem::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 
@@ -55,22 +55,13 @@ fn statuses() -> utoipa::openapi::schema::Array {
 impl ContainerListQuery {
     /// The engine's filters, once each is checked.
     fn filters(self) -> ApiResult<ContainerFilters> {
-        for l in &self.label {
-            validate_label_filter(l)?;
-        }
         if let Some(bad) = self.status.iter().find(|s| !STATUSES.contains(&s.as_str())) {
             return Err(ApiError::invalid(format!("`status` must be one of {}, not `{}`", STATUSES.join(", "), bad.escape_debug())));
         }
         if self.name.iter().any(|n| n.is_empty() || n.len() > 256 || n.chars().any(char::is_control)) {
             return Err(ApiError::invalid("`name` must be a non-empty name pattern without control characters"));
         }
-        let mut label = self.label;
-        if let Some(team) = self.team {
-            if !crate::domain::identity::is_team_name(&team) {
-                return Err(ApiError::invalid("`team` must be a team name: [a-z0-9][a-z0-9_.-]{0,62}"));
-            }
-            label.push(format!("{}={team}", crate::domain::scope::TEAM_LABEL));
-        }
+        let label = scope::label_filters(&self.label, self.team.as_deref())?;
         Ok(ContainerFilters { all: self.all.unwrap_or(false), label, status: self.status, name: self.name })
     }
 }

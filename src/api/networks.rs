@@ -16,7 +16,7 @@ use crate::domain::objects::{
     NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, NetworkFilters, NetworkInfo, NetworkView,
     is_predefined_network, validate_object_ref,
 };
-use crate::domain::scope::{Access, TEAM_LABEL, access, stamp};
+use crate::domain::scope::{Access, access, stamp};
 use crate::error::ErrorCode;
 use crate::state::AppState;
 
@@ -79,14 +79,10 @@ fn not_found(given: &str) -> ApiError {
 pub(crate) async fn scoped(state: &AppState, who: &Principal, given: &str, need: Access) -> ApiResult<NetworkInfo> {
     validate_object_ref("network", given)?;
     let n = state.engine.inspect_network(given).await?.ok_or_else(|| not_found(given))?;
-    match network_access(state, who, &n) {
-        Access::None => Err(not_found(given)),
-        Access::Read if need == Access::Act => Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("Network {} is the engine's own or was made outside Berth: only the admin role changes or joins it.", n.name),
-        )),
-        _ => Ok(n),
-    }
+    let (access, name) = (network_access(state, who, &n), n.name.clone());
+    super::scope::require(n, access, need, || not_found(given), || {
+        format!("Network {name} is the engine's own or was made outside Berth: only the admin role changes or joins it.")
+    })
 }
 
 /// List networks (`docker network ls`).
@@ -110,16 +106,7 @@ pub async fn list_networks(
     state: web::Data<AppState>,
     Qs(q): Qs<NetworkListQuery>,
 ) -> ApiResult<web::Json<Vec<NetworkView>>> {
-    for l in &q.label {
-        crate::domain::names::validate_label_filter(l)?;
-    }
-    let mut label = q.label.clone();
-    if let Some(team) = &q.team {
-        if !crate::domain::identity::is_team_name(team) {
-            return Err(ApiError::invalid("`team` must be a team name: [a-z0-9][a-z0-9_.-]{0,62}"));
-        }
-        label.push(format!("{TEAM_LABEL}={team}"));
-    }
+    let label = super::scope::label_filters(&q.label, q.team.as_deref())?;
     let list = state.engine.list_networks(&NetworkFilters { name: q.name.clone(), label }).await?;
     Ok(web::Json(
         list.into_iter().filter(|n| network_access(&state, &who, n) != Access::None).map(|n| view(&state, &who, n)).collect(),

@@ -54,3 +54,29 @@ pub(crate) fn visible(state: &AppState, who: &Principal, list: Vec<ContainerSumm
     let unmanaged = state.settings.unmanaged;
     list.into_iter().filter(|c| access(who, Some(&c.labels), unmanaged) != Access::None).collect()
 }
+
+/// A list's label filters with `team=` folded in (`berth.team=<team>`), each checked:
+/// what the engine gets.
+pub(crate) fn label_filters(label: &[String], team: Option<&str>) -> ApiResult<Vec<String>> {
+    for l in label {
+        crate::domain::names::validate_label_filter(l)?;
+    }
+    let mut label = label.to_vec();
+    if let Some(team) = team {
+        if !crate::domain::identity::is_team_name(team) {
+            return Err(ApiError::invalid("`team` must be a team name: [a-z0-9][a-z0-9_.-]{0,62}"));
+        }
+        label.push(format!("{}={team}", crate::domain::scope::TEAM_LABEL));
+    }
+    Ok(label)
+}
+
+/// An object the caller may `need`, by its [`Access`]: 404 (`absent`) when they may not
+/// see it, 403 `forbidden` (`read_only`, why) when they may read but not change it.
+pub(crate) fn require<T>(object: T, access: Access, need: Access, absent: impl FnOnce() -> ApiError, read_only: impl FnOnce() -> String) -> ApiResult<T> {
+    match access {
+        Access::None => Err(absent()),
+        Access::Read if need == Access::Act => Err(ApiError::new(ErrorCode::Forbidden, read_only())),
+        _ => Ok(object),
+    }
+}

@@ -13,7 +13,7 @@ use super::responses::EngineErrors;
 use crate::auth::Principal;
 use crate::domain::de_bool_opt;
 use crate::domain::objects::{VolumeCreateRequest, VolumeFilters, VolumeView, validate_object_ref};
-use crate::domain::scope::{Access, TEAM_LABEL, access, stamp};
+use crate::domain::scope::{Access, access, stamp};
 use crate::error::ErrorCode;
 use crate::state::AppState;
 
@@ -50,14 +50,10 @@ fn not_found(name: &str) -> ApiError {
 async fn scoped(state: &AppState, who: &Principal, name: &str, need: Access) -> ApiResult<VolumeView> {
     validate_object_ref("volume", name)?;
     let v = state.engine.inspect_volume(name).await?.ok_or_else(|| not_found(name))?;
-    match volume_access(state, who, &v) {
-        Access::None => Err(not_found(name)),
-        Access::Read if need == Access::Act => Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("Volume {name} was not made through Berth (no `berth.team` label): only the admin role changes it."),
-        )),
-        _ => Ok(v),
-    }
+    let access = volume_access(state, who, &v);
+    super::scope::require(v, access, need, || not_found(name), || {
+        format!("Volume {name} was not made through Berth (no `berth.team` label): only the admin role changes it.")
+    })
 }
 
 /// List volumes (`docker volume ls`).
@@ -80,16 +76,7 @@ pub async fn list_volumes(
     state: web::Data<AppState>,
     Qs(q): Qs<VolumeListQuery>,
 ) -> ApiResult<web::Json<Vec<VolumeView>>> {
-    for l in &q.label {
-        crate::domain::names::validate_label_filter(l)?;
-    }
-    let mut label = q.label.clone();
-    if let Some(team) = &q.team {
-        if !crate::domain::identity::is_team_name(team) {
-            return Err(ApiError::invalid("`team` must be a team name: [a-z0-9][a-z0-9_.-]{0,62}"));
-        }
-        label.push(format!("{TEAM_LABEL}={team}"));
-    }
+    let label = super::scope::label_filters(&q.label, q.team.as_deref())?;
     let filters = VolumeFilters { name: q.name.clone(), label, dangling: q.dangling };
     let list = state.engine.list_volumes(&filters).await?;
     Ok(web::Json(list.into_iter().filter(|v| volume_access(&state, &who, v) != Access::None).collect()))
