@@ -141,6 +141,8 @@ try {
   await tab.screenshot({ path: SHOT, fullPage: true });
   await tab.click('nav a[data-nav=jobs]');
   await tab.waitForSelector('#jobs tbody tr');
+  // The live feed reconnects when the page comes back to the jobs: live within seconds.
+  await tab.waitForFunction(() => document.querySelector('#live')?.textContent === 'live', null, { timeout: 10000 });
   assert.equal(await tab.textContent('#live'), 'live');
 
   // 4. A terminal: exec into a container started through the API, type, read the buffer.
