@@ -16,6 +16,7 @@ mod build;
 mod client;
 mod containers;
 mod error;
+mod events;
 mod exec;
 mod history;
 mod images;
@@ -128,6 +129,20 @@ pub trait EngineApi: Send + Sync {
     async fn wait_exit(&self, id: &str) -> Result<i64>;
     /// A named volume's driver, labels and options (`None`: no such volume).
     async fn volume_facts(&self, name: &str) -> Result<Option<crate::domain::policy::VolumeFacts>>;
+
+    // ---- events -------------------------------------------------------------------------
+
+    /// The engine's events (`GET /events`) from `since` until `until` (engine formats:
+    /// Unix seconds, `seconds.nanos`, RFC 3339) of `types` (all when empty). Without
+    /// `until` it follows live until the engine closes it; dropping it closes it.
+    async fn events(
+        &self,
+        since: Option<&str>,
+        until: Option<&str>,
+        types: &[String],
+    ) -> Result<BoxStream<'static, Result<EngineEvent>>>;
+    /// A network's labels (`None`: no such network).
+    async fn network_labels(&self, id: &str) -> Result<Option<std::collections::HashMap<String, String>>>;
 
     // ---- interactive --------------------------------------------------------------------
 
