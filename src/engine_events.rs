@@ -288,15 +288,15 @@ impl EventHub {
 async fn upstream(hub: Arc<EventHub>, tx: broadcast::Sender<Arc<Shared>>) {
     let _up = Up::new(&hub.metrics.engine_event_upstreams);
     // The last event sent (deduplicates a reconnect's replay), and where to resume.
+    // From the start: the first subscriber has its answer's head already, and the
+    // engine may take a moment to answer; it replays from here.
     let mut last: Option<i64> = None;
-    let mut resume: Option<i64> = None;
+    let mut resume: i64 = now_nanos();
     let mut backoff = MIN_BACKOFF;
     loop {
-        let since = resume.map(engine_time);
-        let connected = now_nanos();
-        match hub.engine.events(since.as_deref(), None, &[]).await {
+        let since = engine_time(resume);
+        match hub.engine.events(Some(&since), None, &[]).await {
             Ok(mut stream) => {
-                resume.get_or_insert(connected);
                 while let Some(item) = stream.next().await {
                     match item {
                         Ok(ev) => {
@@ -305,7 +305,7 @@ async fn upstream(hub: Arc<EventHub>, tx: broadcast::Sender<Arc<Shared>>) {
                                 continue;
                             }
                             last = Some(ev.time_nano);
-                            resume = Some(ev.time_nano);
+                            resume = ev.time_nano;
                             let shared = hub.share(ev).await;
                             // No receiver now is fine: one may come.
                             let _ = tx.send(Arc::new(shared));

@@ -13,7 +13,7 @@ use super::sse::{Data, Event, sse_json};
 use super::streams::sse_framing;
 use crate::domain::identity::Principal;
 use crate::domain::scope::Unmanaged;
-use crate::engine_events::{EngineEventView, EventHub, Shared, TYPES, engine_time, may_see, now_nanos, parse_time};
+use crate::engine_events::{EngineEventView, EventHub, Shared, Subscription, TYPES, engine_time, may_see, now_nanos, parse_time};
 use crate::error::HasCode;
 use crate::state::AppState;
 
@@ -119,7 +119,11 @@ pub async fn stream_engine_events(
     let deadline = who.stream_deadline();
     let (tx, rx) = mpsc::channel::<Event>(16);
     let hub = state.engine_events.clone();
-    tokio::spawn(produce(tx, hub, who.principal.clone(), state.settings.unmanaged, plan));
+    // Subscribe now, before answering (and before any replay), so that nothing that
+    // happens once the client has the answer's head is missed.
+    let live = plan.until.is_none_or(|u| u > now_nanos());
+    let sub = live.then(|| hub.subscribe());
+    tokio::spawn(produce(tx, hub, sub, who.principal.clone(), state.settings.unmanaged, plan));
     Ok(super::sse::stream(tokio_stream::wrappers::ReceiverStream::new(rx), deadline, slot))
 }
 
@@ -139,16 +143,21 @@ fn engine_event(shared: &Shared) -> Event {
 
 /// One subscriber's events: the replay (`since`), then the live hub (unless `until` is
 /// past), then `end` at `until`.
-async fn produce(tx: mpsc::Sender<Event>, hub: std::sync::Arc<EventHub>, who: Principal, unmanaged: Unmanaged, plan: Plan) {
+async fn produce(
+    tx: mpsc::Sender<Event>,
+    hub: std::sync::Arc<EventHub>,
+    mut sub: Option<Subscription>,
+    who: Principal,
+    unmanaged: Unmanaged,
+    plan: Plan,
+) {
     let now = now_nanos();
-    let live = plan.until.is_none_or(|u| u > now);
+    let live = sub.is_some();
     let wanted = |shared: &Shared| {
         (plan.types.is_empty() || plan.types.contains(&shared.event.typ))
             && plan.after.is_none_or(|a| shared.event.time_nano > a)
             && may_see(&who, unmanaged, &shared.event.typ, shared.labels.as_ref())
     };
-    // Subscribe before the replay, so nothing falls between the two.
-    let mut sub = live.then(|| hub.subscribe());
     let mut seen: HashSet<Key> = HashSet::new();
     if let Some(since) = plan.since {
         let until = engine_time(if live { now } else { plan.until.unwrap_or(now) });

@@ -16,6 +16,7 @@ mod images;
 mod jobs;
 mod jobs_build;
 mod engine_build;
+mod engine_events;
 mod jobs_queue;
 mod jobs_registry;
 mod jobs_run;
