@@ -13,7 +13,7 @@ use super::sse::{Data, Event, sse_json};
 use super::streams::sse_framing;
 use crate::domain::identity::Principal;
 use crate::domain::scope::Unmanaged;
-use crate::engine_events::{EngineEventView, EventHub, Shared, Subscription, TYPES, engine_time, may_see, now_nanos, parse_time};
+use crate::engine_events::{EventHub, Shared, Subscription, TYPES, engine_time, may_see, now_nanos, parse_time};
 use crate::error::HasCode;
 use crate::state::AppState;
 
@@ -99,7 +99,7 @@ fn plan(q: EngineEventsQuery, last_event_id: Option<&str>) -> ApiResult<Plan> {
     tag = "system",
     params(EngineEventsQuery),
     responses(
-        (status = 200, description = sse_framing!("Events: `engine` (EngineEventView), `lagged` (LaggedEvent, no `id:`, last), `error` (JobError, last) and `end` (`{}`, last, at `until`)."), content_type = "text/event-stream", body = EngineEventView),
+        (status = 200, description = sse_framing!("Events: `engine` (EngineEventView), `lagged` (LaggedEvent, no `id:`, last), `error` (JobError, last) and `end` (EngineEndEvent `{}`, last, at `until`)."), content_type = "text/event-stream", body = super::streams::EngineStreamEvent),
         (status = 400, description = "A bad `since`, `until` or `type`, or `Last-Event-ID` (`invalid_request`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The caller holds BERTH_MAX_STREAMS_PER_SUBJECT streams open already (`too_many_streams`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
