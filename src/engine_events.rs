@@ -242,6 +242,14 @@ impl EventHub {
         }
     }
 
+    /// Hand `event` to the live subscribers as the upstream would (tests).
+    #[cfg(test)]
+    pub(crate) async fn inject(&self, event: EngineEvent) -> usize {
+        let shared = Arc::new(self.share(event).await);
+        let tx = self.state.lock().expect("hub lock").tx.clone();
+        tx.map_or(0, |tx| tx.send(shared).unwrap_or(0))
+    }
+
     /// Look at an event once: the labels that decide who sees it, and its JSON.
     pub async fn share(&self, event: EngineEvent) -> Shared {
         let labels = match event.typ.as_str() {

@@ -232,3 +232,106 @@ fn error_event(e: &crate::docker::EngineError) -> Event {
     sse_json("error", &serde_json::json!({"code": e.code().as_str(), "message": e.to_string()})).into()
 }
 
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use actix_web::Responder;
+
+    use super::*;
+    use crate::docker::{DockerEngine, Engine, EngineEvent};
+    use crate::domain::identity::Role;
+    use crate::metrics::Metrics;
+
+    fn hub() -> (Arc<EventHub>, Arc<Metrics>) {
+        // An engine that is not there: the upstream only retries; the test injects.
+        let engine: Arc<Engine> = Arc::new(DockerEngine::new(Some("unix:///nonexistent/berth-test.sock".into())));
+        let metrics = Arc::new(Metrics::default());
+        (EventHub::new(engine, metrics.clone()), metrics)
+    }
+
+    fn container(id: &str, team: &str, action: &str, t: i64) -> EngineEvent {
+        EngineEvent {
+            typ: "container".into(),
+            action: action.into(),
+            id: id.into(),
+            attributes: HashMap::from([("berth.team".to_string(), team.to_string()), ("name".to_string(), id.to_string())]),
+            time_nano: t,
+        }
+    }
+
+    fn plan() -> Plan {
+        Plan { since: None, until: None, types: vec![], after: None }
+    }
+
+    fn who(team: &str) -> Principal {
+        Principal { team: team.into(), team_claimed: true, ..Principal::new("s", Some(Role::Viewer), u64::MAX) }
+    }
+
+    /// The stream's text once it ends.
+    async fn body(rx: mpsc::Receiver<Event>) -> String {
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        let slots = crate::sessions::SubjectSlots::new(1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let res = crate::api::sse::stream(tokio_stream::wrappers::ReceiverStream::new(rx), deadline, slots.take("t").unwrap())
+            .respond_to(&req);
+        let bytes = actix_web::body::to_bytes(res.into_body()).await.map_err(|_| "body").unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn one_upstream_for_all_and_none_once_they_leave() {
+        let (hub, metrics) = hub();
+        let a = hub.subscribe();
+        let b = hub.subscribe();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(metrics.engine_event_upstreams.get(), 1);
+        assert_eq!(metrics.engine_event_subscribers.get(), 2);
+        assert_eq!(hub.inject(container("c1", "a", "start", 1)).await, 2, "both get the one shared event");
+        drop(a);
+        assert_eq!(metrics.engine_event_upstreams.get(), 1, "one left: the upstream stays");
+        drop(b);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(metrics.engine_event_upstreams.get(), 0, "the last left: the upstream stops");
+        assert_eq!(metrics.engine_event_subscribers.get(), 0);
+        let _c = hub.subscribe();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(metrics.engine_event_upstreams.get(), 1, "a new first subscriber starts it again");
+    }
+
+    #[actix_web::test]
+    async fn a_subscriber_sees_its_team_and_ends_at_until() {
+        let (hub, _) = hub();
+        let (tx, rx) = mpsc::channel(16);
+        let until = now_nanos() + 300_000_000;
+        let sub = Some(hub.subscribe());
+        let task = tokio::spawn(produce(tx, hub.clone(), sub, who("a"), Unmanaged::Default, Plan { until: Some(until), ..plan() }));
+        hub.inject(container("mine", "a", "die", 1)).await;
+        hub.inject(container("theirs", "b", "die", 2)).await;
+        let text = body(rx).await;
+        task.await.unwrap();
+        assert!(text.contains("event: engine\ndata: {\"type\":\"container\",\"action\":\"die\",\"id\":\"mine\""), "{text}");
+        assert!(text.contains("id: 1\n"), "{text}");
+        assert!(!text.contains("theirs"), "{text}");
+        assert!(text.ends_with("event: end\ndata: {}\n\n"), "{text}");
+    }
+
+    #[actix_web::test]
+    async fn a_lagging_subscriber_is_told_and_its_stream_ends() {
+        let (hub, _) = hub();
+        let (tx, rx) = mpsc::channel(1);
+        let sub = Some(hub.subscribe());
+        let task = tokio::spawn(produce(tx, hub.clone(), sub, who("a"), Unmanaged::Default, plan()));
+        // Nobody reads: the producer stalls on its channel, the broadcast overruns.
+        for i in 0..(crate::engine_events::CAPACITY as i64 + 100) {
+            hub.inject(container("c", "a", "exec_start", i + 1)).await;
+        }
+        let text = body(rx).await;
+        task.await.unwrap();
+        assert!(text.contains("event: lagged\ndata: {\"missed\":"), "{}", &text[text.len().saturating_sub(300)..]);
+        assert!(text.trim_end().ends_with('}') && text.rfind("event: lagged") > text.rfind("event: engine"), "lagged is last");
+    }
+}
