@@ -197,3 +197,37 @@ async fn since_and_until_in_the_past_replay_and_end() {
     assert!(!got.iter().any(|(_, _, d)| d["id"] == id), "{got:?}");
     assert_eq!(got.last().unwrap().0, "end");
 }
+
+/// Removes the test's volumes even when it fails.
+struct Volumes(Vec<String>);
+
+impl Drop for Volumes {
+    fn drop(&mut self) {
+        for v in &self.0 {
+            crate::helpers::docker_quiet(&["volume", "rm", "-f", v]);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn volume_events_follow_the_volumes_team_even_once_it_is_gone() {
+    let app = spawn_app().await;
+    let alice = tok(&app, "alice", Role::Viewer, Some("team-a"));
+    let (mine, theirs) = (unique("evt-vol-a"), unique("evt-vol-b"));
+    let _volumes = Volumes(vec![mine.clone(), theirs.clone()]);
+    let root = tok(&app, "root", Role::Admin, Some("team-a"));
+    let mut events = subscribe(&app, &alice, "type=volume").await;
+    let mut admin = subscribe(&app, &root, "type=volume").await;
+    // Each removed only once the hub has looked at its `create` (the labels were learnt
+    // then): the admin's stream, and team A's, show when.
+    docker(&["volume", "create", "--label", "berth.team=team-b", &theirs]);
+    until(&mut admin, |e, d| e == "engine" && is(d, &theirs, "create")).await;
+    docker(&["volume", "rm", &theirs]);
+    until(&mut admin, |e, d| e == "engine" && is(d, &theirs, "destroy")).await;
+    docker(&["volume", "create", "--label", "berth.team=team-a", &mine]);
+    let mut got = until(&mut events, |e, d| e == "engine" && is(d, &mine, "create")).await;
+    docker(&["volume", "rm", &mine]);
+    got.extend(until(&mut events, |e, d| e == "engine" && is(d, &mine, "destroy")).await);
+    assert!(!got.iter().any(|(_, d)| d["id"] == theirs), "another team's volume is hidden: {got:?}");
+    assert!(got.iter().all(|(_, d)| d["type"] == "volume"), "{got:?}");
+}
