@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod docker;
 pub mod domain;
+pub mod engine_events;
 pub mod error;
 pub mod jobs;
 pub mod metrics;

@@ -71,6 +71,10 @@ pub struct Metrics {
     pub ws_sessions: Gauge,
     pub engine_duration: Family<OperationLabels, Histogram>,
     pub engine_errors: Family<EngineErrorLabels, Counter>,
+    /// Upstream engine event streams (`GET /events`) open now: 0 or 1.
+    pub engine_event_upstreams: Gauge,
+    /// Subscribers of the engine event hub (`GET /v1/engine/events` streams) now.
+    pub engine_event_subscribers: Gauge,
 }
 
 impl Default for Metrics {
@@ -96,6 +100,8 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 17))
         });
         let engine_errors = Family::<EngineErrorLabels, Counter>::default();
+        let engine_event_upstreams = Gauge::default();
+        let engine_event_subscribers = Gauge::default();
         registry.register("http_requests", "HTTP requests served", http_requests.clone());
         registry.register("http_request_duration_seconds", "Time to the response head", http_duration.clone());
         registry.register("jobs", "Jobs in the store now, by kind and state", jobs.clone());
@@ -111,6 +117,8 @@ impl Default for Metrics {
             engine_duration.clone(),
         );
         registry.register("engine_errors", "Docker engine calls that failed, by operation and error code", engine_errors.clone());
+        registry.register("engine_event_upstreams", "Engine event streams (GET /events) Berth holds open now", engine_event_upstreams.clone());
+        registry.register("engine_event_subscribers", "Engine event subscribers (GET /v1/engine/events) now", engine_event_subscribers.clone());
         Self {
             registry: root,
             http_requests,
@@ -124,6 +132,8 @@ impl Default for Metrics {
             ws_sessions,
             engine_duration,
             engine_errors,
+            engine_event_upstreams,
+            engine_event_subscribers,
         }
     }
 }

@@ -114,11 +114,12 @@ impl Application {
         let auditor = web::Data::new(crate::audit::Auditor::new(store.clone()));
         auditor.clone().into_inner().spawn_retention(settings.audit_retention);
         let jobs = Jobs::new(&settings, store, engine.clone(), credentials, metrics.clone())?;
+        let engine_events = crate::engine_events::EventHub::new(engine.clone(), metrics.clone());
         let metrics = web::Data::from(metrics);
         jobs.start().await.context("recovering the job queue")?;
         let settings = Arc::new(settings);
         let sessions = Arc::new(crate::sessions::Sessions::new(&settings));
-        let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone(), sessions });
+        let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone(), sessions, engine_events });
         let spec = openapi();
         let spec_json = web::Bytes::from(serde_json::to_vec(&spec).context("serializing the OpenAPI document")?);
         let routes = web::Data::new(handlers::RouteTable::from_spec(&spec));

@@ -14,5 +14,7 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// Interactive sessions (attach, exec): limits and exec instances.
     pub sessions: Arc<Sessions>,
+    /// The engine event hub (`GET /v1/engine/events`): one upstream for all subscribers.
+    pub engine_events: Arc<crate::engine_events::EventHub>,
 }
 

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod containers;
+pub mod engine_events;
 pub mod compress;
 pub mod cors;
 pub mod etag;

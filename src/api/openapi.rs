@@ -9,7 +9,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_actix_web::scope::Scope;
 
 use super::problem::Problem;
-use super::{audit, containers, extract, images, interactive, jobs, networks, problems, prune, stats, system, tickets, volumes};
+use super::{audit, containers, engine_events, extract, images, interactive, jobs, networks, problems, prune, stats, system, tickets, volumes};
 use crate::error::ErrorCode;
 
 struct SecurityAddon;
@@ -44,7 +44,7 @@ impl Modify for SecurityAddon {
     servers((url = "/", description = "The Berth that serves this document (paths are relative to its origin)")),
     modifiers(&SecurityAddon),
     components(schemas(crate::api::problem::Problem, crate::error::ErrorCode, crate::docker::LogLine, crate::docker::LogStream, containers::LogEndEvent,
-        crate::jobs::StateEvent, crate::jobs::LayerEvent, crate::jobs::StepEvent, crate::jobs::Progress, crate::jobs::JobError,
+        crate::jobs::StateEvent, crate::engine_events::EngineEventView, crate::jobs::LayerEvent, crate::jobs::StepEvent, crate::jobs::Progress, crate::jobs::JobError,
         crate::domain::exec::ClientControl, crate::domain::exec::ServerControl)),
     tags(
         (name = "images", description = "Images on the engine"),
@@ -71,6 +71,7 @@ pub fn v1_scope() -> Scope<
     utoipa_actix_web::scope("/v1")
         .wrap(from_fn(extract::authenticate))
         .service(system::system_info)
+        .service(engine_events::stream_engine_events)
         .service(images::list_images)
         .service(images::tag_image)
         .service(images::build_image)

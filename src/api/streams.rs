@@ -107,3 +107,20 @@ pub enum WebSocketMessage {
     Client(ClientControl),
     Server(ServerControl),
 }
+
+/// One `data:` payload of the engine's event stream (`GET /v1/engine/events`), by
+/// `event:` name: `engine` EngineEventView, `lagged` LaggedEvent (last), `error`
+/// JobError (last), `end` EngineEndEvent (last, at `until`).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EngineStreamEvent {
+    Engine(crate::engine_events::EngineEventView),
+    Lagged(LaggedEvent),
+    Error(JobError),
+    End(EngineEndEvent),
+}
+
+/// `end` of the engine's event stream: `until` has come (`{}`); the server closes the
+/// stream next.
+#[derive(Serialize, ToSchema)]
+pub struct EngineEndEvent {}

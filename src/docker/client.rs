@@ -260,6 +260,12 @@ impl EngineApi for DockerEngine {
     async fn disconnect_network(&self, network: &str, container: &str, force: bool) -> Result<()> {
         self.timed("disconnect_network", DockerEngine::disconnect_network(self, network, container, force)).await
     }
+    async fn events(&self, since: Option<&str>, until: Option<&str>, types: &[String]) -> Result<BoxStream<'static, Result<EngineEvent>>> {
+        self.timed("events", DockerEngine::events(self, since, until, types)).await
+    }
+    async fn network_labels(&self, id: &str) -> Result<Option<std::collections::HashMap<String, String>>> {
+        self.timed("network_labels", DockerEngine::network_labels(self, id)).await
+    }
     async fn container_stdio_info(&self, id: &str) -> Result<ContainerStdioInfo> {
         self.timed("container_stdio_info", DockerEngine::container_stdio_info(self, id)).await
     }

@@ -18,6 +18,7 @@ mod client;
 mod containers;
 mod df;
 mod error;
+mod events;
 mod exec;
 mod history;
 mod images;
@@ -162,6 +163,20 @@ pub trait EngineApi: Send + Sync {
     async fn remove_network(&self, id: &str) -> Result<()>;
     async fn connect_network(&self, network: &str, container: &str) -> Result<()>;
     async fn disconnect_network(&self, network: &str, container: &str, force: bool) -> Result<()>;
+
+    // ---- events -------------------------------------------------------------------------
+
+    /// The engine's events (`GET /events`) from `since` until `until` (engine formats:
+    /// Unix seconds, `seconds.nanos`, RFC 3339) of `types` (all when empty). Without
+    /// `until` it follows live until the engine closes it; dropping it closes it.
+    async fn events(
+        &self,
+        since: Option<&str>,
+        until: Option<&str>,
+        types: &[String],
+    ) -> Result<BoxStream<'static, Result<EngineEvent>>>;
+    /// A network's labels (`None`: no such network).
+    async fn network_labels(&self, id: &str) -> Result<Option<std::collections::HashMap<String, String>>>;
 
     // ---- interactive --------------------------------------------------------------------
 

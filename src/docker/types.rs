@@ -358,3 +358,17 @@ pub struct BuildCacheRecord {
     pub size: i64,
     pub usage_count: i64,
 }
+
+/// One event of the engine's event stream (`docker events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineEvent {
+    /// The engine's `Type`: `container`, `image`, `volume`, `network`, `daemon`, …
+    pub typ: String,
+    pub action: String,
+    /// The Actor ID (a container or image id, a volume name, a network id).
+    pub id: String,
+    /// The Actor attributes (for a container: its labels, `name`, `image`, `exitCode`…).
+    pub attributes: HashMap<String, String>,
+    /// When, in nanoseconds since the Unix epoch.
+    pub time_nano: i64,
+}

@@ -18,6 +18,7 @@ mod jobs;
 mod jobs_build;
 mod engine_build;
 mod engine_objects;
+mod engine_events;
 mod jobs_queue;
 mod jobs_registry;
 mod jobs_run;
