@@ -32,5 +32,8 @@ check '^data: .*"instruction":"FROM berth-test' "the build's step events"
 check 'RUN echo built' "the RUN layer in the image history"
 check '"dry_run": true' "the dry-run prune's result"
 check '^409$' "the volume in use"
+check '"running": false' "a stopped container's stats"
+check '"reclaimable": [0-9]+' "disk use"
+check '^engine events: [1-9][0-9]*$' "the engine events of the walkthrough's containers"
 [ "$(grep -c '^204$' "$work/out")" -eq 6 ] || { log "start, stop, remove and three removals: six 204s expected"; cat "$work/out" >&2; exit 1; }
 log "ok in $(( $(date +%s) - started ))s ($(wc -l < "$work/out") lines of output)"
