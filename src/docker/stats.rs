@@ -99,7 +99,9 @@ impl DockerEngine {
         match stream.next().await {
             Some(Ok(s)) => Ok(compute(&s)),
             Some(Err(e)) => Err(self.fail(ObjectKind::Container, e)),
-            None => Err(EngineError::Docker(format!("the engine sent no stats for container {id}"))),
+            // The engine ends the answer without a document when the container stopped or
+            // went away during the read: it is not running.
+            None => Ok(ContainerStats::stopped(id, "")),
         }
     }
 
