@@ -55,6 +55,9 @@ pub struct Settings {
     pub jwt: JwtSettings,
     /// `None`: the local socket (`unix:///var/run/docker.sock`).
     pub docker_host: Option<String>,
+    /// The engines Berth drives, by name (`BERTH_ENGINES_FILE`, TOML); `None`: one
+    /// engine `local` at `docker_host`.
+    pub engines_file: Option<PathBuf>,
     pub log_format: LogFormat,
     /// Largest JSON body accepted, in bytes.
     pub json_limit: usize,
@@ -178,6 +181,7 @@ impl Settings {
             data_dir: PathBuf::from("./data"),
             jwt: JwtSettings { key, team_claim: "team".into(), issuer: None, audience: None, leeway: Duration::from_secs(5) },
             docker_host: None,
+            engines_file: None,
             log_format: LogFormat::Auto,
             json_limit: 1024 * 1024,
             queue_capacity: 1000,
@@ -265,6 +269,7 @@ impl Settings {
         s.policy.team_images = list_of(get("BERTH_TEAM_IMAGES"));
         s.jwt.audience = get("BERTH_JWT_AUDIENCE");
         s.docker_host = get("DOCKER_HOST");
+        s.engines_file = get("BERTH_ENGINES_FILE").map(PathBuf::from);
         if let Some(v) = get("BERTH_LOG_FORMAT") {
             s.log_format = match v.as_str() {
                 "json" => LogFormat::Json,

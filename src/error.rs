@@ -72,6 +72,9 @@ error_codes! {
     JobNotFound => 404, "job_not_found", "Job not found",
         "No job by this id is visible to the caller: it never existed, was deleted, or belongs to another team or owner.",
         "Check the id with `GET /v1/jobs`; the `Location` header of the submit names the job.";
+    HostNotFound => 404, "host_not_found", "Host not found",
+        "No engine by this name is configured (`BERTH_ENGINES_FILE`), or it is not given to the caller's team.",
+        "Check the name with `GET /v1/hosts`.";
     Conflict => 409, "conflict", "Conflict",
         "The object is in a state that does not allow the operation: a running container removed without `force`, an image in use, a job that already ended or is still running.",
         "Read the object's state, then retry with `force=true` where the route takes it, or after the state changes.";

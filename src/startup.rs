@@ -98,7 +98,20 @@ impl Application {
         let verifier = web::Data::new(JwtVerifier::new(&settings.jwt)?);
         let tickets = web::Data::new(crate::auth::Tickets::new(settings.ticket_ttl));
         let metrics = Arc::new(crate::metrics::Metrics::default());
-        let engine: Arc<Engine> = Arc::new(DockerEngine::new(settings.docker_host.clone()).with_metrics(metrics.clone()));
+        let entries = match &settings.engines_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading BERTH_ENGINES_FILE {}", path.display()))?;
+                let base = path.parent().unwrap_or(std::path::Path::new("."));
+                crate::docker::fleet::parse_engines(&text, base)
+                    .map_err(|e| anyhow::anyhow!("BERTH_ENGINES_FILE {}: {e}", path.display()))?
+            }
+            None => crate::docker::fleet::Fleet::local(settings.docker_host.clone()),
+        };
+        let fleet = Arc::new(crate::docker::fleet::Fleet::new(entries, |e| {
+            DockerEngine::new(Some(e.url.clone())).with_tls(e.tls()).with_metrics(metrics.clone())
+        }));
+        let engine: Arc<Engine> = fleet.default_host().engine.clone();
         if let Err(e) = engine.ping().await {
             tracing::warn!(error = %e, "the Docker engine does not answer yet; serving 503 docker_unavailable until it does");
         }
@@ -119,7 +132,7 @@ impl Application {
         jobs.start().await.context("recovering the job queue")?;
         let settings = Arc::new(settings);
         let sessions = Arc::new(crate::sessions::Sessions::new(&settings));
-        let state = web::Data::new(AppState { settings: settings.clone(), engine, jobs: jobs.clone(), sessions, engine_events });
+        let state = web::Data::new(AppState { settings: settings.clone(), engine, fleet, jobs: jobs.clone(), sessions, engine_events });
         let spec = openapi();
         let spec_json = web::Bytes::from(serde_json::to_vec(&spec).context("serializing the OpenAPI document")?);
         let routes = web::Data::new(handlers::RouteTable::from_spec(&spec));

@@ -10,7 +10,10 @@ use crate::sessions::Sessions;
 /// What every handler can reach.
 pub struct AppState {
     pub settings: Arc<Settings>,
+    /// The default host's engine (the first of the fleet).
     pub engine: Arc<Engine>,
+    /// Every engine, by name (`BERTH_ENGINES_FILE`).
+    pub fleet: Arc<crate::docker::fleet::Fleet>,
     pub jobs: Arc<Jobs>,
     /// Interactive sessions (attach, exec): limits and exec instances.
     pub sessions: Arc<Sessions>,

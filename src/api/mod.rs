@@ -14,6 +14,7 @@ pub mod compress;
 pub mod cors;
 pub mod etag;
 pub mod extract;
+pub mod hosts;
 pub mod images;
 pub mod interactive;
 pub mod jobs;

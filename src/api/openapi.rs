@@ -9,7 +9,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_actix_web::scope::Scope;
 
 use super::problem::Problem;
-use super::{audit, containers, engine_events, extract, images, interactive, jobs, networks, problems, prune, stats, system, tickets, volumes};
+use super::{audit, containers, engine_events, extract, hosts, images, interactive, jobs, networks, problems, prune, stats, system, tickets, volumes};
 use crate::error::ErrorCode;
 
 struct SecurityAddon;
@@ -69,8 +69,12 @@ pub fn v1_scope() -> Scope<
     >,
 > {
     utoipa_actix_web::scope("/v1")
+        // Inner first: the host guard runs once the caller is authenticated.
+        .wrap(from_fn(hosts::host_guard))
         .wrap(from_fn(extract::authenticate))
         .service(system::system_info)
+        .service(hosts::list_hosts)
+        .service(hosts::get_host)
         .service(engine_events::stream_engine_events)
         .service(images::list_images)
         .service(images::tag_image)

@@ -27,13 +27,21 @@ pub struct DockerEngine {
     client: RwLock<Option<Docker>>,
     /// Where each call's time and failure are counted ([`DockerEngine::timed`]).
     metrics: Option<Arc<Metrics>>,
+    /// Mutual TLS for a `tcp://` engine.
+    tls: Option<super::fleet::TlsFiles>,
 }
 
 impl DockerEngine {
     /// `host`: `DOCKER_HOST` (`unix://…`, `tcp://…`), or the local socket when `None`.
     pub fn new(host: Option<String>) -> Self {
         let host = host.unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        Self { host, client: RwLock::new(None), metrics: None }
+        Self { host, client: RwLock::new(None), metrics: None, tls: None }
+    }
+
+    /// Reach the engine over mutual TLS (`tcp://` hosts).
+    pub fn with_tls(mut self, tls: Option<super::fleet::TlsFiles>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Count every engine call in `metrics`: latency and errors by operation.
@@ -64,8 +72,11 @@ impl DockerEngine {
         if let Some(d) = self.client.read().expect("engine lock").as_ref() {
             return Ok(d.clone());
         }
-        let docker = Docker::connect_with_host(&self.host)
-            .map_err(|e| EngineError::Unavailable(format!("{} ({e})", self.host)))?;
+        let docker = match &self.tls {
+            Some(t) => Docker::connect_with_ssl(&self.host, &t.key, &t.cert, &t.ca, 120, bollard::API_DEFAULT_VERSION),
+            None => Docker::connect_with_host(&self.host),
+        }
+        .map_err(|e| EngineError::Unavailable(format!("{} ({e})", self.host)))?;
         let docker = docker
             .negotiate_version()
             .await
@@ -82,7 +93,7 @@ impl DockerEngine {
     /// Whether Berth's own HTTP reaches this host (plain `unix://` and `tcp://`; TLS
     /// hosts go through bollard).
     pub(super) fn speaks_raw(&self) -> bool {
-        super::raw::supported(&self.host)
+        self.tls.is_none() && super::raw::supported(&self.host)
     }
 
     /// `/v{negotiated}{path}`: a path for Berth's own requests.

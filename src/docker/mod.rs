@@ -20,6 +20,7 @@ mod df;
 mod error;
 mod events;
 mod exec;
+pub mod fleet;
 mod history;
 mod images;
 mod networks;

@@ -2,6 +2,7 @@
 //! registry. Run `scripts/test-env.sh` first (the README's test command does).
 
 mod helpers;
+mod hosts;
 
 mod audit;
 mod auth;

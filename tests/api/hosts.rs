@@ -1,0 +1,103 @@
+//! The engines Berth drives (`GET /v1/hosts`), from `BERTH_ENGINES_FILE` or, without
+//! it, one engine `local`; `?host=` answers `host_not_found` for a name it does not know.
+
+use std::time::Duration;
+
+use berth::auth::{Role, mint_team_token};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with, test_settings};
+
+fn socket() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
+async fn hosts(app: &TestApp, token: &str) -> Vec<Value> {
+    let res = app.client.get(app.url("/v1/hosts")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+#[actix_web::test]
+async fn without_a_file_there_is_one_host_local() {
+    let app = spawn_app().await;
+    let list = hosts(&app, &app.token(Role::Viewer)).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    let h = &list[0];
+    assert_eq!((h["name"].as_str(), h["default"].as_bool(), h["healthy"].as_bool()), (Some("local"), Some(true), Some(true)), "{h}");
+    assert_eq!(h["url"], socket().as_str());
+    let version = std::process::Command::new("docker").args(["version", "-f", "{{.Server.APIVersion}}"]).output().unwrap();
+    assert_eq!(h["engine"]["api_version"], String::from_utf8_lossy(&version.stdout).trim(), "{h}");
+    assert!(h["last_ping"].is_string() && h["error"].is_null(), "{h}");
+    let one: Value = app.get("/v1/hosts/local", Role::Viewer).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one["name"], "local");
+    assert_problem(app.get("/v1/hosts/elsewhere", Role::Viewer).send().await.unwrap(), 404, "host_not_found").await;
+    // `?host=` on an engine route: the default is served, an unknown name is 404.
+    assert_eq!(app.get("/v1/containers?host=local", Role::Viewer).send().await.unwrap().status(), 200);
+    let p = assert_problem(app.get("/v1/containers?host=elsewhere", Role::Viewer).send().await.unwrap(), 404, "host_not_found").await;
+    assert!(p["detail"].as_str().unwrap().contains("elsewhere"), "{p}");
+    // Not before authentication: no token, 401 whatever the host.
+    let res = app.client.get(app.url("/v1/containers?host=elsewhere")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[actix_web::test]
+async fn a_file_names_the_engines_and_gives_some_to_teams() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("engines.toml");
+    let missing = dir.path().join("no-engine.sock");
+    std::fs::write(
+        &file,
+        format!(
+            "[[engine]]\nname = \"a\"\nurl = \"{}\"\nlabels = {{ zone = \"1\" }}\n\n\
+             [[engine]]\nname = \"blue-only\"\nurl = \"{}\"\nteams = [\"blue\"]\n\n\
+             [[engine]]\nname = \"down\"\nurl = \"unix://{}\"\n",
+            socket(),
+            socket(),
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let f = file.clone();
+    let app = spawn_app_with(move |s| s.engines_file = Some(f)).await;
+    let tok = |role, team: Option<&str>| mint_team_token(&app.settings.jwt, "hosts-test", &[role], team, Duration::from_secs(600)).unwrap();
+
+    let list = hosts(&app, &tok(Role::Viewer, None)).await;
+    let names: Vec<&str> = list.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "down"], "a team-limited engine is hidden from other teams: {list:?}");
+    assert_eq!((list[0]["default"].as_bool(), list[0]["healthy"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(list[0]["labels"]["zone"], "1");
+    let down = &list[1];
+    assert_eq!((down["healthy"].as_bool(), down["default"].as_bool()), (Some(false), Some(false)), "{down}");
+    assert!(down["engine"].is_null() && down["last_ping"].is_null(), "{down}");
+    assert!(down["error"].as_str().unwrap().contains("no-engine.sock"), "the error names the socket: {down}");
+    let viewer = tok(Role::Viewer, None);
+    let res = app.client.get(app.url("/v1/hosts/blue-only")).bearer_auth(&viewer).send().await.unwrap();
+    assert_problem(res, 404, "host_not_found").await;
+
+    let blue = hosts(&app, &tok(Role::Viewer, Some("blue"))).await;
+    assert!(blue.iter().any(|h| h["name"] == "blue-only" && h["healthy"] == true && h["teams"].is_null()), "{blue:?}");
+    let all = hosts(&app, &tok(Role::Admin, None)).await;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[1]["teams"], serde_json::json!(["blue"]), "admins see who is given each engine");
+
+    // The engine routes serve the default host; another host is not routed to yet.
+    let res = app.client.get(app.url("/v1/containers?host=a")).bearer_auth(&viewer).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = app.client.get(app.url("/v1/containers?host=down")).bearer_auth(&viewer).send().await.unwrap();
+    assert_problem(res, 400, "invalid_request").await;
+    let res = app.client.get(app.url("/v1/containers?host=blue-only")).bearer_auth(&viewer).send().await.unwrap();
+    assert_problem(res, 404, "host_not_found").await;
+}
+
+#[actix_web::test]
+async fn a_bad_engines_file_stops_the_start_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("engines.toml");
+    std::fs::write(&file, "[[engine]]\nname = \"a\"\nurl = \"tcp://10.0.0.1:2376\"\nca = \"ca.pem\"\n").unwrap();
+    let mut settings = test_settings(dir.path());
+    settings.engines_file = Some(file);
+    let err = berth::startup::Application::build(settings).await.err().expect("refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("BERTH_ENGINES_FILE") && msg.contains("all three"), "{msg}");
+}
