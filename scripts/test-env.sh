@@ -3,6 +3,9 @@
 #   - a Docker engine answering on $DOCKER_HOST (default unix:///var/run/docker.sock)
 #   - a local base image `berth-test/busybox:latest` (no image can be pulled from Docker Hub here)
 #   - a loopback registry on 127.0.0.1:5000 (plain) and 127.0.0.1:5001 (htpasswd auth)
+#   - a second engine ("engine B") in its own network namespace, on a unix socket and on
+#     tcp://10.213.0.2:2376 with mutual TLS (its CA, server and client certificates in
+#     $STATE_DIR/engine-b/tls), holding the base image too
 # Safe to run again and again; it only starts what does not already answer.
 set -euo pipefail
 
@@ -49,7 +52,8 @@ docker_ok() { timeout 5 docker version --format '{{.Server.APIVersion}}' >/dev/n
 if ! docker_ok; then
   log "starting dockerd"
   # one dockerd per machine: a stale pid file from a dead one blocks the start
-  if ! pgrep -x dockerd >/dev/null 2>&1; then
+  # (by its pid file: the second engine below is a dockerd too)
+  if ! { [ -f /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; }; then
     $SUDO rm -f /var/run/docker.pid
     $SUDO sh -c "nohup dockerd >'$STATE_DIR/dockerd.log' 2>&1 &"
   fi
@@ -73,6 +77,53 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   chmod 1777 "$root/tmp"
   tar -C "$root" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["sh"]' - "$BASE_IMAGE" >/dev/null
   rm -rf "$root"
+fi
+
+# ---- engine B: a second dockerd in its own network namespace ------------------------------
+# Its own netns gives it its own docker0 (never --bridge=none: that dockerd deletes the
+# host's docker0), entered with nsenter (ip netns exec remounts /sys: "Devices cgroup isn't
+# mounted"); its own containerd namespace keeps its containers apart from the first engine's.
+B="$STATE_DIR/engine-b" NS=berth-b B_ADDR=10.213.0.2 HOST_ADDR=10.213.0.1
+B_SOCK="$B/docker.sock"
+b_ok() { timeout 5 docker -H "unix://$B_SOCK" version --format '{{.Server.APIVersion}}' >/dev/null 2>&1; }
+if ! b_ok; then
+  log "starting engine B (netns $NS, unix://$B_SOCK, tcp://$B_ADDR:2376 with TLS)"
+  mkdir -p "$B/tls" "$B/data" "$B/exec"
+  [ -e "/var/run/netns/$NS" ] || $SUDO ip netns add "$NS"
+  if ! ip link show berth-b0 >/dev/null 2>&1; then
+    $SUDO ip link add berth-b0 type veth peer name berth-b1
+    $SUDO ip link set berth-b1 netns "$NS"
+    $SUDO ip addr add "$HOST_ADDR/30" dev berth-b0
+    $SUDO ip link set berth-b0 up
+    $SUDO nsenter --net="/var/run/netns/$NS" ip addr add "$B_ADDR/30" dev berth-b1
+    $SUDO nsenter --net="/var/run/netns/$NS" ip link set berth-b1 up
+    $SUDO nsenter --net="/var/run/netns/$NS" ip link set lo up
+  fi
+  if [ ! -f "$B/tls/client-key.pem" ]; then
+    t="$B/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=berth-test-ca" \
+      -keyout "$t/ca-key.pem" -out "$t/ca.pem" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$B_ADDR" -keyout "$t/server-key.pem" -out "$t/server.csr" >/dev/null 2>&1
+    printf 'subjectAltName = IP:%s\nextendedKeyUsage = serverAuth\n' "$B_ADDR" >"$t/server.ext"
+    openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca-key.pem" -CAcreateserial -days 3650 \
+      -extfile "$t/server.ext" -out "$t/server.pem" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=berth-test-client" -keyout "$t/client-key.pem" -out "$t/client.csr" >/dev/null 2>&1
+    printf 'extendedKeyUsage = clientAuth\n' >"$t/client.ext"
+    openssl x509 -req -in "$t/client.csr" -CA "$t/ca.pem" -CAkey "$t/ca-key.pem" -CAcreateserial -days 3650 \
+      -extfile "$t/client.ext" -out "$t/client.pem" >/dev/null 2>&1
+    chmod 600 "$t"/*-key.pem
+  fi
+  [ -f "$B/pid" ] && ! kill -0 "$(cat "$B/pid")" 2>/dev/null && rm -f "$B/pid"
+  $SUDO sh -c "nohup nsenter --net=/var/run/netns/$NS dockerd --data-root '$B/data' --exec-root '$B/exec' \
+    --pidfile '$B/pid' --containerd-namespace berth-b --containerd-plugins-namespace berth-b-plugins \
+    -H 'unix://$B_SOCK' -H tcp://$B_ADDR:2376 --tlsverify --tlscacert '$B/tls/ca.pem' \
+    --tlscert '$B/tls/server.pem' --tlskey '$B/tls/server-key.pem' >'$B/dockerd.log' 2>&1 &"
+  for _ in $(seq 1 60); do b_ok && break; sleep 0.5; done
+  b_ok || { log "engine B did not come up; see $B/dockerd.log"; tail -20 "$B/dockerd.log" >&2 || true; exit 1; }
+fi
+if ! docker -H "unix://$B_SOCK" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  log "copying $BASE_IMAGE to engine B"
+  docker save "$BASE_IMAGE" | docker -H "unix://$B_SOCK" load >/dev/null
 fi
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
@@ -101,4 +152,4 @@ start_registry() { # name addr [auth]
 start_registry registry "$REGISTRY_ADDR"
 start_registry registry-auth "$AUTH_REGISTRY_ADDR" auth
 
-log "ready: image $BASE_IMAGE, registries $REGISTRY_ADDR and $AUTH_REGISTRY_ADDR (user $AUTH_USER)"
+log "ready: image $BASE_IMAGE, registries $REGISTRY_ADDR and $AUTH_REGISTRY_ADDR (user $AUTH_USER), engine B at unix://$B_SOCK and tcp://$B_ADDR:2376 (TLS in $B/tls)"

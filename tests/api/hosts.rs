@@ -101,3 +101,47 @@ async fn a_bad_engines_file_stops_the_start_with_a_reason() {
     let msg = format!("{err:#}");
     assert!(msg.contains("BERTH_ENGINES_FILE") && msg.contains("all three"), "{msg}");
 }
+
+/// Engine B of `scripts/test-env.sh`: its own dockerd in its own network namespace.
+const ENGINE_B_TLS: &str = "/tmp/berth-test-env/engine-b/tls";
+const ENGINE_B_URL: &str = "tcp://10.213.0.2:2376";
+
+#[actix_web::test]
+async fn a_second_engine_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("engines.toml");
+    let tls = format!("ca = \"{ENGINE_B_TLS}/ca.pem\"\ncert = \"{ENGINE_B_TLS}/client.pem\"\nkey = \"{ENGINE_B_TLS}/client-key.pem\"\n");
+    std::fs::write(
+        &file,
+        format!(
+            "[[engine]]\nname = \"a\"\nurl = \"{}\"\n\n[[engine]]\nname = \"b\"\nurl = \"{ENGINE_B_URL}\"\n{tls}\n\
+             [[engine]]\nname = \"b-plain\"\nurl = \"{ENGINE_B_URL}\"\n",
+            socket()
+        ),
+    )
+    .unwrap();
+    let f = file.clone();
+    let app = spawn_app_with(move |s| s.engines_file = Some(f)).await;
+    let list = hosts(&app, &app.token(Role::Viewer)).await;
+    let by = |name: &str| list.iter().find(|h| h["name"] == name).unwrap().clone();
+    let (a, b, plain) = (by("a"), by("b"), by("b-plain"));
+    assert_eq!((a["healthy"].as_bool(), b["healthy"].as_bool()), (Some(true), Some(true)), "{list:?}");
+    assert_eq!(b["url"], ENGINE_B_URL);
+    assert_eq!(b["engine"]["negotiated_api_version"], "1.41", "{b}");
+    // B is another engine than A: a container made on B only counts there.
+    let name = crate::helpers::unique("host-b");
+    let b_sock = "unix:///tmp/berth-test-env/engine-b/docker.sock";
+    let out = std::process::Command::new("docker").args(["-H", b_sock, "create", "--name", &name, crate::helpers::BASE_IMAGE]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list = hosts(&app, &app.token(Role::Viewer)).await;
+    let count = |h: &str| list.iter().find(|x| x["name"] == h).unwrap()["engine"]["containers_stopped"].as_i64().unwrap();
+    let b_cli = String::from_utf8(
+        std::process::Command::new("docker").args(["-H", b_sock, "ps", "-aq", "--filter", "status=created", "--filter", "status=exited"]).output().unwrap().stdout,
+    )
+    .unwrap();
+    assert_eq!(count("b") as usize, b_cli.lines().count(), "B's count is B's own");
+    let _ = std::process::Command::new("docker").args(["-H", b_sock, "rm", "-f", &name]).output();
+    // Without the TLS files the same port does not answer Berth: TLS is really spoken.
+    assert_eq!(plain["healthy"], false, "{plain}");
+    assert!(plain["error"].is_string(), "{plain}");
+}
