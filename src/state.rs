@@ -7,7 +7,9 @@ use crate::docker::Engine;
 use crate::jobs::Jobs;
 use crate::sessions::Sessions;
 
-/// What every handler can reach.
+/// What every handler can reach. Cheap to clone (every field is shared): a request
+/// routed to another host gets a copy whose `engine` is that host's.
+#[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
     /// The default host's engine (the first of the fleet).

@@ -1,6 +1,6 @@
 //! The engines Berth drives: `GET /v1/hosts` and `GET /v1/hosts/{name}`, each probed
-//! when asked (ping and info, within a few seconds), and the guard that keeps `?host=`
-//! from naming an engine this version does not route to.
+//! when asked (ping and info, within a few seconds), and the `?host=` router: a request
+//! that names a host is served with that host's engine.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -65,37 +65,69 @@ pub async fn get_host(who: Authorized<Viewer>, state: web::Data<AppState>, name:
     }
 }
 
-/// What `?host=NAME` may be today: unknown (or not the caller's team's) is 404
-/// `host_not_found`; the default host is served; another configured host is `400`,
-/// for the engine routes act on the default host only in this version.
-pub fn check_host(fleet: &Fleet, who: Option<&Principal>, host: &str) -> Result<(), ApiError> {
-    let known = fleet.get(host).filter(|h| who.is_none_or(|w| h.open_to(w)));
-    match known {
-        None => Err(host_not_found(host)),
-        Some(h) if h.entry.name == fleet.default_host().entry.name => Ok(()),
-        Some(h) => Err(ApiError::invalid(format!(
-            "`host`: this version serves the engine routes on the default host `{}` only; `{}` is listed by GET /v1/hosts \
-             but not routed to yet",
-            fleet.default_host().entry.name,
-            h.entry.name
-        ))),
-    }
+tokio::task_local! {
+    /// The host a request named with `?host=`, while it is served.
+    static HOST: String;
 }
 
-/// The `/v1` middleware for `?host=`, after authentication: see [`check_host`].
+/// The host the request being served named with `?host=`, if any.
+pub fn current_host() -> Option<String> {
+    HOST.try_with(|h| h.clone()).ok()
+}
+
+/// What is not routed to a host other than the default in this version: jobs (they run
+/// on the default host's queue), engine events (one upstream, the default host's) and
+/// interactive sessions (their exec instances live with the default host).
+fn default_host_only(method: &actix_web::http::Method, path: &str) -> bool {
+    let post = method == actix_web::http::Method::POST;
+    let job = post
+        && (["/v1/images/build", "/v1/images/pull", "/v1/images/push", "/v1/containers"].contains(&path) || path.ends_with("/prune"));
+    job || path == "/v1/engine/events" || path.ends_with("/attach") || path.ends_with("/exec") || path.starts_with("/v1/exec/")
+}
+
+/// Which host `?host=NAME` routes to: an unknown name (or an engine not given to the
+/// caller's team) is 404 `host_not_found`; a route that acts on the default host only
+/// (jobs, engine events, attach and exec) with another host is `400`.
+fn route<'a>(fleet: &'a Fleet, who: Option<&Principal>, host: &str, method: &actix_web::http::Method, path: &str) -> Result<&'a crate::docker::fleet::Host, ApiError> {
+    let h = fleet.get(host).filter(|h| who.is_none_or(|w| h.open_to(w))).ok_or_else(|| host_not_found(host))?;
+    if h.entry.name != fleet.default_host().entry.name && default_host_only(method, path) {
+        return Err(ApiError::invalid(format!(
+            "`host`: jobs, engine events, attach and exec run on the default host `{}` in this version, not on `{}`; \
+             the other engine routes take any host",
+            fleet.default_host().entry.name,
+            h.entry.name
+        )));
+    }
+    Ok(h)
+}
+
+/// The `/v1` middleware for `?host=`, after authentication: the request is served with
+/// the named host's engine (see [`route`]), and its problems name the host.
 pub async fn host_guard(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
     let host = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.0.into_iter().find(|(k, _)| k == "host").map(|(_, v)| v));
-    if let (Some(host), Some(state)) = (host, req.app_data::<web::Data<AppState>>().cloned()) {
-        let who = req.extensions().get::<Principal>().cloned();
-        if let Err(e) = check_host(&state.fleet, who.as_ref(), &host) {
+    let (Some(host), Some(state)) = (host, req.app_data::<web::Data<AppState>>().cloned()) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let who = req.extensions().get::<Principal>().cloned();
+    let routed = route(&state.fleet, who.as_ref(), &host, req.method(), req.path()).map(|h| h.engine.clone());
+    match routed {
+        Err(e) => {
+            let res = HOST.sync_scope(host, || actix_web::ResponseError::error_response(&e));
             // Answered as a response, not an `Err`, so the outer middleware adds the request id.
-            return Ok(req.into_response(actix_web::ResponseError::error_response(&e)).map_into_right_body());
+            Ok(req.into_response(res).map_into_right_body())
+        }
+        Ok(engine) => {
+            if !std::sync::Arc::ptr_eq(&engine, &state.engine) {
+                let mut data = actix_web::dev::Extensions::new();
+                data.insert(web::Data::new(AppState { engine, ..(**state).clone() }));
+                req.add_data_container(std::rc::Rc::new(data));
+            }
+            Ok(HOST.scope(host, next.call(req)).await?.map_into_left_body())
         }
     }
-    Ok(next.call(req).await?.map_into_left_body())
 }

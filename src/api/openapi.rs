@@ -184,6 +184,7 @@ fn problem_examples(status: u16, description: &str) -> std::collections::BTreeMa
                 detail: code.meaning().replace('`', ""),
                 code,
                 request_id: "0f6a2b1e-4c1d-4a8e-9d55-0c2b9a7f4e11".into(),
+                host: None,
             };
             let example = ExampleBuilder::new().summary(code.title()).value(serde_json::to_value(problem).ok()).build();
             (code.as_str().to_string(), RefOr::T(example))

@@ -41,6 +41,10 @@ pub struct Problem {
     pub code: ErrorCode,
     /// The id of the request, also sent as the `x-request-id` header and logged.
     pub request_id: String,
+    /// The engine the problem is about (`docker_unavailable`, `docker_error`,
+    /// `host_not_found`), when the request named one with `?host=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// The error type of every handler.
@@ -89,6 +93,9 @@ impl ApiError {
             detail: self.detail.clone(),
             code: self.code,
             request_id: current_request_id().unwrap_or_default(),
+            host: matches!(self.code, ErrorCode::DockerUnavailable | ErrorCode::DockerError | ErrorCode::HostNotFound)
+                .then(super::hosts::current_host)
+                .flatten(),
         }
     }
 }
