@@ -85,6 +85,11 @@ fn default_host_only(method: &actix_web::http::Method, path: &str) -> bool {
     job || path == "/v1/engine/events" || path.ends_with("/attach") || path.ends_with("/exec") || path.starts_with("/v1/exec/")
 }
 
+/// Whether a `/v1` route acts on an engine (not jobs, the audit log, tickets or hosts).
+fn engine_route(path: &str) -> bool {
+    !["/v1/jobs", "/v1/events", "/v1/audit", "/v1/tickets", "/v1/hosts"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}
+
 /// Which host `?host=NAME` routes to: an unknown name (or an engine not given to the
 /// caller's team) is 404 `host_not_found`; a route that acts on the default host only
 /// (jobs, engine events, attach and exec) with another host is `400`.
@@ -110,10 +115,18 @@ pub async fn host_guard(
     let host = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.0.into_iter().find(|(k, _)| k == "host").map(|(_, v)| v));
-    let (Some(host), Some(state)) = (host, req.app_data::<web::Data<AppState>>().cloned()) else {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let who = req.extensions().get::<Principal>().cloned();
+    // No `host`: the default host, which a team may not have been given either.
+    let host = match host {
+        Some(h) => h,
+        None if engine_route(req.path()) && !who.as_ref().is_none_or(|w| state.fleet.default_host().open_to(w)) => {
+            state.fleet.default_host().entry.name.clone()
+        }
+        None => return Ok(next.call(req).await?.map_into_left_body()),
+    };
     let routed = route(&state.fleet, who.as_ref(), &host, req.method(), req.path()).map(|h| h.engine.clone());
     match routed {
         Err(e) => {

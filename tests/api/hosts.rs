@@ -180,3 +180,24 @@ async fn a_second_engine_over_mutual_tls() {
     assert_eq!(plain["healthy"], false, "{plain}");
     assert!(plain["error"].is_string(), "{plain}");
 }
+
+#[actix_web::test]
+async fn a_default_host_given_to_one_team_is_absent_to_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("engines.toml");
+    std::fs::write(&file, format!("[[engine]]\nname = \"blue-only\"\nurl = \"{}\"\nteams = [\"blue\"]\n", socket())).unwrap();
+    let f = file.clone();
+    let app = spawn_app_with(move |s| s.engines_file = Some(f)).await;
+    let tok = |team: &str| mint_team_token(&app.settings.jwt, "hosts-test", &[Role::Viewer], Some(team), Duration::from_secs(600)).unwrap();
+    let get = |path: &'static str, t: String| {
+        let (client, url) = (app.client.clone(), app.url(path));
+        async move { client.get(url).bearer_auth(t).send().await.unwrap() }
+    };
+    for path in ["/v1/containers", "/v1/volumes", "/v1/system"] {
+        let p = assert_problem(get(path, tok("green")).await, 404, "host_not_found").await;
+        assert_eq!(p["host"], "blue-only", "{path}: {p}");
+        assert_eq!(get(path, tok("blue")).await.status(), 200, "{path}");
+    }
+    assert_eq!(get("/v1/jobs", tok("green")).await.status(), 200, "jobs are not an engine's");
+    assert!(hosts(&app, &tok("green")).await.is_empty());
+}
