@@ -117,8 +117,10 @@ pub async fn healthz() -> web::Json<HealthView> {
 
 /// Readiness probe.
 ///
-/// 200 when the engine answers a ping and the job store is writable; else 503, with
-/// `checks` saying which dependency is down. Unauthenticated; also answers `HEAD`.
+/// 200 when the default host's engine answers a ping and the job store is writable;
+/// else 503, with `checks` saying which dependency is down. With several engines
+/// (`BERTH_ENGINES_FILE`), `checks` also has `host:NAME` (`ok` or `unavailable`) for each
+/// other host, which does not decide readiness. Unauthenticated; also answers `HEAD`.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -142,6 +144,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => e.to_string(),
     };
     let ready = docker == "ok" && store == "ok";
+    // The other hosts are reported, not required: one host down leaves Berth ready.
+    let others = state.fleet.hosts().iter().skip(1).map(|h| async move {
+        let up = matches!(tokio::time::timeout(std::time::Duration::from_secs(3), h.engine.ping()).await, Ok(Ok(())));
+        (format!("host:{}", h.entry.name), if up { "ok" } else { "unavailable" }.to_string())
+    });
+    checks.extend(futures_util::future::join_all(others).await);
     checks.insert("docker".to_string(), docker);
     checks.insert("store".to_string(), store);
     let body = HealthView { status: if ready { "ok" } else { "unavailable" }.into(), checks: Some(checks) };

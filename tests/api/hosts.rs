@@ -81,6 +81,10 @@ async fn a_file_names_the_engines_and_gives_some_to_teams() {
     assert_eq!(all.len(), 3);
     assert_eq!(all[1]["teams"], serde_json::json!(["blue"]), "admins see who is given each engine");
 
+    // Ready on the default host; the others reported.
+    let ready: Value = app.client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((ready["status"].as_str(), ready["checks"]["host:down"].as_str()), (Some("ok"), Some("unavailable")), "{ready}");
+    assert_eq!(ready["checks"]["host:blue-only"], "ok");
     // A host that is down answers 503 naming it; the others keep serving.
     let res = app.client.get(app.url("/v1/containers?host=down")).bearer_auth(&viewer).send().await.unwrap();
     let p = assert_problem(res, 503, "docker_unavailable").await;
