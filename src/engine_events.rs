@@ -216,7 +216,8 @@ impl EventHub {
     pub fn subscribe(self: &Arc<Self>) -> Subscription {
         let mut st = self.state.lock().expect("hub lock");
         st.subscribers += 1;
-        self.metrics.engine_event_subscribers.set(st.subscribers as i64);
+        // inc/dec, not set: every host has a hub, and the gauge counts them all.
+        self.metrics.engine_event_subscribers.inc();
         let rx = match &st.tx {
             Some(tx) => tx.subscribe(),
             None => {
@@ -232,8 +233,10 @@ impl EventHub {
 
     fn leave(&self) {
         let mut st = self.state.lock().expect("hub lock");
-        st.subscribers = st.subscribers.saturating_sub(1);
-        self.metrics.engine_event_subscribers.set(st.subscribers as i64);
+        if st.subscribers > 0 {
+            st.subscribers -= 1;
+            self.metrics.engine_event_subscribers.dec();
+        }
         if st.subscribers == 0 {
             st.tx = None;
             if let Some(task) = st.task.take() {

@@ -127,12 +127,18 @@ impl Application {
         let auditor = web::Data::new(crate::audit::Auditor::new(store.clone()));
         auditor.clone().into_inner().spawn_retention(settings.audit_retention);
         let jobs = Jobs::new(&settings, store, engine.clone(), credentials, metrics.clone())?;
-        let engine_events = crate::engine_events::EventHub::new(engine.clone(), metrics.clone());
+        let event_hubs: std::collections::HashMap<String, _> = fleet
+            .hosts()
+            .iter()
+            .map(|h| (h.entry.name.clone(), crate::engine_events::EventHub::new(h.engine.clone(), metrics.clone())))
+            .collect();
+        let engine_events = event_hubs[&fleet.default_host().entry.name].clone();
+        let event_hubs = Arc::new(event_hubs);
         let metrics = web::Data::from(metrics);
         jobs.start().await.context("recovering the job queue")?;
         let settings = Arc::new(settings);
         let sessions = Arc::new(crate::sessions::Sessions::new(&settings));
-        let state = web::Data::new(AppState { settings: settings.clone(), engine, fleet, jobs: jobs.clone(), sessions, engine_events });
+        let state = web::Data::new(AppState { settings: settings.clone(), engine, fleet, jobs: jobs.clone(), sessions, engine_events, event_hubs });
         let spec = openapi();
         let spec_json = web::Bytes::from(serde_json::to_vec(&spec).context("serializing the OpenAPI document")?);
         let routes = web::Data::new(handlers::RouteTable::from_spec(&spec));

@@ -21,5 +21,7 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// The engine event hub (`GET /v1/engine/events`): one upstream for all subscribers.
     pub engine_events: Arc<crate::engine_events::EventHub>,
+    /// Every host's event hub, by host name (a request routed to a host gets its hub).
+    pub event_hubs: Arc<std::collections::HashMap<String, Arc<crate::engine_events::EventHub>>>,
 }
 

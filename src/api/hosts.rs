@@ -76,13 +76,13 @@ pub fn current_host() -> Option<String> {
 }
 
 /// What is not routed to a host other than the default in this version: jobs (they run
-/// on the default host's queue), engine events (one upstream, the default host's) and
-/// interactive sessions (their exec instances live with the default host).
+/// on the default host's queue) and interactive sessions (their exec instances live
+/// with the default host).
 fn default_host_only(method: &actix_web::http::Method, path: &str) -> bool {
     let post = method == actix_web::http::Method::POST;
     let job = post
         && (["/v1/images/build", "/v1/images/pull", "/v1/images/push", "/v1/containers"].contains(&path) || path.ends_with("/prune"));
-    job || path == "/v1/engine/events" || path.ends_with("/attach") || path.ends_with("/exec") || path.starts_with("/v1/exec/")
+    job || path.ends_with("/attach") || path.ends_with("/exec") || path.starts_with("/v1/exec/")
 }
 
 /// Whether a `/v1` route acts on an engine (not jobs, the audit log, tickets or hosts).
@@ -97,7 +97,7 @@ fn route<'a>(fleet: &'a Fleet, who: Option<&Principal>, host: &str, method: &act
     let h = fleet.get(host).filter(|h| who.is_none_or(|w| h.open_to(w))).ok_or_else(|| host_not_found(host))?;
     if h.entry.name != fleet.default_host().entry.name && default_host_only(method, path) {
         return Err(ApiError::invalid(format!(
-            "`host`: jobs, engine events, attach and exec run on the default host `{}` in this version, not on `{}`; \
+            "`host`: jobs, attach and exec run on the default host `{}` in this version, not on `{}`; \
              the other engine routes take any host",
             fleet.default_host().entry.name,
             h.entry.name
@@ -127,17 +127,19 @@ pub async fn host_guard(
         }
         None => return Ok(next.call(req).await?.map_into_left_body()),
     };
-    let routed = route(&state.fleet, who.as_ref(), &host, req.method(), req.path()).map(|h| h.engine.clone());
+    let routed = route(&state.fleet, who.as_ref(), &host, req.method(), req.path())
+        .map(|h| (h.engine.clone(), state.event_hubs.get(&h.entry.name).cloned()));
     match routed {
         Err(e) => {
             let res = HOST.sync_scope(host, || actix_web::ResponseError::error_response(&e));
             // Answered as a response, not an `Err`, so the outer middleware adds the request id.
             Ok(req.into_response(res).map_into_right_body())
         }
-        Ok(engine) => {
+        Ok((engine, hub)) => {
             if !std::sync::Arc::ptr_eq(&engine, &state.engine) {
+                let engine_events = hub.unwrap_or_else(|| state.engine_events.clone());
                 let mut data = actix_web::dev::Extensions::new();
-                data.insert(web::Data::new(AppState { engine, ..(**state).clone() }));
+                data.insert(web::Data::new(AppState { engine, engine_events, ..(**state).clone() }));
                 req.add_data_container(std::rc::Rc::new(data));
             }
             Ok(HOST.scope(host, next.call(req)).await?.map_into_left_body())
