@@ -28,6 +28,7 @@ command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 command -v htpasswd >/dev/null 2>&1 || need_pkgs+=(apache2-utils)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v socat >/dev/null 2>&1 || need_pkgs+=(socat)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -86,6 +87,10 @@ fi
 B="$STATE_DIR/engine-b" NS=berth-b B_ADDR=10.213.0.2 HOST_ADDR=10.213.0.1
 B_SOCK="$B/docker.sock"
 b_ok() { timeout 5 docker -H "unix://$B_SOCK" version --format '{{.Server.APIVersion}}' >/dev/null 2>&1; }
+b_alive() { [ -f "$B/pid" ] && kill -0 "$(cat "$B/pid" 2>/dev/null)" 2>/dev/null; }
+# A dockerd B that is still starting or stopping holds its pid file: wait for it to answer
+# or to exit (a second one would refuse to start while the file is there).
+for _ in $(seq 1 60); do b_ok || ! b_alive && break; sleep 0.5; done
 if ! b_ok; then
   log "starting engine B (netns $NS, unix://$B_SOCK, tcp://$B_ADDR:2376 with TLS)"
   mkdir -p "$B/tls" "$B/data" "$B/exec"
@@ -152,4 +157,20 @@ start_registry() { # name addr [auth]
 start_registry registry "$REGISTRY_ADDR"
 start_registry registry-auth "$AUTH_REGISTRY_ADDR" auth
 
-log "ready: image $BASE_IMAGE, registries $REGISTRY_ADDR and $AUTH_REGISTRY_ADDR (user $AUTH_USER), engine B at unix://$B_SOCK and tcp://$B_ADDR:2376 (TLS in $B/tls)"
+# Engine B reaches the open registry as 127.0.0.1:5000 too, on its own loopback (so it
+# treats it as the plain-HTTP local registry it is, as engine A does): socat in B's netns
+# forwards to the host end of the veth pair, where a second socat forwards to the registry.
+in_b() { $SUDO nsenter --net="/var/run/netns/$NS" "$@"; }
+if ! port_open "$HOST_ADDR:5000"; then
+  nohup socat "TCP-LISTEN:5000,bind=$HOST_ADDR,fork,reuseaddr" "TCP:$REGISTRY_ADDR" >"$STATE_DIR/socat-host.log" 2>&1 &
+fi
+b_registry_ok() { in_b bash -c 'exec 3<>/dev/tcp/127.0.0.1/5000' 2>/dev/null; }
+if ! b_registry_ok; then
+  log "forwarding 127.0.0.1:5000 in netns $NS to the registry"
+  $SUDO sh -c "nohup nsenter --net=/var/run/netns/$NS socat TCP-LISTEN:5000,bind=127.0.0.1,fork,reuseaddr \
+    TCP:$HOST_ADDR:5000 >'$STATE_DIR/socat-b.log' 2>&1 &"
+  for _ in $(seq 1 40); do b_registry_ok && break; sleep 0.25; done
+  b_registry_ok || { log "the registry forward into netns $NS did not come up"; exit 1; }
+fi
+
+log "ready: image $BASE_IMAGE, registries $REGISTRY_ADDR and $AUTH_REGISTRY_ADDR (user $AUTH_USER), engine B at unix://$B_SOCK and tcp://$B_ADDR:2376 (TLS in $B/tls; it reaches the open registry as $REGISTRY_ADDR too)"

@@ -134,7 +134,7 @@ fn clip(text: &mut String) {
 /// own record large (a long path, body or header).
 fn clip_fields(rec: &mut AuditRecord) {
     clip(&mut rec.action);
-    let fields = [&mut rec.subject, &mut rec.role, &mut rec.target, &mut rec.code, &mut rec.job_id, &mut rec.client, &mut rec.request_id];
+    let fields = [&mut rec.subject, &mut rec.role, &mut rec.target, &mut rec.code, &mut rec.job_id, &mut rec.host, &mut rec.client, &mut rec.request_id];
     for text in fields.into_iter().flatten() {
         clip(text);
     }
@@ -147,6 +147,15 @@ pub struct AuditTarget(pub String);
 /// Name what a request acted on, for its audit record.
 pub fn set_target(req: &HttpRequest, target: impl Into<String>) {
     req.extensions_mut().insert(AuditTarget(target.into()));
+}
+
+/// The engine a request acted on (its audit record's `host`).
+#[derive(Debug, Clone)]
+pub struct AuditHost(pub String);
+
+/// Name the engine a request acted on, for its audit record.
+pub fn set_host(req: &HttpRequest, host: &str) {
+    req.extensions_mut().insert(AuditHost(host.to_string()));
 }
 
 impl Auditor {
@@ -203,6 +212,7 @@ impl Auditor {
             status = rec.status,
             code = rec.code.as_deref().unwrap_or("-"),
             job_id = rec.job_id.as_deref().unwrap_or("-"),
+            host = rec.host.as_deref().unwrap_or("-"),
             client = rec.client.as_deref().unwrap_or("-"),
             "audit"
         );
@@ -231,11 +241,13 @@ pub fn record_for(req: &HttpRequest, status: u16, code: Option<ErrorCode>, actio
         .get::<AuditTarget>()
         .map(|t| t.0.clone())
         .or_else(|| (!params.is_empty()).then(|| params.join(" ")));
+    let host = req.extensions().get::<AuditHost>().map(|h| h.0.clone());
     AuditRecord {
         id: crate::store::new_id(),
         at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         subject: principal.as_ref().map(|p| p.subject.clone()),
         team: principal.as_ref().map(|p| p.team.clone()),
+        host,
         role: principal.and_then(|p| p.role).map(|r| r.as_str().to_string()),
         action: action.unwrap_or_else(|| format!("{} {route}", req.method())),
         target,
@@ -302,6 +314,7 @@ mod tests {
             subject: subject.map(String::from),
             role: None,
             team: None,
+            host: None,
             action: "POST /v1/x".into(),
             target: None,
             outcome: "denied".into(),

@@ -33,17 +33,22 @@ pub struct RouteLabels {
 pub struct JobLabels {
     pub kind: String,
     pub state: String,
+    /// The engine the job runs on.
+    pub host: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
+    pub host: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
     /// The engine operation (`list_images`, `pull`, …): a method of the engine adapter.
     pub operation: String,
+    /// The engine called (a host name of the fleet).
+    pub host: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,6 +56,7 @@ pub struct EngineErrorLabels {
     pub operation: String,
     /// The error's code (`docker_unavailable`, `docker_error`, `container_not_found`, …).
     pub code: String,
+    pub host: String,
 }
 
 pub struct Metrics {
@@ -170,10 +176,11 @@ impl Metrics {
     }
 
     /// One engine call: its time, and its error code when it failed.
-    pub fn observe_engine(&self, operation: &str, seconds: f64, error: Option<&str>) {
-        self.engine_duration.get_or_create(&OperationLabels { operation: operation.into() }).observe(seconds);
+    pub fn observe_engine(&self, host: &str, operation: &str, seconds: f64, error: Option<&str>) {
+        let labels = OperationLabels { operation: operation.into(), host: host.into() };
+        self.engine_duration.get_or_create(&labels).observe(seconds);
         if let Some(code) = error {
-            self.engine_errors.get_or_create(&EngineErrorLabels { operation: operation.into(), code: code.into() }).inc();
+            self.engine_errors.get_or_create(&EngineErrorLabels { operation: operation.into(), code: code.into(), host: host.into() }).inc();
         }
     }
 
@@ -315,7 +322,7 @@ mod tests {
     fn both_formats_carry_every_family() {
         let m = Metrics::default();
         m.observe_request("GET", "/v1/jobs", 200, 0.01);
-        m.observe_engine("ping", 0.001, Some("docker_unavailable"));
+        m.observe_engine("local", "ping", 0.001, Some("docker_unavailable"));
         let om = m.encode(Format::OpenMetrics);
         assert!(om.ends_with("# EOF\n"), "{om}");
         assert!(om.contains("# TYPE berth_http_requests counter\n"), "{om}");

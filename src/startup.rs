@@ -109,7 +109,7 @@ impl Application {
             None => crate::docker::fleet::Fleet::local(settings.docker_host.clone()),
         };
         let fleet = Arc::new(crate::docker::fleet::Fleet::new(entries, |e| {
-            DockerEngine::new(Some(e.url.clone())).with_tls(e.tls()).with_metrics(metrics.clone())
+            DockerEngine::new(Some(e.url.clone())).with_name(&e.name).with_tls(e.tls()).with_metrics(metrics.clone())
         }));
         let engine: Arc<Engine> = fleet.default_host().engine.clone();
         if let Err(e) = engine.ping().await {
@@ -126,7 +126,7 @@ impl Application {
         );
         let auditor = web::Data::new(crate::audit::Auditor::new(store.clone()));
         auditor.clone().into_inner().spawn_retention(settings.audit_retention);
-        let jobs = Jobs::new(&settings, store, engine.clone(), credentials, metrics.clone())?;
+        let jobs = Jobs::new(&settings, store, fleet.clone(), credentials, metrics.clone())?;
         let event_hubs: std::collections::HashMap<String, _> = fleet
             .hosts()
             .iter()

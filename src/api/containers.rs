@@ -502,9 +502,11 @@ pub async fn run_container(
     body: web::Json<crate::domain::run::RunContainerRequest>,
 ) -> ApiResult<HttpResponse> {
     let role = who.role.unwrap_or(crate::auth::Role::Viewer);
-    let spec = crate::jobs::JobSpec::run(body.into_inner(), role, Some(&state.settings.policy))?;
-    state.jobs.check_run_volumes(&spec, role, &who.team).await?;
-    crate::api::submit::submit_job(&state, &req, &who, spec, None).await
+    let mut body = body.into_inner();
+    let (host, engine) = crate::api::hosts::job_host(&state, &who, body.host.take())?;
+    let spec = crate::jobs::JobSpec::run(body, role, Some(&state.settings.policy))?;
+    state.jobs.check_run_volumes(&*engine, &spec, role, &who.team).await.map_err(|e| ApiError::from(e).on_host(&host))?;
+    crate::api::submit::submit_job(&state, &req, &who, host, spec, None).await
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use crate::docker::fleet::{Fleet, HostView};
 use crate::error::ErrorCode;
 use crate::state::AppState;
 
-fn host_not_found(name: &str) -> ApiError {
-    ApiError::new(ErrorCode::HostNotFound, format!("No host named {} (see GET /v1/hosts).", name.escape_debug()))
+/// 404 `host_not_found`, naming the host.
+pub(crate) fn host_not_found(name: &str) -> ApiError {
+    ApiError::new(ErrorCode::HostNotFound, format!("No host named {} (see GET /v1/hosts).", name.escape_debug())).on_host(name)
 }
 
 /// List the engines (`docker context ls`).
@@ -75,30 +76,56 @@ pub fn current_host() -> Option<String> {
     HOST.try_with(|h| h.clone()).ok()
 }
 
-/// What is not routed to a host other than the default in this version: jobs (they run
-/// on the default host's queue) and interactive sessions (their exec instances live
-/// with the default host).
-fn default_host_only(method: &actix_web::http::Method, path: &str) -> bool {
-    let post = method == actix_web::http::Method::POST;
-    let job = post
-        && (["/v1/images/build", "/v1/images/pull", "/v1/images/push", "/v1/containers"].contains(&path) || path.ends_with("/prune"));
-    job || path.ends_with("/attach") || path.ends_with("/exec") || path.starts_with("/v1/exec/")
+/// Whether a request queues a job (build, pull, push, run, a prune): its host is the
+/// body's `host` or `?host=`, resolved by [`job_host`].
+fn job_route(method: &actix_web::http::Method, path: &str) -> bool {
+    method == actix_web::http::Method::POST
+        && (["/v1/images/build", "/v1/images/pull", "/v1/images/push", "/v1/containers"].contains(&path) || path.ends_with("/prune"))
+}
+
+/// What is not routed to a host other than the default in this version: interactive
+/// sessions (their exec instances live with the default host).
+pub(crate) fn default_host_only(path: &str) -> bool {
+    path.ends_with("/attach") || path.ends_with("/exec") || path.starts_with("/v1/exec/")
+}
+
+/// The host a job runs on, and its engine: the body's `host`, else `?host=`, else the
+/// default host. It must be one the caller may use (else 404 `host_not_found`); a body
+/// and a query that name two hosts are 400.
+pub(crate) fn job_host(state: &AppState, who: &Principal, body: Option<String>) -> ApiResult<(String, std::sync::Arc<crate::docker::Engine>)> {
+    let query = current_host();
+    let name = match (body, query) {
+        (Some(b), Some(q)) if b != q => {
+            return Err(ApiError::invalid(format!(
+                "`host` is {} in the body and {} in the query; name one host",
+                b.escape_debug(),
+                q.escape_debug()
+            )));
+        }
+        (Some(b), _) => b,
+        (None, Some(q)) => q,
+        (None, None) => state.fleet.default_host().entry.name.clone(),
+    };
+    match state.fleet.get(&name).filter(|h| h.open_to(who)) {
+        Some(h) => Ok((name, h.engine.clone())),
+        None => Err(host_not_found(&name)),
+    }
 }
 
 /// Whether a `/v1` route acts on an engine (not jobs, the audit log, tickets or hosts).
-fn engine_route(path: &str) -> bool {
+pub(crate) fn engine_route(path: &str) -> bool {
     !["/v1/jobs", "/v1/events", "/v1/audit", "/v1/tickets", "/v1/hosts"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
 /// Which host `?host=NAME` routes to: an unknown name (or an engine not given to the
 /// caller's team) is 404 `host_not_found`; a route that acts on the default host only
-/// (jobs, engine events, attach and exec) with another host is `400`.
-fn route<'a>(fleet: &'a Fleet, who: Option<&Principal>, host: &str, method: &actix_web::http::Method, path: &str) -> Result<&'a crate::docker::fleet::Host, ApiError> {
+/// (attach and exec) with another host is `400`.
+fn route<'a>(fleet: &'a Fleet, who: Option<&Principal>, host: &str, path: &str) -> Result<&'a crate::docker::fleet::Host, ApiError> {
     let h = fleet.get(host).filter(|h| who.is_none_or(|w| h.open_to(w))).ok_or_else(|| host_not_found(host))?;
-    if h.entry.name != fleet.default_host().entry.name && default_host_only(method, path) {
+    if h.entry.name != fleet.default_host().entry.name && default_host_only(path) {
         return Err(ApiError::invalid(format!(
-            "`host`: jobs, attach and exec run on the default host `{}` in this version, not on `{}`; \
-             the other engine routes take any host",
+            "`host`: attach and exec run on the default host `{}` in this version, not on `{}`; \
+             the other engine routes (and jobs) take any host",
             fleet.default_host().entry.name,
             h.entry.name
         )));
@@ -119,15 +146,21 @@ pub async fn host_guard(
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let who = req.extensions().get::<Principal>().cloned();
-    // No `host`: the default host, which a team may not have been given either.
+    // No `host`: the default host, which a team may not have been given either (a job
+    // may still name its host in its body: `job_host` decides).
     let host = match host {
         Some(h) => h,
-        None if engine_route(req.path()) && !who.as_ref().is_none_or(|w| state.fleet.default_host().open_to(w)) => {
+        None if engine_route(req.path()) && !job_route(req.method(), req.path()) && !who.as_ref().is_none_or(|w| state.fleet.default_host().open_to(w)) => {
             state.fleet.default_host().entry.name.clone()
         }
-        None => return Ok(next.call(req).await?.map_into_left_body()),
+        None => {
+            if engine_route(req.path()) && !job_route(req.method(), req.path()) {
+                crate::audit::set_host(req.request(), &state.fleet.default_host().entry.name);
+            }
+            return Ok(next.call(req).await?.map_into_left_body());
+        }
     };
-    let routed = route(&state.fleet, who.as_ref(), &host, req.method(), req.path())
+    let routed = route(&state.fleet, who.as_ref(), &host, req.path())
         .map(|h| (h.engine.clone(), state.event_hubs.get(&h.entry.name).cloned()));
     match routed {
         Err(e) => {
@@ -136,6 +169,7 @@ pub async fn host_guard(
             Ok(req.into_response(res).map_into_right_body())
         }
         Ok((engine, hub)) => {
+            crate::audit::set_host(req.request(), &host);
             if !std::sync::Arc::ptr_eq(&engine, &state.engine) {
                 let engine_events = hub.unwrap_or_else(|| state.engine_events.clone());
                 let mut data = actix_web::dev::Extensions::new();

@@ -382,6 +382,7 @@ pub async fn build_image(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let mut params = q.validate()?;
+    let (host, _) = crate::api::hosts::job_host(&state, &who, None)?;
     let key = idempotency_key(&req)?;
     // Checked before a byte of the context is read (and again when it is submitted).
     crate::api::submit::registry_config(&req)?;
@@ -395,7 +396,7 @@ pub async fn build_image(
         c.keep();
     }
     let spec = crate::jobs::JobSpec::Build(params);
-    crate::api::submit::submit_with_spool(&state, &req, &who, spec, None, path).await
+    crate::api::submit::submit_with_spool(&state, &req, &who, host, spec, None, path).await
 }
 
 /// The job the caller made before with this `Idempotency-Key`, if any.
@@ -428,7 +429,8 @@ pub async fn pull_image(
     req: actix_web::HttpRequest,
     body: web::Json<crate::domain::requests::PullRequest>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.into_inner();
+    let mut body = body.into_inner();
+    let (host, _) = crate::api::hosts::job_host(&state, &who, body.host.take())?;
     let image = ImageRef::parse(&body.image)?;
     state.settings.policy.check_image(&image, "pull")?;
     if let Some(p) = &body.platform {
@@ -437,7 +439,7 @@ pub async fn pull_image(
         }
     }
     let secret = body.credentials.clone().map(|c| c.into_auth(image.registry_host())).transpose()?;
-    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobSpec::pull(body)?, secret).await
+    crate::api::submit::submit_job(&state, &req, &who, host, crate::jobs::JobSpec::pull(body)?, secret).await
 }
 
 /// Push an image to its registry (`docker push`).
@@ -460,7 +462,8 @@ pub async fn push_image(
     req: actix_web::HttpRequest,
     body: web::Json<crate::domain::requests::PushRequest>,
 ) -> ApiResult<HttpResponse> {
-    let body = body.into_inner();
+    let mut body = body.into_inner();
+    let (host, _) = crate::api::hosts::job_host(&state, &who, body.host.take())?;
     let image = ImageRef::parse(&body.image)?;
     if image.digest.is_some() {
         return Err(ApiError::new(crate::error::ErrorCode::InvalidReference, "Push a tag, not a digest."));
@@ -470,6 +473,6 @@ pub async fn push_image(
         state.settings.policy.check_team_image(&image, &who.team, "push")?;
     }
     let secret = body.credentials.clone().map(|c| c.into_auth(image.registry_host())).transpose()?;
-    crate::api::submit::submit_job(&state, &req, &who, crate::jobs::JobSpec::push(body)?, secret).await
+    crate::api::submit::submit_job(&state, &req, &who, host, crate::jobs::JobSpec::push(body)?, secret).await
 }
 

@@ -36,6 +36,9 @@ pub struct JobListQuery {
     pub owner: Option<String>,
     /// Only this team's jobs (admins; others may only name their own team).
     pub team: Option<String>,
+    /// Only jobs of this host (a name of `GET /v1/hosts`; 404 `host_not_found` for one
+    /// the caller's team is not given).
+    pub host: Option<String>,
     /// Page size, 1-1000 (default 100).
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -45,8 +48,8 @@ pub struct JobListQuery {
 /// List jobs.
 ///
 /// The jobs the caller may see, newest first: their team's (without a team claim, their
-/// own); an admin's, everyone's. Filtered by `state`, `kind`, `owner` and `team`; paged
-/// by `cursor`.
+/// own); an admin's, everyone's. Filtered by `state`, `kind`, `owner`, `team` and `host`;
+/// paged by `cursor`.
 #[utoipa::path(
     tag = "jobs",
     params(JobListQuery),
@@ -56,6 +59,7 @@ pub struct JobListQuery {
         (status = 400, description = "Bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another owner's or team's jobs, without admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such host, or one not given to the caller's team (`host_not_found`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["viewer"]))
 )]
@@ -76,7 +80,8 @@ pub async fn list_jobs(
     let kind = match q.kind.as_deref() {
         None => None,
         Some(s) => Some(JobKind::parse(s).ok_or_else(|| {
-            ApiError::invalid("`kind` must be build, pull, push, run, prune_images or prune_containers")
+            let kinds: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+            ApiError::invalid(format!("`kind` must be one of {}", kinds.join(", ")))
         })?),
     };
     if q.team.as_deref().is_some_and(|t| !crate::domain::identity::is_team_name(t)) {
@@ -87,6 +92,12 @@ pub async fn list_jobs(
         team: q.team,
         state: job_state,
         kind,
+        host: match q.host {
+            Some(h) if state.fleet.get(&h).is_some_and(|host| host.open_to(&who)) => Some(h),
+            Some(h) => return Err(super::hosts::host_not_found(&h)),
+            None => None,
+        },
+        host_is_default: false,
         before: paging.cursor.clone(),
         limit: paging.fetch(),
         max_bytes: 0,
@@ -194,7 +205,14 @@ impl JobEventsQuery {
     }
 }
 
-fn event_to_sse(ev: &JobEvent) -> sse::Event {
+/// A job event as SSE; `state` and `end` events name the job's `host`.
+fn event_to_sse(ev: &JobEvent, host: &str) -> sse::Event {
+    let named = matches!(ev.event, crate::jobs::EventName::State | crate::jobs::EventName::End) && ev.data.is_object();
+    if named {
+        let mut data = ev.data.clone();
+        data["host"] = serde_json::Value::String(host.to_string());
+        return sse_json(ev.event.as_str(), &data).id(ev.seq.to_string()).into();
+    }
     sse_json(ev.event.as_str(), &ev.data).id(ev.seq.to_string()).into()
 }
 
@@ -236,7 +254,8 @@ pub async fn stream_job_events(
         return Ok(Either::Left(HttpResponse::NoContent().finish()));
     }
     use futures_util::StreamExt;
-    let events = state.jobs.follow(&job, after).map(|ev| event_to_sse(&ev));
+    let host = job.host.clone();
+    let events = state.jobs.follow(&job, after).map(move |ev| event_to_sse(&ev, &host));
     Ok(Either::Right(super::sse::stream(events, who.stream_deadline(), slot)))
 }
 
@@ -275,8 +294,8 @@ pub async fn stream_events(
     let slot = super::sse::slot(&state, &who)?;
     let deadline = who.stream_deadline();
     let feed = state.jobs.state_feed(who.principal.clone()).map(|item| match item {
-        StateFeedItem::Changed { job_id, kind, owner, state, seq } => {
-            let payload = StateEvent { state, job_id: Some(job_id), kind: Some(kind), owner: Some(owner) };
+        StateFeedItem::Changed { job_id, kind, owner, host, state, seq } => {
+            let payload = StateEvent { state, job_id: Some(job_id), kind: Some(kind), owner: Some(owner), host: Some(host) };
             sse_json("state", &payload).id(seq.to_string()).into()
         }
         // A slow reader lost some: say so (ids are per job, so a resume by Last-Event-ID

@@ -144,6 +144,11 @@ pub fn one_of(description: &str, values: &[&str]) -> utoipa::openapi::Object {
 /// catalogue), each with that code's own status, title and `type`.
 pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     spec.paths.paths.insert("/openapi.json".into(), document_route());
+    for (path, item) in spec.paths.paths.iter_mut() {
+        if path.starts_with("/v1/") && hosts::engine_route(path) && !hosts::default_host_only(path) {
+            operations_mut(item).for_each(take_host);
+        }
+    }
     for item in spec.paths.paths.values_mut() {
         for op in operations_mut(item) {
             for (status, response) in op.responses.responses.iter_mut() {
@@ -159,6 +164,35 @@ pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         }
     }
     spec
+}
+
+/// An engine route's `?host=` (routed by `hosts::host_guard`), and its 404.
+fn take_host(op: &mut Operation) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    if !params.iter().any(|p| matches!(p, RefOr::T(p) if p.name == "host")) {
+        let schema = ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).build();
+        params.push(
+            ParameterBuilder::new()
+                .name("host")
+                .parameter_in(ParameterIn::Query)
+                .description(Some("The engine to act on (a name of `GET /v1/hosts`); the default host when absent"))
+                .schema(Some(schema))
+                .build()
+                .into(),
+        );
+    }
+    let missing = "No such host, or one not given to the caller's team (`host_not_found`)";
+    match op.responses.responses.get_mut("404") {
+        Some(RefOr::T(r)) if !r.description.contains("host_not_found") => {
+            r.description = format!("{}; or no such host, or one not given to the caller's team (`host_not_found`)", r.description);
+        }
+        Some(_) => {}
+        None => {
+            let r = ResponseBuilder::new().description(missing).content(PROBLEM_JSON, Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem"))))).build();
+            op.responses.responses.insert("404".into(), r.into());
+        }
+    }
 }
 
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {

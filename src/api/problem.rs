@@ -42,7 +42,7 @@ pub struct Problem {
     /// The id of the request, also sent as the `x-request-id` header and logged.
     pub request_id: String,
     /// The engine the problem is about (`docker_unavailable`, `docker_error`,
-    /// `host_not_found`), when the request named one with `?host=`.
+    /// `host_not_found`), when the request named one (`?host=`, a job's `host`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
 }
@@ -56,11 +56,13 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// The cause, logged (never sent) for 5xx.
     pub source: Option<anyhow::Error>,
+    /// The engine it is about, when not the one `?host=` named (a job body's `host`).
+    pub host: Option<String>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), retry_after: None, source: None }
+        Self { code, detail: detail.into(), retry_after: None, source: None, host: None }
     }
     pub fn invalid(detail: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, detail)
@@ -74,10 +76,16 @@ impl ApiError {
             detail: INTERNAL_DETAIL.into(),
             retry_after: None,
             source: Some(source),
+            host: None,
         }
     }
     pub fn with_source(mut self, source: anyhow::Error) -> Self {
         self.source = Some(source);
+        self
+    }
+    /// About the engine `host` (a job body's `host`).
+    pub fn on_host(mut self, host: &str) -> Self {
+        self.host = Some(host.to_string());
         self
     }
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
@@ -94,7 +102,7 @@ impl ApiError {
             code: self.code,
             request_id: current_request_id().unwrap_or_default(),
             host: matches!(self.code, ErrorCode::DockerUnavailable | ErrorCode::DockerError | ErrorCode::HostNotFound)
-                .then(super::hosts::current_host)
+                .then(|| self.host.clone().or_else(super::hosts::current_host))
                 .flatten(),
         }
     }
@@ -310,7 +318,7 @@ impl<E: HasCode + std::error::Error + Send + Sync + 'static> From<E> for ApiErro
         let code = e.code();
         let detail = if code == ErrorCode::Internal { INTERNAL_DETAIL.to_string() } else { e.detail() };
         let logged = code.status() >= 500 && !matches!(code, ErrorCode::DockerUnavailable | ErrorCode::DockerError);
-        ApiError { code, detail, retry_after: e.retry_after(), source: logged.then(|| anyhow::Error::new(e)) }
+        ApiError { code, detail, retry_after: e.retry_after(), source: logged.then(|| anyhow::Error::new(e)), host: None }
     }
 }
 

@@ -12,8 +12,10 @@ use crate::domain::Rejection;
 use crate::jobs::JobSpec;
 use crate::state::AppState;
 
-async fn submit(state: &AppState, req: &HttpRequest, who: &Authorized<Admin>, spec: JobSpec) -> ApiResult<HttpResponse> {
-    crate::api::submit::submit_job(state, req, who, spec, None).await
+/// Queue a prune on the body's `host` (else `?host=`, else the default host).
+async fn submit(state: &AppState, req: &HttpRequest, who: &Authorized<Admin>, host: Option<String>, spec: JobSpec) -> ApiResult<HttpResponse> {
+    let (host, _) = crate::api::hosts::job_host(state, who, host)?;
+    crate::api::submit::submit_job(state, req, who, host, spec, None).await
 }
 
 /// Remove unused images (`docker image prune`).
@@ -37,7 +39,8 @@ pub async fn prune_images(
     body: web::Json<PruneImagesRequest>,
 ) -> ApiResult<HttpResponse> {
     body.filters.validate()?;
-    submit(&state, &req, &who, JobSpec::PruneImages(body.into_inner())).await
+    let mut body = body.into_inner();
+    submit(&state, &req, &who, body.host.take(), JobSpec::PruneImages(body)).await
 }
 
 /// Remove stopped containers (`docker container prune`).
@@ -60,7 +63,8 @@ pub async fn prune_containers(
     body: web::Json<PruneRequest>,
 ) -> ApiResult<HttpResponse> {
     body.filters.validate()?;
-    submit(&state, &req, &who, JobSpec::PruneContainers(body.into_inner())).await
+    let mut body = body.into_inner();
+    submit(&state, &req, &who, body.host.take(), JobSpec::PruneContainers(body)).await
 }
 
 /// Remove unused volumes (`docker volume prune`).
@@ -88,7 +92,8 @@ pub async fn prune_volumes(
     if body.filters.until.is_some() {
         return Err(Rejection::invalid("`filters.until` is not a volume filter: the engine prunes volumes by label only").into());
     }
-    submit(&state, &req, &who, JobSpec::PruneVolumes(body.into_inner())).await
+    let mut body = body.into_inner();
+    submit(&state, &req, &who, body.host.take(), JobSpec::PruneVolumes(body)).await
 }
 
 /// Remove unused networks (`docker network prune`).
@@ -112,7 +117,8 @@ pub async fn prune_networks(
     body: web::Json<PruneRequest>,
 ) -> ApiResult<HttpResponse> {
     body.filters.validate()?;
-    submit(&state, &req, &who, JobSpec::PruneNetworks(body.into_inner())).await
+    let mut body = body.into_inner();
+    submit(&state, &req, &who, body.host.take(), JobSpec::PruneNetworks(body)).await
 }
 
 /// Remove unused build cache (`docker builder prune`).
@@ -137,5 +143,6 @@ pub async fn prune_build_cache(
     body: web::Json<PruneBuildCacheRequest>,
 ) -> ApiResult<HttpResponse> {
     body.filters.validate()?;
-    submit(&state, &req, &who, JobSpec::PruneBuildCache(body.into_inner())).await
+    let mut body = body.into_inner();
+    submit(&state, &req, &who, body.host.take(), JobSpec::PruneBuildCache(body)).await
 }

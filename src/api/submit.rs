@@ -31,15 +31,17 @@ pub fn job_response(submitted: Submitted) -> HttpResponse {
     res.insert_header((header::LOCATION, format!("/v1/jobs/{}", job.id))).json(job)
 }
 
-/// Record and queue a job; its target goes to the audit log.
+/// Record and queue a job on `host` (see [`super::hosts::job_host`]); its target and
+/// host go to the audit log.
 pub async fn submit_job(
     state: &AppState,
     req: &HttpRequest,
     who: &Principal,
+    host: String,
     spec: JobSpec,
     secret: Option<crate::docker::RegistryAuth>,
 ) -> ApiResult<HttpResponse> {
-    submit_with_spool(state, req, who, spec, secret, None).await
+    submit_with_spool(state, req, who, host, spec, secret, None).await
 }
 
 /// As [`submit_job`], with a spooled build context the job takes over.
@@ -47,16 +49,18 @@ pub async fn submit_with_spool(
     state: &AppState,
     req: &HttpRequest,
     who: &Principal,
+    host: String,
     spec: JobSpec,
     secret: Option<crate::docker::RegistryAuth>,
     spool: Option<std::path::PathBuf>,
 ) -> ApiResult<HttpResponse> {
     crate::audit::set_target(req, spec.audit_target());
+    crate::audit::set_host(req, &host);
     let registry_config = match &spec {
         JobSpec::Build(_) => registry_config(req)?,
         _ => Vec::new(),
     };
-    let sub = Submission { spec, owner: who.clone(), idempotency_key: idempotency_key(req)?, spool, secret, registry_config };
+    let sub = Submission { spec, host, owner: who.clone(), idempotency_key: idempotency_key(req)?, spool, secret, registry_config };
     Ok(job_response(state.jobs.submit(sub).await?))
 }
 

@@ -29,13 +29,15 @@ pub struct DockerEngine {
     metrics: Option<Arc<Metrics>>,
     /// Mutual TLS for a `tcp://` engine.
     tls: Option<super::fleet::TlsFiles>,
+    /// Its name in the fleet (metrics carry it).
+    name: String,
 }
 
 impl DockerEngine {
     /// `host`: `DOCKER_HOST` (`unix://…`, `tcp://…`), or the local socket when `None`.
     pub fn new(host: Option<String>) -> Self {
         let host = host.unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        Self { host, client: RwLock::new(None), metrics: None, tls: None }
+        Self { host, client: RwLock::new(None), metrics: None, tls: None, name: super::fleet::LOCAL.into() }
     }
 
     /// Reach the engine over mutual TLS (`tcp://` hosts).
@@ -44,7 +46,13 @@ impl DockerEngine {
         self
     }
 
-    /// Count every engine call in `metrics`: latency and errors by operation.
+    /// Its name in the fleet.
+    pub fn with_name(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    /// Count every engine call in `metrics`: latency and errors by host and operation.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
@@ -58,7 +66,7 @@ impl DockerEngine {
         let out = call.await;
         if let Some(m) = &self.metrics {
             let code = out.as_ref().err().map(|e| crate::error::HasCode::code(e).as_str());
-            m.observe_engine(operation, started.elapsed().as_secs_f64(), code);
+            m.observe_engine(&self.name, operation, started.elapsed().as_secs_f64(), code);
         }
         out
     }
@@ -81,8 +89,8 @@ impl DockerEngine {
             .negotiate_version()
             .await
             .map_err(|e| match EngineError::from_bollard(ObjectKind::Other, e) {
-                EngineError::Unavailable(m) => EngineError::Unavailable(m),
-                other => EngineError::Unavailable(format!("version negotiation failed: {other}")),
+                EngineError::Unavailable(m) => self.forget_if_unavailable(EngineError::Unavailable(m)),
+                other => EngineError::Unavailable(format!("{}: version negotiation failed: {other}", self.host)),
             })?;
         let v = docker.client_version();
         tracing::info!(host = %self.host, api_version = %format!("{}.{}", v.major_version, v.minor_version), "connected to the Docker engine");
@@ -102,12 +110,20 @@ impl DockerEngine {
         format!("/v{}.{}{path}", v.major_version, v.minor_version)
     }
 
-    /// Forget the client when the transport failed, so the next call reconnects.
+    /// Forget the client when the transport failed, so the next call reconnects; the
+    /// error names the engine's address (with several hosts, which one is down matters).
     pub(super) fn forget_if_unavailable(&self, err: EngineError) -> EngineError {
-        if err.is_unavailable() {
-            self.client.write().expect("engine lock").take();
+        match err {
+            EngineError::Unavailable(msg) => {
+                self.client.write().expect("engine lock").take();
+                let addr = self.host.split_once("://").map_or(self.host.as_str(), |(_, a)| a);
+                match msg.contains(addr) {
+                    true => EngineError::Unavailable(msg),
+                    false => EngineError::Unavailable(format!("{}: {msg}", self.host)),
+                }
+            }
+            other => other,
         }
-        err
     }
 
     /// Map a bollard error, forgetting the client when the transport failed.

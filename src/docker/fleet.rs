@@ -228,7 +228,7 @@ impl Host {
 
     /// Whether `who` may see and use this host.
     pub fn open_to(&self, who: &Principal) -> bool {
-        who.is_admin() || self.entry.teams.as_ref().is_none_or(|t| t.iter().any(|t| *t == who.team))
+        who.is_admin() || self.entry.teams.as_ref().is_none_or(|t| t.contains(&who.team))
     }
 }
 

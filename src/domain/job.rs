@@ -102,6 +102,10 @@ pub struct Job {
     /// The team it belongs to (its submitter's; `default` for tokens without a team).
     #[serde(default = "default_team")]
     pub team: String,
+    /// The engine it runs on (a name of `GET /v1/hosts`).
+    #[serde(default)]
+    #[schema(example = "local")]
+    pub host: String,
     /// When it was submitted (RFC 3339 UTC).
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
@@ -231,6 +235,8 @@ pub struct NewJob {
     /// HMAC over id, owner, team, kind, authority, spool and request (see `jobs::seal`).
     pub seal: String,
     pub team: String,
+    /// The engine it runs on.
+    pub host: String,
     pub idempotency_key: Option<String>,
     /// A spooled build context to delete when the job is forgotten.
     pub spool: Option<String>,
@@ -244,6 +250,10 @@ pub struct JobFilter {
     pub team: Option<String>,
     pub state: Option<JobState>,
     pub kind: Option<JobKind>,
+    /// Only jobs of this host; `host_is_default`: rows from before jobs had a host are
+    /// the default host's, and match it too.
+    pub host: Option<String>,
+    pub host_is_default: bool,
     /// Exclusive: jobs older than this id.
     pub before: Option<String>,
     pub limit: usize,
@@ -265,6 +275,9 @@ pub struct StateEvent {
     pub kind: Option<JobKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The job's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// `layer` events (pull, push).

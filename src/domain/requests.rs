@@ -26,6 +26,11 @@ pub struct PullRequest {
     #[serde(default, skip_serializing_if = "never_shown")]
     #[schema(write_only)]
     pub credentials: Option<RegistryCredentials>,
+    /// The engine to run the job on (a name of `GET /v1/hosts`); else `?host=`, else the
+    /// default host. Kept as the job's `host`, not in its `request`.
+    #[serde(default, skip_serializing_if = "kept_apart")]
+    #[schema(example = "local")]
+    pub host: Option<String>,
 }
 
 /// Push an image (`docker push`).
@@ -40,12 +45,22 @@ pub struct PushRequest {
     #[serde(default, skip_serializing_if = "never_shown")]
     #[schema(write_only)]
     pub credentials: Option<RegistryCredentials>,
+    /// The engine to run the job on (a name of `GET /v1/hosts`); else `?host=`, else the
+    /// default host. Kept as the job's `host`, not in its `request`.
+    #[serde(default, skip_serializing_if = "kept_apart")]
+    #[schema(example = "local")]
+    pub host: Option<String>,
 }
 
 /// Credentials are read from a request and never written anywhere (the job's stored
 /// `request` included); as `skip_serializing_if` rather than `skip_serializing`, so the
 /// OpenAPI document still shows clients the field they may send.
 fn never_shown<T>(_: &T) -> bool {
+    true
+}
+
+/// A job body's `host` is the job's own field, never part of its stored `request`.
+pub(crate) fn kept_apart<T>(_: &T) -> bool {
     true
 }
 
@@ -87,6 +102,11 @@ pub struct PruneImagesRequest {
     pub dry_run: bool,
     #[serde(default)]
     pub filters: PruneFilters,
+    /// The engine to run the job on (a name of `GET /v1/hosts`); else `?host=`, else the
+    /// default host. Kept as the job's `host`, not in its `request`.
+    #[serde(default, skip_serializing_if = "kept_apart")]
+    #[schema(example = "local")]
+    pub host: Option<String>,
 }
 
 /// Remove stopped containers, unused volumes or unused networks (`docker container
@@ -99,6 +119,11 @@ pub struct PruneRequest {
     pub dry_run: bool,
     #[serde(default)]
     pub filters: PruneFilters,
+    /// The engine to run the job on (a name of `GET /v1/hosts`); else `?host=`, else the
+    /// default host. Kept as the job's `host`, not in its `request`.
+    #[serde(default, skip_serializing_if = "kept_apart")]
+    #[schema(example = "local")]
+    pub host: Option<String>,
 }
 
 /// Remove unused build cache (`docker builder prune`).
@@ -114,6 +139,11 @@ pub struct PruneBuildCacheRequest {
     pub dry_run: bool,
     #[serde(default)]
     pub filters: BuildCacheFilters,
+    /// The engine to run the job on (a name of `GET /v1/hosts`); else `?host=`, else the
+    /// default host. Kept as the job's `host`, not in its `request`.
+    #[serde(default, skip_serializing_if = "kept_apart")]
+    #[schema(example = "local")]
+    pub host: Option<String>,
 }
 
 /// Filters of a build-cache prune (the cache has no labels).

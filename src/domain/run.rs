@@ -90,6 +90,11 @@ pub struct RunContainerRequest {
     /// IPC namespace (`--ipc`): `private`, `shareable`, `none`; `host` and
     /// `container:…` are reserved to admins.
     pub ipc_mode: Option<String>,
+    /// The engine to run it on (a name of `GET /v1/hosts`); else `?host=`, else the
+    /// default host. Kept as the job's `host`, not in its `request`.
+    #[serde(default, skip_serializing_if = "super::requests::kept_apart")]
+    #[schema(example = "local")]
+    pub host: Option<String>,
 }
 
 /// A published port.

@@ -23,7 +23,7 @@ const PAGE: usize = 64;
 #[derive(Debug, Clone)]
 pub enum StateFeedItem {
     /// A job the caller may see changed state; `seq` is that job's event sequence number.
-    Changed { job_id: String, kind: JobKind, owner: String, state: JobState, seq: u64 },
+    Changed { job_id: String, kind: JobKind, owner: String, host: String, state: JobState, seq: u64 },
     /// The reader fell behind and missed this many changes.
     Lagged(u64),
 }
@@ -146,7 +146,7 @@ impl Jobs {
                     Ok(c) if super::sees(&who, &c.owner, &c.team) => {
                         let state = c.event.data.get("state").and_then(|s| serde_json::from_value(s.clone()).ok());
                         let Some(state) = state else { continue };
-                        StateFeedItem::Changed { job_id: c.job_id, kind: c.kind, owner: c.owner, state, seq: c.event.seq }
+                        StateFeedItem::Changed { job_id: c.job_id, kind: c.kind, owner: c.owner, host: c.host, state, seq: c.event.seq }
                     }
                     Ok(_) => continue,
                     Err(RecvError::Lagged(missed)) => StateFeedItem::Lagged(missed),

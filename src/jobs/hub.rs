@@ -22,6 +22,8 @@ pub struct StateChange {
     pub owner: String,
     /// The job's team: the state feed shows team members their team's jobs.
     pub team: String,
+    /// The job's host.
+    pub host: String,
     pub event: Arc<JobEvent>,
 }
 
@@ -80,7 +82,7 @@ impl EventHub {
     }
 
     /// Wake the followers of a stored event, in sequence order.
-    pub fn publish(&self, kind: JobKind, owner: &str, team: &str, event: JobEvent) {
+    pub fn publish(&self, kind: JobKind, owner: &str, team: &str, host: &str, event: JobEvent) {
         let mut feeds = self.feeds();
         let feed = feeds.entry(event.job_id.clone()).or_insert_with(|| Feed::new(None));
         let next = *feed.next.get_or_insert(event.seq);
@@ -101,6 +103,7 @@ impl EventHub {
                     kind,
                     owner: owner.to_string(),
                     team: team.to_string(),
+                    host: host.to_string(),
                     event: ev.clone(),
                 };
                 let _ = self.states.send(change);
@@ -139,10 +142,10 @@ mod tests {
         let mut states = hub.subscribe_states();
         let mut job = hub.subscribe("j1");
         // The worker stored and published `running` before the submitter published `queued`.
-        hub.publish(JobKind::Pull, "o", "default", ev(2, EventName::State));
+        hub.publish(JobKind::Pull, "o", "default", "local", ev(2, EventName::State));
         assert!(job.try_recv().is_err(), "held until seq 1 arrives");
-        hub.publish(JobKind::Pull, "o", "default", ev(1, EventName::State));
-        hub.publish(JobKind::Pull, "o", "default", ev(3, EventName::End));
+        hub.publish(JobKind::Pull, "o", "default", "local", ev(1, EventName::State));
+        hub.publish(JobKind::Pull, "o", "default", "local", ev(3, EventName::End));
         let seqs: Vec<u64> = std::iter::from_fn(|| job.try_recv().ok()).map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 2, 3]);
         let states: Vec<u64> = std::iter::from_fn(|| states.try_recv().ok()).map(|c| c.event.seq).collect();
@@ -154,7 +157,7 @@ mod tests {
     fn a_job_not_opened_starts_at_its_first_publish() {
         let hub = EventHub::default();
         let mut job = hub.subscribe("j1");
-        hub.publish(JobKind::Run, "o", "default", ev(7, EventName::State));
+        hub.publish(JobKind::Run, "o", "default", "local", ev(7, EventName::State));
         assert_eq!(job.try_recv().unwrap().seq, 7);
     }
 }

@@ -7,9 +7,11 @@
 //! Design (after Meilisearch's scheduler and crates.io's worker):
 //! - Submitting records the job in the store (one transaction that also enforces the
 //!   queue bound and the idempotency key), then wakes the dispatcher of its kind.
-//! - One dispatcher per kind ([`worker`]) claims the oldest queued job with a
-//!   conditional UPDATE when a concurrency permit is free, and runs it in its own task.
-//!   No polling: dispatchers sleep on a `Notify` until a job of their kind is queued.
+//! - One dispatcher per host and kind ([`worker`]) claims the oldest queued job of its
+//!   host and kind with a conditional UPDATE when one of that pair's concurrency permits
+//!   is free, and runs it in its own task on its host's engine: a busy host never holds
+//!   up another's queue. No polling: dispatchers sleep on a `Notify` until a job of
+//!   their host and kind is queued.
 //! - A job's request is typed ([`JobSpec`]) and carries the authority it was submitted
 //!   with; the [`executor`] matches on it and never grants more.
 //! - Every event gets the next per-job sequence number in the store, then goes to the
@@ -42,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
+use crate::docker::fleet::Fleet;
 use crate::docker::{Engine, RegistryAuth};
 use crate::domain::Rejection;
 use crate::domain::credentials::CredentialStore;
@@ -117,11 +120,8 @@ impl HasCode for JobsError {
 /// The most request and result JSON one page of `GET /v1/jobs` holds.
 pub const LIST_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// A job as the API shows it: what views never show is redacted from its request.
-fn view(mut job: Job) -> Job {
-    crate::domain::job_spec::redact_request(job.kind, &mut job.request);
-    job
-}
+/// A queue of one host and kind: its dispatcher's permits and wake-up.
+type QueueKey = (String, JobKind);
 
 /// Whether `who` may see a job of `owner` in `team`: admins all; a token with a team
 /// claim its team's jobs; one without a claim (a single-team deployment) its own.
@@ -138,6 +138,9 @@ pub enum Submitted {
 /// A job to queue: what it does, who asks and with which role, and what it holds.
 pub struct Submission {
     pub spec: JobSpec,
+    /// The engine it runs on: a host of the fleet the submitter may use (checked by the
+    /// caller).
+    pub host: String,
     pub owner: Principal,
     pub idempotency_key: Option<String>,
     /// A spooled build context, owned by the job from here on.
@@ -180,13 +183,15 @@ pub enum UploadsBusy {
 pub struct Jobs {
     store: Arc<dyn JobStore>,
     hub: hub::EventHub,
-    engine: Arc<Engine>,
+    fleet: Arc<Fleet>,
     capacity: usize,
     log_events_max: u64,
     spool_dir: PathBuf,
     credentials: CredentialStore,
-    limits: HashMap<JobKind, Arc<Semaphore>>,
-    wake: HashMap<JobKind, Arc<Notify>>,
+    /// Concurrency permits per host and kind (`BERTH_CONCURRENCY_*`, or the host's
+    /// `concurrency` table).
+    limits: HashMap<QueueKey, Arc<Semaphore>>,
+    wake: HashMap<QueueKey, Arc<Notify>>,
     running: Mutex<HashMap<String, worker::Running>>,
     /// Cancels that came while a job was claimed but not yet registered as running; taken
     /// under the `running` lock, so a cancel is never lost between the two.
@@ -252,35 +257,42 @@ impl Jobs {
     pub fn new(
         settings: &Settings,
         store: Arc<dyn JobStore>,
-        engine: Arc<Engine>,
+        fleet: Arc<Fleet>,
         credentials: CredentialStore,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Self>> {
         let spool_dir = settings.data_dir.join("contexts");
         std::fs::create_dir_all(&spool_dir)?;
         let c = settings.concurrency;
-        let limit = |k: JobKind| match k {
-            JobKind::Build => c.build,
-            JobKind::Pull => c.pull,
-            JobKind::Push => c.push,
-            JobKind::Run => c.run,
-            JobKind::PruneImages
-            | JobKind::PruneContainers
-            | JobKind::PruneVolumes
-            | JobKind::PruneNetworks
-            | JobKind::PruneBuildCache => c.prune,
+        let limit = |host: &crate::docker::fleet::Host, k: JobKind| {
+            let (name, default) = match k {
+                JobKind::Build => ("build", c.build),
+                JobKind::Pull => ("pull", c.pull),
+                JobKind::Push => ("push", c.push),
+                JobKind::Run => ("run", c.run),
+                JobKind::PruneImages
+                | JobKind::PruneContainers
+                | JobKind::PruneVolumes
+                | JobKind::PruneNetworks
+                | JobKind::PruneBuildCache => ("prune", c.prune),
+            };
+            host.entry.concurrency.get(name).copied().unwrap_or(default)
         };
-        let kinds = JobKind::ALL.iter().copied();
+        let queues: Vec<(QueueKey, usize)> = fleet
+            .hosts()
+            .iter()
+            .flat_map(|h| JobKind::ALL.iter().map(move |&k| ((h.entry.name.clone(), k), limit(h, k))))
+            .collect();
         Ok(Arc::new(Self {
             store,
             hub: hub::EventHub::default(),
-            engine,
+            fleet,
             capacity: settings.queue_capacity,
             log_events_max: settings.job_log_events_max,
             spool_dir,
             credentials,
-            limits: kinds.clone().map(|k| (k, Arc::new(Semaphore::new(limit(k))))).collect(),
-            wake: kinds.map(|k| (k, Arc::new(Notify::new()))).collect(),
+            limits: queues.iter().map(|(q, n)| (q.clone(), Arc::new(Semaphore::new(*n)))).collect(),
+            wake: queues.into_iter().map(|(q, _)| (q, Arc::new(Notify::new()))).collect(),
             running: Mutex::new(HashMap::new()),
             pending_cancels: Mutex::new(HashSet::new()),
             secrets: Mutex::new(HashMap::new()),
@@ -351,18 +363,22 @@ impl Jobs {
     /// pair (zero included, so a series never vanishes), and the queue depth.
     pub async fn refresh_metrics(&self) -> Result<(), JobsError> {
         let counts = self.store.count_by_kind_state().await?;
+        let default = self.default_host();
         let mut queued = 0;
-        for kind in JobKind::ALL {
-            for state in JobState::ALL {
-                let n = counts
-                    .iter()
-                    .find(|(k, s, _)| k == kind.as_str() && s == state.as_str())
-                    .map_or(0, |(_, _, n)| *n);
-                if *state == JobState::Queued {
-                    queued += n;
+        for host in self.fleet.hosts().iter().map(|h| h.entry.name.as_str()) {
+            for kind in JobKind::ALL {
+                for state in JobState::ALL {
+                    let n: u64 = counts
+                        .iter()
+                        .filter(|(k, s, h, _)| k == kind.as_str() && s == state.as_str() && (h == host || (h.is_empty() && host == default)))
+                        .map(|(_, _, _, n)| *n)
+                        .sum();
+                    if *state == JobState::Queued {
+                        queued += n;
+                    }
+                    let labels = JobLabels { kind: kind.as_str().into(), state: state.as_str().into(), host: host.into() };
+                    self.metrics.jobs.get_or_create(&labels).set(n as i64);
                 }
-                let labels = JobLabels { kind: kind.as_str().into(), state: state.as_str().into() };
-                self.metrics.jobs.get_or_create(&labels).set(n as i64);
             }
         }
         self.metrics.jobs_queued.set(queued as i64);
@@ -398,6 +414,10 @@ impl Jobs {
 
     async fn submit_now(&self, sub: Submission) -> Result<Submitted, JobsError> {
         let kind = sub.spec.kind();
+        let host = sub.host;
+        let Some(wake) = self.wake.get(&(host.clone(), kind)).cloned() else {
+            return Err(JobsError::Internal(format!("no queue for host `{host}`")));
+        };
         let spool = sub.spool.map(|p| p.to_string_lossy().into_owned());
         let request = sub.spec.request_json();
         let text = request.to_string();
@@ -406,10 +426,10 @@ impl Jobs {
         }
         let id = store::new_id();
         let (owner, team, authority) = (sub.owner.subject.clone(), sub.owner.team.clone(), sub.owner.role.unwrap_or(Role::Viewer));
-        let sealed = seal::Sealed { id: &id, owner: &owner, team: &team, kind, authority, spool: spool.as_deref(), request: &text };
+        let sealed = seal::Sealed { id: &id, owner: &owner, team: &team, kind, authority, spool: spool.as_deref(), request: &text, host: &host };
         let seal = seal::seal(&self.seal_key.0, &sealed);
         let sub_request = request.clone();
-        let new = NewJob { kind, owner, team, request, authority, seal, idempotency_key: sub.idempotency_key, spool: spool.clone() };
+        let new = NewJob { kind, owner, team, host: host.clone(), request, authority, seal, idempotency_key: sub.idempotency_key, spool: spool.clone() };
         let secrets: Vec<RegistryAuth> = sub.secret.into_iter().chain(sub.registry_config).collect();
         if !secrets.is_empty() {
             self.secrets.lock().unwrap().insert(id.clone(), secrets);
@@ -425,18 +445,20 @@ impl Jobs {
         }
         match inserted? {
             // The same key with another request is a client's mistake, not a repeat.
-            Inserted::Existing(job) if job.kind != kind || job.request != sub_request => Err(JobsError::KeyReused(job.id)),
-            Inserted::Existing(job) => Ok(Submitted::Existing(view(job))),
+            Inserted::Existing(job) if job.kind != kind || job.request != sub_request || self.host_of(&job) != host => {
+                Err(JobsError::KeyReused(job.id))
+            }
+            Inserted::Existing(job) => Ok(Submitted::Existing(self.view(job))),
             Inserted::QueueFull => Err(self.queue_full()),
             Inserted::New(job) => {
                 // The one publisher of `queued`: the store wrote it with the row.
                 if let Ok(evs) = self.store.events_after(&job.id, 0, 1).await {
                     for ev in evs {
-                        self.hub.publish(job.kind, &job.owner, &job.team, ev);
+                        self.publish(&job, ev);
                     }
                 }
-                self.wake[&kind].notify_one();
-                Ok(Submitted::New(view(job)))
+                wake.notify_one();
+                Ok(Submitted::New(self.view(job)))
             }
         }
     }
@@ -446,10 +468,11 @@ impl Jobs {
     /// `team`: the submitter's (a non-admin mounts only their own team's volumes).
     /// Its `network`, too: a user-defined network must be one the submitter may use
     /// (their team's, by the team rule), else `404 not_found` as if absent.
-    pub async fn check_run_volumes(&self, spec: &JobSpec, authority: Role, team: &str) -> Result<(), JobsError> {
+    /// `engine`: the job's host's.
+    pub async fn check_run_volumes(&self, engine: &Engine, spec: &JobSpec, authority: Role, team: &str) -> Result<(), JobsError> {
         let JobSpec::Run { spec, .. } = spec else { return Ok(()) };
         for name in spec.named_volumes() {
-            let facts = self.engine.volume_facts(&name).await?;
+            let facts = engine.volume_facts(&name).await?;
             self.policy.check_volume(&name, facts.as_ref(), authority >= Role::Admin, team)?;
         }
         // `host` and `container:` are host power (refused to non-admins before this);
@@ -459,7 +482,7 @@ impl Jobs {
         });
         if let (Some(net), true) = (custom, authority < Role::Admin) {
             let who = Principal { team: team.into(), team_claimed: true, ..Principal::new("run", Some(authority), u64::MAX) };
-            let usable = match self.engine.inspect_network(net).await? {
+            let usable = match engine.inspect_network(net).await? {
                 Some(n) => crate::domain::scope::access(&who, Some(&n.labels), self.unmanaged) == crate::domain::scope::Access::Act,
                 None => false,
             };
@@ -476,13 +499,13 @@ impl Jobs {
 
     /// The job `who` made before with `key`, if any.
     pub async fn find_idempotent(&self, who: &Principal, key: &str) -> Result<Option<Job>, JobsError> {
-        Ok(self.store.find_idempotent(&who.subject, key).await?.map(view))
+        Ok(self.store.find_idempotent(&who.subject, key).await?.map(|j| self.view(j)))
     }
 
     /// A job the caller may see (see [`sees`]), else 404 `job_not_found`; as
     /// views show it (secret values redacted).
     pub async fn get(&self, id: &str, who: &Principal) -> Result<Job, JobsError> {
-        self.get_record(id, who).await.map(view)
+        self.get_record(id, who).await.map(|j| self.view(j))
     }
 
     async fn get_record(&self, id: &str, who: &Principal) -> Result<Job, JobsError> {
@@ -503,9 +526,10 @@ impl Jobs {
     /// `true` when that ended it early.
     pub async fn list(&self, who: &Principal, mut filter: JobFilter) -> Result<(Vec<Job>, bool), JobsError> {
         filter.max_bytes = LIST_BYTES_MAX;
+        filter.host_is_default = filter.host.as_deref() == Some(self.default_host());
         if who.is_admin() {
             let (jobs, cut) = self.store.list(filter).await?;
-            return Ok((jobs.into_iter().map(view).collect(), cut));
+            return Ok((jobs.into_iter().map(|j| self.view(j)).collect(), cut));
         }
         if filter.team.as_ref().is_some_and(|t| *t != who.team) {
             return Err(Rejection::new(ErrorCode::Forbidden, "Only admins may list other teams' jobs.").into());
@@ -521,7 +545,7 @@ impl Jobs {
             };
         }
         let (jobs, cut) = self.store.list(filter).await?;
-        Ok((jobs.into_iter().map(view).collect(), cut))
+        Ok((jobs.into_iter().map(|j| self.view(j)).collect(), cut))
     }
 
     /// The last stored event of a job (a resuming follower at `end` needs nothing more).
@@ -553,7 +577,7 @@ impl Jobs {
             // It ended before the signal found it: nothing is left to cancel.
             self.pending_cancels.lock().unwrap().remove(&now.id);
         }
-        Ok(view(now))
+        Ok(self.view(now))
     }
 
     async fn wait_terminal(&self, id: &str, max: Duration) {
@@ -629,10 +653,10 @@ impl Jobs {
         let events = events.iter().map(|e| (e.name(), e.to_json())).collect();
         match self.store.finish(&job.id, store::JobEnd { from, to, result, error, events }).await {
             Ok(Some(done)) => {
-                let labels = JobLabels { kind: job.kind.as_str().into(), state: to.as_str().into() };
+                let labels = JobLabels { kind: job.kind.as_str().into(), state: to.as_str().into(), host: self.host_of(job).into() };
                 self.metrics.jobs_finished.get_or_create(&labels).inc();
                 for ev in done.events {
-                    self.hub.publish(job.kind, &job.owner, &job.team, ev);
+                    self.publish(job, ev);
                 }
                 if let Some(spool) = done.spool {
                     self.remove_spool(&spool).await;
@@ -652,7 +676,7 @@ impl Jobs {
     pub(crate) async fn emit(&self, job: &Job, data: EventData) {
         let name = data.name();
         match self.store.append_event(&job.id, name, data.to_json()).await {
-            Ok(ev) => self.hub.publish(job.kind, &job.owner, &job.team, ev),
+            Ok(ev) => self.publish(job, ev),
             Err(e) => tracing::warn!(job_id = %job.id, event = name.as_str(), error = %e, "storing a job event failed"),
         }
     }
@@ -675,8 +699,34 @@ impl Jobs {
         self.credentials.all()
     }
 
-    pub(crate) fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+    /// The name of the default host (the first of the fleet).
+    pub fn default_host(&self) -> &str {
+        &self.fleet.default_host().entry.name
+    }
+
+    /// The host a job runs on: rows from before jobs had a host are the default host's.
+    pub fn host_of<'a>(&'a self, job: &'a Job) -> &'a str {
+        if job.host.is_empty() { self.default_host() } else { &job.host }
+    }
+
+    /// The engine of a job's host; `None` for a host no longer in the fleet.
+    pub(crate) fn engine_of(&self, job: &Job) -> Option<&Arc<Engine>> {
+        self.fleet.get(self.host_of(job)).map(|h| &h.engine)
+    }
+
+    /// A job as the API shows it: what views never show is redacted from its request,
+    /// and its host is named.
+    fn view(&self, mut job: Job) -> Job {
+        crate::domain::job_spec::redact_request(job.kind, &mut job.request);
+        if job.host.is_empty() {
+            job.host = self.default_host().to_string();
+        }
+        job
+    }
+
+    /// Wake the followers of a stored event.
+    fn publish(&self, job: &Job, ev: JobEvent) {
+        self.hub.publish(job.kind, &job.owner, &job.team, self.host_of(job), ev);
     }
 
     fn store(&self) -> &Arc<dyn JobStore> {

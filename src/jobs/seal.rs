@@ -1,5 +1,5 @@
 //! Seals on job rows: an HMAC over what a job may do (id, owner, kind, authority, spool
-//! path and request), made at submit with a key that never lives in the data dir. A
+//! path, request and host), made at submit with a key that never lives in the data dir. A
 //! row written or changed behind the API's back (someone with the data volume) does
 //! not verify and is never run.
 
@@ -18,6 +18,9 @@ pub struct Sealed<'a> {
     pub authority: Role,
     pub spool: Option<&'a str>,
     pub request: &'a str,
+    /// The engine it runs on; empty for rows from before jobs had a host (sealed without
+    /// it, so their seals still verify; a host written into such a row breaks its seal).
+    pub host: &'a str,
 }
 
 fn mac(key: &[u8], s: &Sealed) -> Hmac {
@@ -25,6 +28,11 @@ fn mac(key: &[u8], s: &Sealed) -> Hmac {
     for part in [s.id, s.owner, s.team, s.kind.as_str(), s.authority.as_str(), s.spool.unwrap_or(""), s.request] {
         mac.update(&(part.len() as u64).to_be_bytes());
         mac.update(part.as_bytes());
+    }
+    if !s.host.is_empty() {
+        mac.update(b"host");
+        mac.update(&(s.host.len() as u64).to_be_bytes());
+        mac.update(s.host.as_bytes());
     }
     mac
 }
@@ -48,6 +56,7 @@ pub fn verify(key: &[u8], job: &super::Job) -> bool {
         authority,
         spool: job.spool.as_deref(),
         request: &request,
+        host: &job.host,
     };
     mac(key, &what).verify_slice(&expected).is_ok()
 }
@@ -76,7 +85,7 @@ mod tests {
         .unwrap();
         job.authority = Some(Role::Operator);
         let text = request.to_string();
-        let what = Sealed { id: "01J", owner: "alice", team: "default", kind: JobKind::Run, authority: Role::Operator, spool: None, request: &text };
+        let what = Sealed { id: "01J", owner: "alice", team: "default", kind: JobKind::Run, authority: Role::Operator, spool: None, request: &text, host: "" };
         job.seal = Some(seal(&key, &what));
         assert!(verify(&key, &job));
         assert!(!verify(b"another key", &job));
@@ -92,6 +101,18 @@ mod tests {
         let mut forged = job.clone();
         forged.spool = Some("/etc/passwd".into());
         assert!(!verify(&key, &forged), "a planted spool path");
+        let mut forged = job.clone();
+        forged.host = "b".into();
+        assert!(!verify(&key, &forged), "a host written into a row sealed without one");
+        let what = Sealed { host: "a", ..what };
+        job.host = "a".into();
+        job.seal = Some(seal(&key, &what));
+        assert!(verify(&key, &job), "a row sealed with its host");
+        let mut forged = job.clone();
+        forged.host = "b".into();
+        assert!(!verify(&key, &forged), "a moved host");
+        forged.host = String::new();
+        assert!(!verify(&key, &forged), "a host taken out");
         let mut unsealed = job.clone();
         unsealed.seal = None;
         assert!(!verify(&key, &unsealed));

@@ -1,5 +1,6 @@
-//! The workers: one dispatcher per kind claims queued jobs and runs each in its own
-//! task; start-up recovery, cancellation signals and shutdown.
+//! The workers: one dispatcher per host and kind claims that queue's jobs and runs each
+//! in its own task on the host's engine; start-up recovery, cancellation signals and
+//! shutdown, each on the job's own host.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -25,8 +26,9 @@ pub(super) struct Running {
 }
 
 impl Jobs {
-    /// Recover after a restart, then start one dispatcher per kind.
+    /// Recover after a restart, then start one dispatcher per host and kind.
     pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        self.fail_jobs_of_unknown_hosts().await?;
         for id in self.store.running_ids().await? {
             let Some(job) = self.store.get(&id).await? else { continue };
             let err = JobError {
@@ -50,16 +52,33 @@ impl Jobs {
                 }
             }
         });
-        for &kind in JobKind::ALL {
+        for (host, kind) in self.limits.keys().cloned() {
             let me = self.clone();
-            tokio::spawn(async move { me.run_dispatcher_until_stopped(kind).await });
+            tokio::spawn(async move { me.run_dispatcher_until_stopped(host, kind).await });
         }
         Ok(())
     }
 
-    async fn run_dispatcher_until_stopped(self: Arc<Self>, kind: JobKind) {
-        let limit = self.limits[&kind].clone();
-        let wake = self.wake[&kind].clone();
+    /// Queued jobs of a host no longer in the engines file would wait forever: they fail
+    /// with `host_not_found` instead.
+    async fn fail_jobs_of_unknown_hosts(&self) -> anyhow::Result<()> {
+        let filter = super::JobFilter { state: Some(JobState::Queued), limit: self.capacity.max(1) * 2, ..Default::default() };
+        let (queued, _) = self.store.list(filter).await?;
+        for job in queued.iter().filter(|j| self.engine_of(j).is_none()) {
+            let err = JobError {
+                code: ErrorCode::HostNotFound,
+                message: format!("The job's host `{}` is not in BERTH_ENGINES_FILE any more; it was not run.", job.host),
+            };
+            self.finish(job, JobState::Failed, None, Some(err)).await;
+        }
+        Ok(())
+    }
+
+    async fn run_dispatcher_until_stopped(self: Arc<Self>, host: String, kind: JobKind) {
+        let key = (host, kind);
+        let limit = self.limits[&key].clone();
+        let wake = self.wake[&key].clone();
+        let (host, is_default) = (key.0.as_str(), key.0 == self.default_host());
         let mut backoff = Duration::from_millis(500);
         loop {
             let permit = tokio::select! {
@@ -70,7 +89,7 @@ impl Jobs {
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.store.claim_next(kind).await {
+            match self.store.claim_next(kind, host, is_default).await {
                 Ok(Some(job)) if self.stopping.is_cancelled() => {
                     // Claimed as the service stops: back to the queue, to run after the restart.
                     let _ = self.store.transition(&job.id, JobState::Running, JobState::Queued, None, None).await;
@@ -94,7 +113,7 @@ impl Jobs {
                 }
                 Err(e) => {
                     drop(permit);
-                    tracing::error!(kind = kind.as_str(), error = %e, retry_in_ms = backoff.as_millis() as u64, "claiming a job failed");
+                    tracing::error!(host, kind = kind.as_str(), error = %e, retry_in_ms = backoff.as_millis() as u64, "claiming a job failed");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = self.stopping.cancelled() => return,
@@ -119,7 +138,7 @@ impl Jobs {
         self.metrics.jobs_running.inc();
         let started = std::time::Instant::now();
         self.emit(&job, EventData::State(JobState::Running)).await;
-        let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(), owner = %job.owner);
+        let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(), owner = %job.owner, host = self.host_of(&job));
         span.in_scope(|| tracing::info!("job started"));
         // In a task of its own: a panic in an executor fails the job, not the worker.
         let outcome = match self.spec_of(&job) {
@@ -135,7 +154,7 @@ impl Jobs {
         }
         let stop = *reason.lock().unwrap();
         self.conclude(&job, outcome, stop).await;
-        let kind = crate::metrics::KindLabels { kind: job.kind.as_str().into() };
+        let kind = crate::metrics::KindLabels { kind: job.kind.as_str().into(), host: self.host_of(&job).into() };
         self.metrics.job_duration.get_or_create(&kind).observe(started.elapsed().as_secs_f64());
         span.in_scope(|| tracing::info!("job ended"));
     }
@@ -162,8 +181,12 @@ impl Jobs {
         token: CancellationToken,
         span: &tracing::Span,
     ) -> Result<serde_json::Value, executor::Failure> {
+        let Some(engine) = self.engine_of(job).cloned() else {
+            let message = format!("The job's host `{}` is not in BERTH_ENGINES_FILE any more; it was not run.", job.host);
+            return Err(executor::Failure::Error { code: ErrorCode::HostNotFound, message, result: None });
+        };
         let task = {
-            let mut ctx = executor::JobCtx::new(self.clone(), job.clone(), spec, token);
+            let mut ctx = executor::JobCtx::new(self.clone(), engine, job.clone(), spec, token);
             tokio::spawn(tracing::Instrument::instrument(async move { executor::run(&mut ctx).await }, span.clone()))
         };
         match task.await {
@@ -263,16 +286,18 @@ impl Jobs {
     /// written while the job runs, outside the seal: act only on the container this job
     /// made, as its `berth.job` label says.
     async fn stop_own_container(&self, job: &Job, cid: &str, auto_remove: bool) -> Result<(), crate::docker::EngineError> {
-        let doc = self.engine.inspect_container(cid).await?;
+        // On the job's own host; one no longer in the fleet has nothing Berth can reach.
+        let Some(engine) = self.engine_of(job).cloned() else { return Ok(()) };
+        let doc = engine.inspect_container(cid).await?;
         let label = doc.pointer("/Config/Labels").and_then(|l| l.get(crate::domain::scope::JOB_LABEL));
         if label.and_then(|v| v.as_str()) != Some(job.id.as_str()) {
             span_warn(job, "an interrupted run names a container it did not make; left alone");
             return Ok(());
         }
         if auto_remove {
-            self.engine.remove_container(cid, true, true).await?;
+            engine.remove_container(cid, true, true).await?;
         } else {
-            self.engine.stop_container(cid, Some(5)).await?;
+            engine.stop_container(cid, Some(5)).await?;
         }
         tracing::info!(job_id = %job.id, container_id = cid, "stopped the container of an interrupted run");
         Ok(())

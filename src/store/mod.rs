@@ -62,8 +62,9 @@ pub trait JobStore: Send + Sync + 'static {
     async fn find_idempotent(&self, owner: &str, key: &str) -> Result<Option<Job>, StoreError>;
     /// Newest first; `true` when `max_bytes` cut the list short of `limit`.
     async fn list(&self, filter: JobFilter) -> Result<(Vec<Job>, bool), StoreError>;
-    /// Oldest queued job of `kind`, now `running`.
-    async fn claim_next(&self, kind: JobKind) -> Result<Option<Job>, StoreError>;
+    /// Oldest queued job of `kind` on `host`, now `running` (`is_default`: rows without a
+    /// host are the default host's).
+    async fn claim_next(&self, kind: JobKind, host: &str, is_default: bool) -> Result<Option<Job>, StoreError>;
     /// `from` -> `to` with result/error; false when the job was not in `from`.
     async fn transition(
         &self,
@@ -93,8 +94,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// Jobs left `running` by a dead process.
     async fn running_ids(&self) -> Result<Vec<String>, StoreError>;
     async fn count_queued(&self) -> Result<usize, StoreError>;
-    /// How many jobs there are of each kind in each state (pairs with none left out).
-    async fn count_by_kind_state(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
+    /// How many jobs there are of each kind in each state on each host (`""`: rows from
+    /// before jobs had a host; triples with none left out).
+    async fn count_by_kind_state(&self) -> Result<Vec<(String, String, String, u64)>, StoreError>;
     /// A write that changes nothing: is the store writable?
     async fn check_writable(&self) -> Result<(), StoreError>;
     /// Spool paths of jobs that will still read them (queued or running).
@@ -137,6 +139,9 @@ pub struct AuditRecord {
     /// The caller's team (`default` for a token without a team claim); `null` when the
     /// request had no valid token.
     pub team: Option<String>,
+    /// The engine it acted on (engine routes and jobs); `null` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// `METHOD /route/pattern`, e.g. `POST /v1/images/build`.
     pub action: String,
     /// What it acted on: path parameters, or the image/tags a job names.

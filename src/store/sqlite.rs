@@ -69,6 +69,11 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE jobs ADD COLUMN team TEXT;
      CREATE INDEX jobs_team ON jobs(team, id);
      ALTER TABLE audit ADD COLUMN team TEXT;",
+    // 6: hosts (NULL: the default host, for rows from before there were several)
+    "ALTER TABLE jobs ADD COLUMN host TEXT;
+     CREATE INDEX jobs_host_queue ON jobs(state, kind, host, id);
+     CREATE INDEX jobs_host ON jobs(host, id);
+     ALTER TABLE audit ADD COLUMN host TEXT;",
 ];
 
 /// Rows a retention sweep deletes per write transaction, so other writes interleave.
@@ -89,7 +94,7 @@ fn now() -> String {
 }
 
 const COLUMNS: &str =
-    "id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, idempotency_key, authority, seal, spool, team";
+    "id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, idempotency_key, authority, seal, spool, team, host";
 
 fn json_col(row: &Row, idx: usize) -> rusqlite::Result<Option<Value>> {
     let s: Option<String> = row.get(idx)?;
@@ -119,6 +124,7 @@ fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
         seal: row.get(13)?,
         spool: row.get(14)?,
         team: row.get::<_, Option<String>>(15)?.unwrap_or_else(|| DEFAULT_TEAM.to_string()),
+        host: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
     })
 }
 
@@ -236,8 +242,8 @@ impl JobStore for SqliteStore {
             }
             let progress = Progress { phase: "queued".into(), ..Default::default() };
             tx.execute(
-                "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool, authority, seal, team)
-                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool, authority, seal, team, host)
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     id,
                     job.kind.as_str(),
@@ -250,6 +256,7 @@ impl JobStore for SqliteStore {
                     job.authority.as_str(),
                     job.seal,
                     job.team,
+                    job.host,
                 ],
             )?;
             tx.execute(
@@ -294,6 +301,14 @@ impl JobStore for SqliteStore {
                 args.push(t);
                 sql.push_str(&format!(" AND COALESCE(team, '{DEFAULT_TEAM}') = ?{}", args.len()));
             }
+            if let Some(h) = f.host {
+                args.push(h);
+                let n = args.len();
+                match f.host_is_default {
+                    true => sql.push_str(&format!(" AND (host = ?{n} OR host IS NULL)")),
+                    false => sql.push_str(&format!(" AND host = ?{n}")),
+                }
+            }
             if let Some(s) = f.state {
                 args.push(s.as_str().into());
                 sql.push_str(&format!(" AND state = ?{}", args.len()));
@@ -323,15 +338,18 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn claim_next(&self, kind: JobKind) -> Result<Option<Job>, StoreError> {
+    async fn claim_next(&self, kind: JobKind, host: &str, is_default: bool) -> Result<Option<Job>, StoreError> {
+        let host = host.to_string();
         self.with(move |conn| {
             let id: Option<String> = conn
                 .query_row(
                     "UPDATE jobs SET state = 'running', started_at = ?2
-                     WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND kind = ?1 ORDER BY id LIMIT 1)
+                     WHERE id = (SELECT id FROM jobs
+                                 WHERE state = 'queued' AND kind = ?1 AND (host = ?3 OR (?4 AND host IS NULL))
+                                 ORDER BY id LIMIT 1)
                        AND state = 'queued'
                      RETURNING id",
-                    params![kind.as_str(), now()],
+                    params![kind.as_str(), now(), host, is_default],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -516,10 +534,11 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn count_by_kind_state(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+    async fn count_by_kind_state(&self) -> Result<Vec<(String, String, String, u64)>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+            let mut stmt =
+                conn.prepare_cached("SELECT kind, state, COALESCE(host, ''), count(*) FROM jobs GROUP BY kind, state, host")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64)))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
@@ -552,8 +571,8 @@ impl AuditLog for SqliteStore {
     async fn record(&self, r: AuditRecord) -> Result<(), StoreError> {
         self.with(move |conn| {
             conn.execute(
-                "INSERT INTO audit (id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id, team)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                "INSERT INTO audit (id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id, team, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     r.id,
                     r.at,
@@ -567,7 +586,8 @@ impl AuditLog for SqliteStore {
                     r.job_id,
                     r.client,
                     r.request_id,
-                    r.team
+                    r.team,
+                    r.host
                 ],
             )?;
             Ok(())
@@ -589,7 +609,7 @@ impl AuditLog for SqliteStore {
     async fn query(&self, f: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         self.read(move |conn| {
             let mut sql = String::from(
-                "SELECT id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id, team FROM audit WHERE 1=1",
+                "SELECT id, at, subject, role, action, target, outcome, status, code, job_id, client, request_id, team, host FROM audit WHERE 1=1",
             );
             let mut args: Vec<String> = Vec::new();
             for (col, v) in [("subject", f.subject), ("outcome", f.outcome), ("action", f.action), ("job_id", f.job_id)] {
@@ -619,6 +639,7 @@ impl AuditLog for SqliteStore {
                     client: r.get(10)?,
                     request_id: r.get(11)?,
                     team: r.get(12)?,
+                    host: r.get(13)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -640,9 +661,39 @@ mod tests {
             authority: Role::Operator,
             seal: String::new(),
             team: DEFAULT_TEAM.into(),
+            host: "a".into(),
             idempotency_key: key.map(String::from),
             spool: None,
         }
+    }
+
+    #[tokio::test]
+    async fn each_host_has_its_own_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let Inserted::New(on_a) = store.insert(&new_id(), new_job("alice", None), 10).await.unwrap() else { panic!() };
+        let Inserted::New(on_b) = store.insert(&new_id(), NewJob { host: "b".into(), ..new_job("alice", None) }, 10).await.unwrap() else { panic!() };
+        assert_eq!(on_b.host, "b");
+        // A row from before jobs had a host belongs to the default host.
+        let old = new_id();
+        store.insert(&old, new_job("alice", None), 10).await.unwrap();
+        store.with({ let old = old.clone(); move |c| Ok(c.execute("UPDATE jobs SET host = NULL WHERE id = ?1", [old])?) }).await.unwrap();
+        assert_eq!(store.get(&old).await.unwrap().unwrap().host, "");
+        // B's queue gives B's job only, though A's is older.
+        let c = store.claim_next(JobKind::Pull, "b", false).await.unwrap().unwrap();
+        assert_eq!(c.id, on_b.id);
+        assert!(store.claim_next(JobKind::Pull, "b", false).await.unwrap().is_none());
+        // The default host's queue takes its own and the hostless rows; another host none of them.
+        assert!(store.claim_next(JobKind::Pull, "c", false).await.unwrap().is_none());
+        assert_eq!(store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap().id, on_a.id);
+        assert_eq!(store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap().id, old);
+        // Lists filter by host; the default's includes the hostless rows.
+        let list = |host: &str, host_is_default| {
+            store.list(JobFilter { limit: 10, host: Some(host.into()), host_is_default, ..Default::default() })
+        };
+        assert_eq!(list("b", false).await.unwrap().0.len(), 1);
+        assert_eq!(list("a", false).await.unwrap().0.len(), 1);
+        assert_eq!(list("a", true).await.unwrap().0.len(), 2);
     }
 
     #[tokio::test]
@@ -658,7 +709,7 @@ mod tests {
         assert!(matches!(store.insert(&new_id(), new_job("carol", None), 2).await.unwrap(), Inserted::QueueFull));
 
         // FIFO within a kind; a claimed job cannot be claimed twice.
-        let c = store.claim_next(JobKind::Pull).await.unwrap().unwrap();
+        let c = store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap();
         assert_eq!(c.id, a.id);
         assert_eq!(c.state, JobState::Running);
         assert!(!store.transition(&a.id, JobState::Queued, JobState::Canceled, None, None).await.unwrap());
@@ -695,7 +746,7 @@ mod tests {
         assert_eq!(store.delete_finished_before(far_future).await.unwrap(), 0, "b is still queued");
         assert!(store.get(&b.id).await.unwrap().is_some());
         // A finished job past the cutoff goes, with its events.
-        let c = store.claim_next(JobKind::Pull).await.unwrap().unwrap();
+        let c = store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap();
         assert_eq!(c.id, b.id);
         assert!(store.transition(&c.id, JobState::Running, JobState::Failed, None, None).await.unwrap());
         store.append_event(&c.id, EventName::End, serde_json::json!({"state": "failed"})).await.unwrap();
@@ -709,7 +760,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
         let Inserted::New(a) = store.insert(&new_id(), new_job("alice", None), 10).await.unwrap() else { panic!() };
-        let job = store.claim_next(JobKind::Pull).await.unwrap().unwrap();
+        let job = store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap();
         assert_eq!(job.authority, Some(Role::Operator), "the submitter's role is recorded");
         let events = vec![(EventName::State, serde_json::json!({"state": "succeeded"})), (EventName::End, serde_json::json!({"state": "succeeded"}))];
         let end = |to, events| JobEnd { from: JobState::Running, to, result: Some(serde_json::json!({"ok": 1})), error: None, events };

@@ -3,6 +3,7 @@
 
 mod helpers;
 mod hosts;
+mod fleet_jobs;
 
 mod audit;
 mod auth;

@@ -33,7 +33,7 @@ pub(super) async fn build(ctx: &mut JobCtx, params: &BuildParams) -> Result<Valu
     let mut stamped = params.clone();
     crate::domain::scope::stamp(&mut stamped.labels, &ctx.job.team, &ctx.job.owner, Some(&ctx.job.id));
     let params = &stamped;
-    let engine = ctx.jobs.engine().clone();
+    let engine = ctx.engine.clone();
     let auth = super::build_credentials(ctx);
     let mut stream = Box::pin(ctx.cancellable(engine.build(params, context, &auth)).await??);
     let mut image_id: Option<String> = None;

@@ -43,6 +43,8 @@ impl From<EngineError> for Failure {
 
 pub struct JobCtx {
     jobs: Arc<Jobs>,
+    /// The engine of the job's host.
+    pub engine: Arc<crate::docker::Engine>,
     pub job: Job,
     pub spec: JobSpec,
     pub cancel: CancellationToken,
@@ -54,8 +56,8 @@ pub struct JobCtx {
 }
 
 impl JobCtx {
-    pub fn new(jobs: Arc<Jobs>, job: Job, spec: JobSpec, cancel: CancellationToken) -> Self {
-        Self { jobs, job, spec, cancel, logs_stored: 0, logs_dropped: 0, log_bytes: 0, last_progress: None, layers: HashMap::new() }
+    pub fn new(jobs: Arc<Jobs>, engine: Arc<crate::docker::Engine>, job: Job, spec: JobSpec, cancel: CancellationToken) -> Self {
+        Self { jobs, engine, job, spec, cancel, logs_stored: 0, logs_dropped: 0, log_bytes: 0, last_progress: None, layers: HashMap::new() }
     }
 
     async fn emit(&self, data: EventData) {
@@ -145,7 +147,7 @@ pub async fn run(ctx: &mut JobCtx) -> Result<Value, Failure> {
         spec => {
             let plan = spec.prune().ok_or_else(|| Failure::new(ErrorCode::Internal, "not a prune job"))?;
             set_phase(ctx, if plan.dry_run { "planning" } else { "pruning" }).await;
-            let engine = ctx.jobs.engine().clone();
+            let engine = ctx.engine.clone();
             let report =
                 ctx.cancellable(engine.prune(plan.target, &plan.labels, plan.until.as_deref(), plan.dry_run)).await??;
             let mut out = json!({"deleted": report.deleted, "space_reclaimed": report.space_reclaimed, "dry_run": plan.dry_run});

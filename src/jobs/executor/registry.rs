@@ -49,7 +49,7 @@ pub(super) async fn pull(
     platform: Option<&str>,
     auth: Option<&RegistryAuth>,
 ) -> Result<Value, Failure> {
-    let engine = ctx.jobs.engine().clone();
+    let engine = ctx.engine.clone();
     let tag = image.digest.clone().unwrap_or_else(|| image.tag_or_latest().to_string());
     let stream = ctx
         .cancellable(engine.pull(&image.repository(), &tag, platform, auth))
@@ -71,7 +71,7 @@ pub(super) async fn pull(
 
 pub(super) async fn push(ctx: &mut JobCtx, image: &ImageRef) -> Result<Value, Failure> {
     let auth = credentials_for(ctx, image);
-    let engine = ctx.jobs.engine().clone();
+    let engine = ctx.engine.clone();
     if engine.image_identity(&image_reference(image)).await?.is_none() {
         return Err(Failure::new(ErrorCode::ImageNotFound, format!("No such image: {}", image_reference(image))));
     }

@@ -18,7 +18,7 @@ fn source(stream: LogStream) -> LogSource {
 }
 
 pub(super) async fn run_container(ctx: &mut JobCtx, spec: &RunSpec) -> Result<Value, Failure> {
-    let engine = ctx.jobs.engine().clone();
+    let engine = ctx.engine.clone();
     let reference = image_reference(&spec.image);
     let present = engine.image_identity(&reference).await?.is_some();
     match (spec.pull, present) {
@@ -37,7 +37,7 @@ pub(super) async fn run_container(ctx: &mut JobCtx, spec: &RunSpec) -> Result<Va
     set_phase(ctx, "creating").await;
     // The named volumes as the engine knows them now, not as they were at submit.
     let authority = ctx.job.authority.unwrap_or(crate::domain::identity::Role::Operator);
-    let held = ctx.jobs.check_run_volumes(&ctx.spec, authority, &ctx.job.team).await;
+    let held = ctx.jobs.check_run_volumes(&*ctx.engine, &ctx.spec, authority, &ctx.job.team).await;
     held.map_err(|e| Failure::new(e.code(), e.detail()))?;
     // Not raced against the cancel: the engine completes a create whose request was
     // dropped, which left an orphan container. Create, then honour a cancel that came
@@ -75,7 +75,7 @@ pub(super) async fn run_container(ctx: &mut JobCtx, spec: &RunSpec) -> Result<Va
 /// Attach, start, stream the output, and wait for the exit code. Cancel stops the
 /// container (SIGTERM, SIGKILL after 2 s).
 async fn attached_run(ctx: &mut JobCtx, id: &str) -> Result<i64, Failure> {
-    let engine = ctx.jobs.engine().clone();
+    let engine = ctx.engine.clone();
     let mut output = Box::pin(engine.attach_output(id).await?);
     engine.start_container(id).await?;
     set_phase(ctx, "running").await;
