@@ -83,10 +83,10 @@ fn job_route(method: &actix_web::http::Method, path: &str) -> bool {
         && (["/v1/images/build", "/v1/images/pull", "/v1/images/push", "/v1/containers"].contains(&path) || path.ends_with("/prune"))
 }
 
-/// What is not routed to a host other than the default in this version: interactive
-/// sessions (their exec instances live with the default host).
-pub(crate) fn default_host_only(path: &str) -> bool {
-    path.ends_with("/attach") || path.ends_with("/exec") || path.starts_with("/v1/exec/")
+/// Whether a request starts an exec instance: it runs on the host that holds the
+/// instance (recorded when it was made), whatever `?host=` says.
+pub(crate) fn exec_route(path: &str) -> bool {
+    path.starts_with("/v1/exec/")
 }
 
 /// The host a job runs on, and its engine: the body's `host`, else `?host=`, else the
@@ -118,19 +118,9 @@ pub(crate) fn engine_route(path: &str) -> bool {
 }
 
 /// Which host `?host=NAME` routes to: an unknown name (or an engine not given to the
-/// caller's team) is 404 `host_not_found`; a route that acts on the default host only
-/// (attach and exec) with another host is `400`.
-fn route<'a>(fleet: &'a Fleet, who: Option<&Principal>, host: &str, path: &str) -> Result<&'a crate::docker::fleet::Host, ApiError> {
-    let h = fleet.get(host).filter(|h| who.is_none_or(|w| h.open_to(w))).ok_or_else(|| host_not_found(host))?;
-    if h.entry.name != fleet.default_host().entry.name && default_host_only(path) {
-        return Err(ApiError::invalid(format!(
-            "`host`: attach and exec run on the default host `{}` in this version, not on `{}`; \
-             the other engine routes (and jobs) take any host",
-            fleet.default_host().entry.name,
-            h.entry.name
-        )));
-    }
-    Ok(h)
+/// caller's team) is 404 `host_not_found`.
+fn route<'a>(fleet: &'a Fleet, who: Option<&Principal>, host: &str) -> Result<&'a crate::docker::fleet::Host, ApiError> {
+    fleet.get(host).filter(|h| who.is_none_or(|w| h.open_to(w))).ok_or_else(|| host_not_found(host))
 }
 
 /// The `/v1` middleware for `?host=`, after authentication: the request is served with
@@ -150,17 +140,17 @@ pub async fn host_guard(
     // may still name its host in its body: `job_host` decides).
     let host = match host {
         Some(h) => h,
-        None if engine_route(req.path()) && !job_route(req.method(), req.path()) && !who.as_ref().is_none_or(|w| state.fleet.default_host().open_to(w)) => {
+        None if engine_route(req.path()) && !job_route(req.method(), req.path()) && !exec_route(req.path()) && !who.as_ref().is_none_or(|w| state.fleet.default_host().open_to(w)) => {
             state.fleet.default_host().entry.name.clone()
         }
         None => {
-            if engine_route(req.path()) && !job_route(req.method(), req.path()) {
+            if engine_route(req.path()) && !job_route(req.method(), req.path()) && !exec_route(req.path()) {
                 crate::audit::set_host(req.request(), &state.fleet.default_host().entry.name);
             }
             return Ok(next.call(req).await?.map_into_left_body());
         }
     };
-    let routed = route(&state.fleet, who.as_ref(), &host, req.path())
+    let routed = route(&state.fleet, who.as_ref(), &host)
         .map(|h| (h.engine.clone(), state.event_hubs.get(&h.entry.name).cloned()));
     match routed {
         Err(e) => {

@@ -150,7 +150,8 @@ pub async fn create_exec(
     let c = state.engine.container_stdio_info(&full).await?;
     usable(&state, &c, &who, || format!("Container {id} is not running: start it before exec.")).await?;
     let exec_id = state.engine.create_exec(&c.id, &spec).await?;
-    state.sessions.register_exec(&exec_id, &who.subject, &c.id, &spec);
+    let host = super::hosts::current_host().unwrap_or_else(|| state.fleet.default_host().entry.name.clone());
+    state.sessions.register_exec(&exec_id, &who.subject, &host, &c.id, &spec);
     let target = SessionTarget::Exec { container_id: c.id.clone(), exec_id: exec_id.clone() };
     let audit = SessionAudit { subject: who.subject.clone(), target, tty: spec.tty, exec: Some(spec.clone()) };
     audit_session(&audit, &SessionPhase::ExecCreated);
@@ -211,6 +212,9 @@ pub async fn exec_session(
     let id = exec_id(id)?;
     let (size, permit) = opening(&state, &req, &who, q.cols, q.rows)?;
     let mut claim = state.sessions.claim_exec(&id, &who)?;
+    // On the host that holds the instance, whatever `?host=` says.
+    let host = state.fleet.get(&claim.record.host).ok_or_else(|| super::hosts::host_not_found(&claim.record.host))?;
+    let state = AppState { engine: host.engine.clone(), ..(**state).clone() };
     let info = state.engine.inspect_exec(&id).await?;
     crate::audit::set_target(&req, format!("exec={id} container={}", info.container_id));
     if info.started {

@@ -145,7 +145,7 @@ pub fn one_of(description: &str, values: &[&str]) -> utoipa::openapi::Object {
 pub fn finish(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     spec.paths.paths.insert("/openapi.json".into(), document_route());
     for (path, item) in spec.paths.paths.iter_mut() {
-        if path.starts_with("/v1/") && hosts::engine_route(path) && !hosts::default_host_only(path) {
+        if path.starts_with("/v1/") && hosts::engine_route(path) && !hosts::exec_route(path) {
             operations_mut(item).for_each(take_host);
         }
     }

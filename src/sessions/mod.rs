@@ -154,6 +154,8 @@ pub struct SessionPermit {
 pub struct ExecRecord {
     pub owner: String,
     pub container_id: String,
+    /// The host whose engine holds it.
+    pub host: String,
     pub spec: ExecSpec,
     created: Instant,
     claimed: bool,
@@ -240,7 +242,7 @@ impl Sessions {
         Ok(())
     }
 
-    pub fn register_exec(&self, id: &str, owner: &str, container_id: &str, spec: &ExecSpec) {
+    pub fn register_exec(&self, id: &str, owner: &str, host: &str, container_id: &str, spec: &ExecSpec) {
         let mut execs = self.execs.lock().expect("exec registry lock");
         execs.retain(|_, r| r.claimed || r.created.elapsed() < EXEC_TTL);
         execs.insert(
@@ -248,6 +250,7 @@ impl Sessions {
             ExecRecord {
                 owner: owner.to_string(),
                 container_id: container_id.to_string(),
+                host: host.to_string(),
                 spec: spec.clone(),
                 created: Instant::now(),
                 claimed: false,
@@ -534,7 +537,7 @@ mod tests {
         let sessions = Sessions::new(&settings);
         let spec =
             ExecSpec { cmd: vec!["sh".into()], tty: false, env: vec![], workdir: None, user: None, privileged: false };
-        sessions.register_exec("e1", "alice", "c1", &spec);
+        sessions.register_exec("e1", "alice", "local", "c1", &spec);
         use crate::domain::identity::Role::*;
         assert_eq!(sessions.claim_exec("e1", &principal("bob", Operator)).err().unwrap().code, ErrorCode::NotFound);
         assert_eq!(sessions.claim_exec("nope", &principal("alice", Operator)).err().unwrap().code, ErrorCode::NotFound);

@@ -51,7 +51,7 @@ impl Drop for Made {
 
 /// An app with hosts `a` (the local engine) and `b` (engine B over mutual TLS, one run
 /// at a time), and `blue-b` (engine B over its socket, team `blue` only).
-async fn fleet_app() -> TestApp {
+pub(crate) async fn fleet_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("engines.toml");
     let tls = format!("ca = \"{B_TLS}/ca.pem\"\ncert = \"{B_TLS}/client.pem\"\nkey = \"{B_TLS}/client-key.pem\"\n");

@@ -185,10 +185,6 @@ async fn a_second_engine_over_mutual_tls() {
     let on_b = events("&host=b").await;
     assert!(ours(&on_b) >= 2, "create and start (and more) on B: {on_b:?}");
     assert_eq!(ours(&events("").await), 0, "none on the default host");
-    // Attach and exec stay on the default host in this version: refused, clearly.
-    let res = app.post(&format!("/v1/containers/{name}/exec?host=b"), Role::Operator).json(&serde_json::json!({"cmd": ["true"]})).send().await.unwrap();
-    let p = assert_problem(res, 400, "invalid_request").await;
-    assert!(p["detail"].as_str().unwrap().contains("default host"), "{p}");
 
     // Without the TLS files the same port does not answer Berth: TLS is really spoken.
     assert_eq!(plain["healthy"], false, "{plain}");

@@ -492,3 +492,39 @@ async fn a_session_ends_with_an_error_when_the_engine_goes_away() {
     assert!(t.control("exit").is_none(), "{t:?}");
     proxy.restore();
 }
+
+#[actix_web::test]
+async fn exec_and_attach_on_another_host_over_mutual_tls() {
+    let _b = crate::fleet_jobs::ENGINE_B.read().await;
+    let app = crate::fleet_jobs::fleet_app().await;
+    let b = |args: &[&str]| std::process::Command::new("docker").arg("-H").arg("unix:///tmp/berth-test-env/engine-b/docker.sock").args(args).output().unwrap();
+    let name = unique("ws-on-b");
+    /// Removes the container from engine B, even when the test fails.
+    struct OnB(String);
+    impl Drop for OnB {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker").args(["-H", "unix:///tmp/berth-test-env/engine-b/docker.sock", "rm", "-f", &self.0]).output();
+        }
+    }
+    let _guard = OnB(name.clone());
+    let run = json!({"image": crate::helpers::BASE_IMAGE, "name": name, "cmd": ["sh", "-c", "while true; do echo tick; sleep 1; done"], "host": "b"});
+    let job = crate::jobs::submit(&app, "/v1/containers", &run, Role::Operator).await;
+    assert_eq!(app.wait_for_job(job["id"].as_str().unwrap(), Role::Operator).await["state"], "succeeded");
+    // The exec instance is made on B; its session finds it there without `?host=`.
+    let res = app.post(&format!("/v1/containers/{name}/exec?host=b"), Role::Operator).json(&json!({"cmd": ["hostname"]})).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let (mut ws, _) = connect(&app, &format!("/v1/exec/{id}/ws"), Role::Operator).await;
+    let mut t = Transcript::default();
+    read_to_close(&mut ws, &mut t, false).await;
+    let on_b = String::from_utf8(b(&["inspect", "-f", "{{.Config.Hostname}}", &name]).stdout).unwrap();
+    assert_eq!(t.stdout_text().trim(), on_b.trim(), "ran in B's container: {t:?}");
+    assert_eq!(t.control("exit").unwrap()["exit_code"], 0);
+    // Not on A: the container is B's only.
+    let res = app.post(&format!("/v1/containers/{name}/exec"), Role::Operator).json(&json!({"cmd": ["true"]})).send().await.unwrap();
+    assert_problem(res, 404, "container_not_found").await;
+    // Attach to B's container over TLS: its output arrives.
+    let (mut ws, _) = connect(&app, &format!("/v1/containers/{name}/attach?host=b"), Role::Operator).await;
+    let mut t = Transcript::default();
+    read_until(&mut ws, &mut t, false, "B's container's output", |t| t.stdout_text().contains("tick")).await;
+}
