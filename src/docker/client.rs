@@ -81,8 +81,8 @@ impl DockerEngine {
             return Ok(d.clone());
         }
         let docker = match &self.tls {
-            Some(t) => Docker::connect_with_ssl(&self.host, &t.key, &t.cert, &t.ca, 120, bollard::API_DEFAULT_VERSION),
-            None => Docker::connect_with_host(&self.host),
+            Some(t) => super::tls::connect(&self.host, t, 120, bollard::API_DEFAULT_VERSION),
+            None => Docker::connect_with_host(&self.host).map_err(|e| e.to_string()),
         }
         .map_err(|e| EngineError::Unavailable(format!("{} ({e})", self.host)))?;
         let docker = docker

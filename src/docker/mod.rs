@@ -30,6 +30,7 @@ mod registry;
 mod run;
 pub mod stats;
 mod stdio;
+mod tls;
 pub mod types;
 mod volumes;
 
