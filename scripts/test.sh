@@ -15,4 +15,5 @@ cargo test --locked "$@"
 # scripts/image.sh on its own builds release.
 CARGO_PROFILE="${CARGO_PROFILE:-dev}" ./scripts/compose.sh
 ./scripts/walkthrough.sh
+./scripts/walkthrough-hosts.sh
 ./scripts/fuzz.sh

@@ -108,6 +108,13 @@ async fn a_job_runs_on_the_host_it_names_and_each_host_has_its_own_queue() {
     let states: Vec<&Value> = events.iter().filter(|(e, _, _)| e == "state" || e == "end").map(|(_, _, d)| d).collect();
     assert!(!states.is_empty() && states.iter().all(|d| d["host"] == "b"), "{states:?}");
     assert_problem(app.get("/v1/jobs?host=nowhere", Role::Viewer).send().await.unwrap(), 404, "host_not_found").await;
+    // The audit log and the metrics name the host.
+    let audit: Value = app.get(&format!("/v1/audit?job_id={}", id.as_str().unwrap()), Role::Admin).send().await.unwrap().json().await.unwrap();
+    assert!(audit["items"].as_array().unwrap().iter().any(|r| r["action"] == "POST /v1/containers" && r["host"] == "b"), "{audit:?}");
+    let metrics = app.get("/metrics", Role::Admin).send().await.unwrap().text().await.unwrap();
+    let finished = metrics.lines().find(|l| l.starts_with("berth_jobs_finished_total{") && l.contains("kind=\"run\"") && l.contains("host=\"b\""));
+    assert!(finished.is_some_and(|l| !l.ends_with(" 0")), "a run finished on b is counted on b");
+    assert!(metrics.lines().any(|l| l.starts_with("berth_engine_request_duration_seconds_count{") && l.contains("host=\"b\"")), "engine calls by host");
 
     // `?host=` works for jobs as well; two different hosts in body and query are refused.
     let both = json!({"image": BASE_IMAGE, "cmd": ["true"], "host": "a"});
