@@ -29,6 +29,7 @@ dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 command -v htpasswd >/dev/null 2>&1 || need_pkgs+=(apache2-utils)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v socat >/dev/null 2>&1 || need_pkgs+=(socat)
+[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need_pkgs+=(postgresql)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -173,4 +174,20 @@ if ! b_registry_ok; then
   b_registry_ok || { log "the registry forward into netns $NS did not come up"; exit 1; }
 fi
 
-log "ready: image $BASE_IMAGE, registries $REGISTRY_ADDR and $AUTH_REGISTRY_ADDR (user $AUTH_USER), engine B at unix://$B_SOCK and tcp://$B_ADDR:2376 (TLS in $B/tls; it reaches the open registry as $REGISTRY_ADDR too)"
+# ---- PostgreSQL: a throwaway cluster for the store tests (the server refuses root) -------
+PG="$STATE_DIR/postgres" PG_PORT="${BERTH_TEST_PG_PORT:-55432}" PG_BIN=/usr/lib/postgresql/15/bin
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
+pg_ok() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" >/dev/null 2>&1; }
+if ! pg_ok; then
+  log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  $SUDO mkdir -p "$PG" && $SUDO chown postgres: "$PG"
+  if [ ! -f "$PG/data/PG_VERSION" ]; then
+    as_pg "$PG_BIN/initdb" -D "$PG/data" -A trust -U berth >"$PG/initdb.log" 2>&1 \
+      || { log "initdb failed"; cat "$PG/initdb.log" >&2; exit 1; }
+  fi
+  as_pg "$PG_BIN/pg_ctl" -D "$PG/data" -l "$PG/log" -w \
+    -o "-p $PG_PORT -k $PG -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
+    || { log "PostgreSQL did not start"; tail -20 "$PG/log" >&2; exit 1; }
+fi
+
+log "ready: image $BASE_IMAGE, registries $REGISTRY_ADDR and $AUTH_REGISTRY_ADDR (user $AUTH_USER), engine B at unix://$B_SOCK and tcp://$B_ADDR:2376 (TLS in $B/tls; it reaches the open registry as $REGISTRY_ADDR too), PostgreSQL at postgres://berth@127.0.0.1:$PG_PORT/postgres"

@@ -4,7 +4,10 @@
 //! replicas later; [`sqlite::SqliteStore`] is the embedded default. This layer imports
 //! the domain's types and nothing above it.
 
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use std::sync::Mutex;
 
@@ -13,12 +16,15 @@ use serde_json::Value;
 
 use crate::domain::job::{EventName, Job, JobError, JobEvent, JobFilter, JobKind, JobState, NewJob, Progress};
 use crate::error::{ErrorCode, HasCode};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("job store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("job store (PostgreSQL): {0}")]
+    Postgres(String),
     #[error("job store: corrupt row: {0}")]
     Corrupt(String),
     #[error("job store task failed: {0}")]

@@ -652,20 +652,8 @@ impl AuditLog for SqliteStore {
 mod tests {
     use super::*;
     use crate::store::new_id;
+    use crate::store::suite::new_job;
 
-    fn new_job(owner: &str, key: Option<&str>) -> NewJob {
-        NewJob {
-            kind: JobKind::Pull,
-            owner: owner.into(),
-            request: serde_json::json!({"image": "x"}),
-            authority: Role::Operator,
-            seal: String::new(),
-            team: DEFAULT_TEAM.into(),
-            host: "a".into(),
-            idempotency_key: key.map(String::from),
-            spool: None,
-        }
-    }
 
     #[tokio::test]
     async fn each_host_has_its_own_queue() {
@@ -697,82 +685,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn queue_lifecycle_and_races() {
+    async fn passes_the_store_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let Inserted::New(a) = store.insert(&new_id(), new_job("alice", Some("k1")), 10).await.unwrap() else { panic!() };
-        let Inserted::Existing(a2) = store.insert(&new_id(), new_job("alice", Some("k1")), 10).await.unwrap() else { panic!() };
-        assert_eq!(a.id, a2.id);
-        // The same key for another owner is another job.
-        let Inserted::New(b) = store.insert(&new_id(), new_job("bob", Some("k1")), 10).await.unwrap() else { panic!() };
-        assert_ne!(a.id, b.id);
-        assert!(matches!(store.insert(&new_id(), new_job("carol", None), 2).await.unwrap(), Inserted::QueueFull));
-
-        // FIFO within a kind; a claimed job cannot be claimed twice.
-        let c = store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap();
-        assert_eq!(c.id, a.id);
-        assert_eq!(c.state, JobState::Running);
-        assert!(!store.transition(&a.id, JobState::Queued, JobState::Canceled, None, None).await.unwrap());
-        assert!(store.transition(&a.id, JobState::Running, JobState::Succeeded, Some(serde_json::json!({"ok": 1})), None).await.unwrap());
-        assert!(!store.transition(&a.id, JobState::Running, JobState::Failed, None, None).await.unwrap());
-        let a = store.get(&a.id).await.unwrap().unwrap();
-        assert_eq!(a.state, JobState::Succeeded);
-        assert!(a.finished_at.is_some());
-
-        // Events count from 1 (the queued state event) per job.
-        let e = store.append_event(&a.id, EventName::Log, serde_json::json!({"text": "hi"})).await.unwrap();
-        assert_eq!(e.seq, 2);
-        let evs = store.events_after(&a.id, 1, 100).await.unwrap();
-        assert_eq!(evs.len(), 1);
-        assert_eq!(evs[0].event, EventName::Log);
-
-        // Newest first, with a cursor.
-        let (all, _) = store.list(JobFilter { limit: 10, ..Default::default() }).await.unwrap();
-        assert_eq!(all.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![b.id.clone(), a.id.clone()]);
-        let (page, _) = store.list(JobFilter { limit: 10, before: Some(b.id.clone()), ..Default::default() }).await.unwrap();
-        let (cut, more) = store.list(JobFilter { limit: 10, max_bytes: 1, ..Default::default() }).await.unwrap();
-        assert_eq!((cut.len(), more), (1, true), "a byte budget ends the page early and says so");
-        assert_eq!(page.len(), 1);
-
-        // Retention forgets finished jobs only.
-        let far_future = "9999-12-31T00:00:00Z";
-        assert_eq!(store.delete_finished_before("2000-01-01T00:00:00Z").await.unwrap(), 0);
-
-        // Only finished jobs can be deleted.
-        assert!(store.delete_finished(&b.id).await.unwrap().is_none());
-        assert!(store.delete_finished(&a.id).await.unwrap().is_some());
-        assert!(store.get(&a.id).await.unwrap().is_none());
-        assert!(store.events_after(&a.id, 0, 10).await.unwrap().is_empty());
-        assert_eq!(store.delete_finished_before(far_future).await.unwrap(), 0, "b is still queued");
-        assert!(store.get(&b.id).await.unwrap().is_some());
-        // A finished job past the cutoff goes, with its events.
-        let c = store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap();
-        assert_eq!(c.id, b.id);
-        assert!(store.transition(&c.id, JobState::Running, JobState::Failed, None, None).await.unwrap());
-        store.append_event(&c.id, EventName::End, serde_json::json!({"state": "failed"})).await.unwrap();
-        assert_eq!(store.delete_finished_before(far_future).await.unwrap(), 1);
-        assert!(store.get(&c.id).await.unwrap().is_none());
-        assert!(store.last_event(&c.id).await.unwrap().is_none());
+        let store = std::sync::Arc::new(SqliteStore::open(dir.path()).unwrap());
+        crate::store::suite::run(store.clone(), store).await;
     }
 
-    #[tokio::test]
-    async fn the_end_of_a_job_is_one_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let Inserted::New(a) = store.insert(&new_id(), new_job("alice", None), 10).await.unwrap() else { panic!() };
-        let job = store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap();
-        assert_eq!(job.authority, Some(Role::Operator), "the submitter's role is recorded");
-        let events = vec![(EventName::State, serde_json::json!({"state": "succeeded"})), (EventName::End, serde_json::json!({"state": "succeeded"}))];
-        let end = |to, events| JobEnd { from: JobState::Running, to, result: Some(serde_json::json!({"ok": 1})), error: None, events };
-        let done = store.finish(&a.id, end(JobState::Succeeded, events.clone())).await.unwrap().unwrap();
-        assert_eq!(done.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
-        let j = store.get(&a.id).await.unwrap().unwrap();
-        assert_eq!((j.state, j.progress.phase.as_str()), (JobState::Succeeded, "done"));
-        assert!(store.last_event(&a.id).await.unwrap().unwrap().is_end());
-        // A second end (a cancel racing the worker) changes nothing and stores nothing.
-        assert!(store.finish(&a.id, end(JobState::Canceled, events)).await.unwrap().is_none());
-        assert_eq!(store.events_after(&a.id, 0, 10).await.unwrap().len(), 3);
-    }
+
 
     /// A database written before the authority column existed opens, migrates, and its
     /// rows read back and replay as they were.
