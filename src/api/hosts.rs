@@ -138,13 +138,14 @@ pub async fn host_guard(
     let who = req.extensions().get::<Principal>().cloned();
     // No `host`: the default host, which a team may not have been given either (a job
     // may still name its host in its body: `job_host` decides).
+    let on_default = engine_route(req.path()) && !job_route(req.method(), req.path()) && !exec_route(req.path());
     let host = match host {
         Some(h) => h,
-        None if engine_route(req.path()) && !job_route(req.method(), req.path()) && !exec_route(req.path()) && !who.as_ref().is_none_or(|w| state.fleet.default_host().open_to(w)) => {
+        None if on_default && !who.as_ref().is_none_or(|w| state.fleet.default_host().open_to(w)) => {
             state.fleet.default_host().entry.name.clone()
         }
         None => {
-            if engine_route(req.path()) && !job_route(req.method(), req.path()) && !exec_route(req.path()) {
+            if on_default {
                 crate::audit::set_host(req.request(), &state.fleet.default_host().entry.name);
             }
             return Ok(next.call(req).await?.map_into_left_body());

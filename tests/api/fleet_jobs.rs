@@ -25,14 +25,14 @@ fn socket() -> String {
 }
 
 /// `docker -H B ...`.
-fn on_b(args: &[&str]) -> std::process::Output {
+pub(crate) fn on_b(args: &[&str]) -> std::process::Output {
     Command::new("docker").arg("-H").arg(B_SOCK).args(args).output().unwrap()
 }
 
 /// Removes what a test made on each engine, even when it fails.
 #[derive(Default)]
-struct Made {
-    containers: Vec<String>,
+pub(crate) struct Made {
+    pub(crate) containers: Vec<String>,
     images: Vec<String>,
 }
 

@@ -497,16 +497,10 @@ async fn a_session_ends_with_an_error_when_the_engine_goes_away() {
 async fn exec_and_attach_on_another_host_over_mutual_tls() {
     let _b = crate::fleet_jobs::ENGINE_B.read().await;
     let app = crate::fleet_jobs::fleet_app().await;
-    let b = |args: &[&str]| std::process::Command::new("docker").arg("-H").arg("unix:///tmp/berth-test-env/engine-b/docker.sock").args(args).output().unwrap();
+    let b = crate::fleet_jobs::on_b;
     let name = unique("ws-on-b");
-    /// Removes the container from engine B, even when the test fails.
-    struct OnB(String);
-    impl Drop for OnB {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("docker").args(["-H", "unix:///tmp/berth-test-env/engine-b/docker.sock", "rm", "-f", &self.0]).output();
-        }
-    }
-    let _guard = OnB(name.clone());
+    let mut made = crate::fleet_jobs::Made::default();
+    made.containers.push(name.clone());
     let run = json!({"image": crate::helpers::BASE_IMAGE, "name": name, "cmd": ["sh", "-c", "while true; do echo tick; sleep 1; done"], "host": "b"});
     let job = crate::jobs::submit(&app, "/v1/containers", &run, Role::Operator).await;
     assert_eq!(app.wait_for_job(job["id"].as_str().unwrap(), Role::Operator).await["state"], "succeeded");
