@@ -105,6 +105,16 @@ pub struct Settings {
     /// spool): a row changed behind the API's back is refused. From
     /// `BERTH_JOB_SEAL_KEY_FILE`, else derived from the JWT key; never in the data dir.
     pub seal_key: SecretBytes,
+    /// `BERTH_DATABASE_URL` (`postgres://...`): jobs, events and the audit log in
+    /// PostgreSQL, shared by several replicas; `None`: the embedded SQLite store.
+    pub database_url: Option<SecretString>,
+    /// A replica that has not renewed its lease for this long is dead: its running jobs
+    /// end `interrupted` and its queued ones run elsewhere (`BERTH_LEASE_TTL`, default 30 s).
+    pub lease_ttl: Duration,
+    /// This replica's name (`BERTH_REPLICA_ID`); default: the host name and a random suffix.
+    pub replica_id: Option<String>,
+    /// Connections to PostgreSQL this replica holds at most (`BERTH_DATABASE_POOL`).
+    pub database_pool: usize,
 }
 
 /// A comma-separated list, trimmed, without empty entries.
@@ -203,6 +213,10 @@ impl Settings {
             bounds: Bounds::default(),
             self_container: None,
             unmanaged: Unmanaged::Default,
+            database_url: None,
+            lease_ttl: Duration::from_secs(30),
+            replica_id: None,
+            database_pool: 16,
         }
     }
 
@@ -372,6 +386,30 @@ impl Settings {
             }
             s.metrics_token = Some(SecretString::from(token.to_string()));
         }
+        if let Some(url) = get("BERTH_DATABASE_URL") {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("BERTH_DATABASE_URL must be a PostgreSQL URL (`postgres://user:password@host:5432/db`); unset it for the embedded SQLite store");
+            }
+            s.database_url = Some(SecretString::from(url));
+        }
+        if let Some(v) = get("BERTH_LEASE_TTL") {
+            let ttl = match v.parse::<u64>() {
+                Ok(secs) => Duration::from_secs(secs),
+                Err(_) => humantime::parse_duration(&v)
+                    .with_context(|| format!("BERTH_LEASE_TTL must be a duration such as `30s`, not `{v}`"))?,
+            };
+            if ttl < Duration::from_secs(1) {
+                bail!("BERTH_LEASE_TTL must be at least 1 second, not `{v}`");
+            }
+            s.lease_ttl = ttl;
+        }
+        if let Some(id) = get("BERTH_REPLICA_ID") {
+            if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                bail!("BERTH_REPLICA_ID must be 1-64 letters, digits, `-`, `_` or `.`, not `{id}`");
+            }
+            s.replica_id = Some(id);
+        }
+        s.database_pool = num("BERTH_DATABASE_POOL", s.database_pool as u64)?.clamp(2, 1000) as usize;
         if let Some(v) = get("BERTH_METRICS_PUBLIC") {
             s.metrics_public = matches!(v.as_str(), "1" | "true" | "yes");
         }

@@ -81,6 +81,17 @@ pub struct Metrics {
     pub engine_event_upstreams: Gauge,
     /// Subscribers of the engine event hub (`GET /v1/engine/events` streams) now.
     pub engine_event_subscribers: Gauge,
+    /// Jobs this replica claimed, by host and kind.
+    pub job_claims: Family<KindLabels, Counter>,
+    /// Running jobs of dead replicas (or of the process before a restart) this one ended.
+    pub jobs_adopted: Counter,
+    /// Times this replica's lease lapsed (several replicas only).
+    pub lease_losses: Counter,
+    /// Seconds left on this replica's lease (set at each scrape; several replicas only).
+    pub lease_seconds_left: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// From another replica's commit of a job event to this replica's reading of its
+    /// notification.
+    pub notification_lag: Histogram,
 }
 
 impl Default for Metrics {
@@ -108,6 +119,21 @@ impl Default for Metrics {
         let engine_errors = Family::<EngineErrorLabels, Counter>::default();
         let engine_event_upstreams = Gauge::default();
         let engine_event_subscribers = Gauge::default();
+        let job_claims = Family::<KindLabels, Counter>::default();
+        let jobs_adopted = Counter::default();
+        let lease_losses = Counter::default();
+        let lease_seconds_left = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        // 0.1 ms to about 6.5 s.
+        let notification_lag = Histogram::new(exponential_buckets(0.0001, 2.0, 17));
+        registry.register("job_claims", "Jobs this replica claimed from the queue, by host and kind", job_claims.clone());
+        registry.register("jobs_adopted", "Running jobs of a dead replica (or of the process before a restart) this one ended", jobs_adopted.clone());
+        registry.register("replica_lease_lost", "Times this replica's lease lapsed (several replicas on PostgreSQL)", lease_losses.clone());
+        registry.register("replica_lease_seconds_left", "Seconds left on this replica's lease (several replicas on PostgreSQL)", lease_seconds_left.clone());
+        registry.register(
+            "store_notification_lag_seconds",
+            "From another replica's commit of a job event to this replica's reading of its notification",
+            notification_lag.clone(),
+        );
         registry.register("http_requests", "HTTP requests served", http_requests.clone());
         registry.register("http_request_duration_seconds", "Time to the response head", http_duration.clone());
         registry.register("jobs", "Jobs in the store now, by kind and state", jobs.clone());
@@ -138,6 +164,11 @@ impl Default for Metrics {
             ws_sessions,
             engine_duration,
             engine_errors,
+            job_claims,
+            jobs_adopted,
+            lease_losses,
+            lease_seconds_left,
+            notification_lag,
             engine_event_upstreams,
             engine_event_subscribers,
         }

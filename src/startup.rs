@@ -61,6 +61,33 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_routes().1
 }
 
+/// The job store and audit log the settings name: PostgreSQL (`BERTH_DATABASE_URL`, with
+/// this replica's lease and the other replicas' notices), else SQLite in the data dir.
+async fn open_store(
+    settings: &Settings,
+) -> anyhow::Result<(
+    Arc<dyn crate::store::JobStore>,
+    Arc<dyn crate::store::AuditLog>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<crate::store::Notice>>,
+)> {
+    let Some(url) = &settings.database_url else {
+        let store = Arc::new(
+            SqliteStore::open(&settings.data_dir)
+                .with_context(|| format!("opening the job store in {}", settings.data_dir.display()))?,
+        );
+        return Ok((store.clone(), store, None));
+    };
+    let id = settings.replica_id.clone().unwrap_or_else(crate::store::postgres::replica_name);
+    let url = secrecy::ExposeSecret::expose_secret(url);
+    let store = crate::store::PostgresStore::connect_as(url, settings.database_pool, &id, settings.lease_ttl)
+        .await
+        .context("connecting to BERTH_DATABASE_URL (PostgreSQL)")?;
+    let store = Arc::new(store);
+    tracing::info!(replica = %id, lease_ttl_s = settings.lease_ttl.as_secs_f64(), "job store: PostgreSQL, as one of several replicas");
+    let notices = store.spawn_replication();
+    Ok((store.clone(), store, Some(notices)))
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -120,13 +147,13 @@ impl Application {
             Some(path) => CredentialStore::load(path)?,
             None => CredentialStore::default(),
         };
-        let store = Arc::new(
-            SqliteStore::open(&settings.data_dir)
-                .with_context(|| format!("opening the job store in {}", settings.data_dir.display()))?,
-        );
-        let auditor = web::Data::new(crate::audit::Auditor::new(store.clone()));
+        let (store, audit, notices) = open_store(&settings).await?;
+        let auditor = web::Data::new(crate::audit::Auditor::new(audit));
         auditor.clone().into_inner().spawn_retention(settings.audit_retention);
         let jobs = Jobs::new(&settings, store, fleet.clone(), credentials, metrics.clone())?;
+        if let Some(notices) = notices {
+            jobs.follow_replicas(notices);
+        }
         let event_hubs: std::collections::HashMap<String, _> = fleet
             .hosts()
             .iter()

@@ -152,6 +152,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     checks.extend(futures_util::future::join_all(others).await);
     checks.insert("docker".to_string(), docker);
     checks.insert("store".to_string(), store);
+    // Which store, and this replica's name when several share it.
+    let (backend, replica) = state.jobs.store_backend();
+    checks.insert("store_backend".to_string(), backend.to_string());
+    if let Some(r) = replica {
+        checks.insert("replica".to_string(), r.to_string());
+    }
     let body = HealthView { status: if ready { "ok" } else { "unavailable" }.into(), checks: Some(checks) };
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }

@@ -140,6 +140,10 @@ pub struct Job {
     #[serde(skip)]
     #[schema(ignore)]
     pub spool: Option<String>,
+    /// The Berth replica that claimed it (several replicas on PostgreSQL only); absent
+    /// on the embedded store and while queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// One stored event of a job: what SSE replays.

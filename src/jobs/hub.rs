@@ -118,6 +118,31 @@ impl EventHub {
         }
     }
 
+    /// Does anyone on this replica follow job `job_id`?
+    pub fn is_followed(&self, job_id: &str) -> bool {
+        self.feeds().contains_key(job_id)
+    }
+
+    /// Wake the followers of an event another replica stored: through the job's feed when
+    /// someone here follows it, else (a state change) to the state feed alone, without
+    /// keeping a feed for a job nobody here follows.
+    pub fn publish_remote(&self, kind: JobKind, owner: &str, team: &str, host: &str, event: JobEvent) {
+        if self.is_followed(&event.job_id) {
+            return self.publish(kind, owner, team, host, event);
+        }
+        if event.event == EventName::State {
+            let change = StateChange {
+                job_id: event.job_id.clone(),
+                kind,
+                owner: owner.to_string(),
+                team: team.to_string(),
+                host: host.to_string(),
+                event: Arc::new(event),
+            };
+            let _ = self.states.send(change);
+        }
+    }
+
     /// Drop a job's feed once nobody listens (a follower leaving) and nothing is held.
     pub fn release(&self, job_id: &str) {
         let mut feeds = self.feeds();
@@ -151,6 +176,18 @@ mod tests {
         let states: Vec<u64> = std::iter::from_fn(|| states.try_recv().ok()).map(|c| c.event.seq).collect();
         assert_eq!(states, [1, 2]);
         assert!(hub.feeds().is_empty(), "an ended job's feed is gone");
+    }
+
+    #[test]
+    fn another_replicas_events_reach_followers_and_the_state_feed_without_keeping_feeds() {
+        let hub = EventHub::default();
+        let mut states = hub.subscribe_states();
+        hub.publish_remote(JobKind::Pull, "o", "default", "local", ev(1, EventName::State));
+        assert_eq!(states.try_recv().unwrap().event.seq, 1, "a state change reaches /v1/events");
+        assert!(!hub.is_followed("j1"), "no feed kept for a job nobody here follows");
+        let mut job = hub.subscribe("j1");
+        hub.publish_remote(JobKind::Pull, "o", "default", "local", ev(2, EventName::Log));
+        assert_eq!(job.try_recv().unwrap().seq, 2, "a follower here gets it");
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //!
 //! This layer imports the store, the engine, the domain and the config; never HTTP.
 
+mod cluster;
 pub mod events;
 pub mod executor;
 pub mod hub;
@@ -191,6 +192,11 @@ pub struct Jobs {
     /// Concurrency permits per host and kind (`BERTH_CONCURRENCY_*`, or the host's
     /// `concurrency` table).
     limits: HashMap<QueueKey, Arc<Semaphore>>,
+    /// The same limits as numbers: a claim counts the running jobs of its host and kind
+    /// in the store (across replicas) against them.
+    limit_of: HashMap<QueueKey, usize>,
+    /// A replica whose lease is this old is dead (`BERTH_LEASE_TTL`).
+    lease_ttl: Duration,
     wake: HashMap<QueueKey, Arc<Notify>>,
     running: Mutex<HashMap<String, worker::Running>>,
     /// Cancels that came while a job was claimed but not yet registered as running; taken
@@ -292,6 +298,8 @@ impl Jobs {
             spool_dir,
             credentials,
             limits: queues.iter().map(|(q, n)| (q.clone(), Arc::new(Semaphore::new(*n)))).collect(),
+            limit_of: queues.iter().cloned().collect(),
+            lease_ttl: settings.lease_ttl,
             wake: queues.into_iter().map(|(q, _)| (q, Arc::new(Notify::new()))).collect(),
             running: Mutex::new(HashMap::new()),
             pending_cancels: Mutex::new(HashSet::new()),
@@ -382,7 +390,15 @@ impl Jobs {
             }
         }
         self.metrics.jobs_queued.set(queued as i64);
+        if let Some(left) = self.store.lease_seconds_left() {
+            self.metrics.lease_seconds_left.set(left);
+        }
         Ok(())
+    }
+
+    /// The store's kind (`sqlite`, `postgres`) and this replica's name, if several share it.
+    pub fn store_backend(&self) -> (&'static str, Option<&str>) {
+        (self.store.backend(), self.store.replica())
     }
 
     /// Is the store writable? (for `/readyz`)
@@ -562,12 +578,12 @@ impl Jobs {
                 self.finish(&job, JobState::Canceled, None, None).await;
                 // Lost the race to a dispatcher: it is running now; cancel that.
                 if self.store.get(&job.id).await?.is_some_and(|j| j.state == JobState::Running) {
-                    self.signal(&job.id);
+                    self.signal_anywhere(&job.id).await?;
                     self.wait_terminal(&job.id, Duration::from_secs(10)).await;
                 }
             }
             JobState::Running => {
-                self.signal(&job.id);
+                self.signal_anywhere(&job.id).await?;
                 self.wait_terminal(&job.id, Duration::from_secs(10)).await;
             }
             s => return Err(JobsError::Conflict(format!("The job has already ended ({s})."))),
@@ -578,6 +594,14 @@ impl Jobs {
             self.pending_cancels.lock().unwrap().remove(&now.id);
         }
         Ok(self.view(now))
+    }
+
+    /// Stop a running job here, or ask the replica that runs it to.
+    async fn signal_anywhere(&self, id: &str) -> Result<(), JobsError> {
+        if !self.signal(id) {
+            self.store.request_cancel(id).await?;
+        }
+        Ok(())
     }
 
     async fn wait_terminal(&self, id: &str, max: Duration) {
@@ -677,6 +701,7 @@ impl Jobs {
         let name = data.name();
         match self.store.append_event(&job.id, name, data.to_json()).await {
             Ok(ev) => self.publish(job, ev),
+            Err(StoreError::Fenced(_)) => self.abandon(&job.id),
             Err(e) => tracing::warn!(job_id = %job.id, event = name.as_str(), error = %e, "storing a job event failed"),
         }
     }

@@ -25,21 +25,20 @@ pub(super) struct Running {
     reason: Arc<Mutex<Option<StopReason>>>,
 }
 
+impl Running {
+    /// Stop the job; a reason given before (a user's cancel under way) stays.
+    pub(super) fn stop(&self, reason: StopReason) {
+        self.reason.lock().unwrap().get_or_insert(reason);
+        self.token.cancel();
+    }
+}
+
 impl Jobs {
     /// Recover after a restart, then start one dispatcher per host and kind.
     pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
         self.fail_jobs_of_unknown_hosts().await?;
-        for id in self.store.running_ids().await? {
-            let Some(job) = self.store.get(&id).await? else { continue };
-            let err = JobError {
-                code: ErrorCode::Interrupted,
-                message: "The service stopped while this job was running; it was not resumed.".into(),
-            };
-            self.finish(&job, JobState::Interrupted, None, Some(err)).await;
-            // In the background: a stop may take its timeout, start-up need not wait.
-            let me = self.clone();
-            tokio::spawn(async move { me.stop_orphan(&job).await });
-        }
+        // Never another live replica's: only jobs no live lease holds.
+        self.recover_orphans().await?;
         self.sweep_spool().await?;
         let me = self.clone();
         super::every_hour_before(self.retention, move |cutoff| {
@@ -77,6 +76,7 @@ impl Jobs {
     async fn run_dispatcher_until_stopped(self: Arc<Self>, host: String, kind: JobKind) {
         let key = (host, kind);
         let limit = self.limits[&key].clone();
+        let max_running = self.limit_of[&key];
         let wake = self.wake[&key].clone();
         let (host, is_default) = (key.0.as_str(), key.0 == self.default_host());
         let mut backoff = Duration::from_millis(500);
@@ -89,7 +89,7 @@ impl Jobs {
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.store.claim_next(kind, host, is_default).await {
+            match self.store.claim_next(kind, host, is_default, max_running).await {
                 Ok(Some(job)) if self.stopping.is_cancelled() => {
                     // Claimed as the service stops: back to the queue, to run after the restart.
                     let _ = self.store.transition(&job.id, JobState::Running, JobState::Queued, None, None).await;
@@ -97,6 +97,8 @@ impl Jobs {
                 }
                 Ok(Some(job)) => {
                     backoff = Duration::from_millis(500);
+                    let labels = crate::metrics::KindLabels { kind: kind.as_str().into(), host: host.into() };
+                    self.metrics.job_claims.get_or_create(&labels).inc();
                     let me = self.clone();
                     self.tasks.spawn(async move {
                         me.execute(job).await;
@@ -250,7 +252,7 @@ impl Jobs {
 
     /// An attached run's container lived only for its job: after a crash, stop it (and
     /// remove it when the run asked for `auto_remove`), as a graceful stop would have.
-    async fn stop_orphan(&self, job: &Job) {
+    pub(super) async fn stop_orphan(&self, job: &Job) {
         if job.kind != JobKind::Run || !self.is_sealed(job) {
             return;
         }
@@ -304,17 +306,26 @@ impl Jobs {
     }
 
     /// Tell a running job to stop; one claimed but not yet registered stops as soon as it
-    /// registers.
-    pub(super) fn signal(&self, id: &str) {
+    /// registers. `false` when it does not run here (it may run on another replica).
+    pub(super) fn signal(&self, id: &str) -> bool {
         let running = self.running.lock().unwrap();
         match running.get(id) {
             Some(r) => {
-                r.reason.lock().unwrap().get_or_insert(StopReason::Canceled);
-                r.token.cancel();
+                r.stop(StopReason::Canceled);
+                true
             }
             None => {
                 self.pending_cancels.lock().unwrap().insert(id.to_string());
+                false
             }
+        }
+    }
+
+    /// A job this replica no longer owns (its writes were fenced off): stop running it.
+    pub(super) fn abandon(&self, id: &str) {
+        if let Some(r) = self.running.lock().unwrap().get(id) {
+            tracing::warn!(job_id = id, "another replica took this job over (this replica's lease lapsed); stopping it here");
+            r.stop(StopReason::Shutdown);
         }
     }
 
@@ -323,6 +334,7 @@ impl Jobs {
         self.stopping.cancel();
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
+            self.store.release().await;
             return;
         }
         let ids: Vec<String> = self.running.lock().unwrap().keys().cloned().collect();
@@ -331,11 +343,11 @@ impl Jobs {
             let running = self.running.lock().unwrap();
             for r in running.values() {
                 // A user's cancel that is under way stays a cancel.
-                r.reason.lock().unwrap().get_or_insert(StopReason::Shutdown);
-                r.token.cancel();
+                r.stop(StopReason::Shutdown);
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.tasks.wait()).await;
+        self.store.release().await;
     }
 }
 

@@ -29,6 +29,39 @@ pub enum StoreError {
     Corrupt(String),
     #[error("job store task failed: {0}")]
     Join(String),
+    /// The job is not this replica's (any more): another replica adopted it after this
+    /// one's lease lapsed. Nothing was written.
+    #[error("job {0} is not this replica's any more (its lease lapsed and another replica took the job over)")]
+    Fenced(String),
+}
+
+/// A wake-up from another replica (PostgreSQL `LISTEN/NOTIFY`): ids only, never payloads;
+/// what changed is read from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// A job of `host` and `kind` was queued, or one ended (a slot freed): that queue's
+    /// dispatcher may claim. `host` is empty for rows from before jobs had a host.
+    Queue { host: String, kind: JobKind },
+    /// Another replica stored event `seq` (`event`) of job `job_id`; `lag`: from its
+    /// commit to this replica's reading of it.
+    Event { job_id: String, seq: u64, event: EventName, lag: std::time::Duration },
+    /// Someone asked to cancel job `job_id`: the replica running it stops it.
+    Cancel { job_id: String },
+    /// The listener (re)connected: notices may have been missed; look at every queue.
+    Resync,
+    /// This replica's lease lapsed (the database was out of reach, or the process was
+    /// paused): its running jobs are no longer its own. It holds a new lease now.
+    LeaseLost,
+}
+
+/// A job whose runner is gone, now this process's to end: a `running` job of a replica
+/// whose lease lapsed (or, on SQLite, of the process before a restart), or a queued build
+/// whose context only that replica held.
+#[derive(Debug)]
+pub struct Orphan {
+    pub job: Job,
+    /// The replica that held it; `None` on the embedded store.
+    pub replica: Option<String>,
 }
 
 /// How a job ends: `from` -> `to` (terminal), its result or error, and the last
@@ -69,8 +102,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// Newest first; `true` when `max_bytes` cut the list short of `limit`.
     async fn list(&self, filter: JobFilter) -> Result<(Vec<Job>, bool), StoreError>;
     /// Oldest queued job of `kind` on `host`, now `running` (`is_default`: rows without a
-    /// host are the default host's).
-    async fn claim_next(&self, kind: JobKind, host: &str, is_default: bool) -> Result<Option<Job>, StoreError>;
+    /// host are the default host's), unless `limit` jobs of that host and kind run already
+    /// (across every replica sharing the store).
+    async fn claim_next(&self, kind: JobKind, host: &str, is_default: bool, limit: usize) -> Result<Option<Job>, StoreError>;
     /// `from` -> `to` with result/error; false when the job was not in `from`.
     async fn transition(
         &self,
@@ -97,8 +131,28 @@ pub trait JobStore: Send + Sync + 'static {
     async fn delete_finished(&self, id: &str) -> Result<Option<Option<String>>, StoreError>;
     /// Forget jobs that finished before `cutoff` (RFC 3339), with their events; how many.
     async fn delete_finished_before(&self, cutoff: &str) -> Result<usize, StoreError>;
-    /// Jobs left `running` by a dead process.
-    async fn running_ids(&self) -> Result<Vec<String>, StoreError>;
+    /// Jobs whose runner is gone, taken over by this process to end them: at start on
+    /// SQLite, every `running` job (the process before this one left them); on
+    /// PostgreSQL, those of replicas whose lease lapsed (never a live replica's), and
+    /// queued builds whose spooled context only such a replica held.
+    async fn orphans(&self) -> Result<Vec<Orphan>, StoreError>;
+    /// Ask whichever replica runs job `id` to stop it (PostgreSQL: a notification; one
+    /// process: nothing to do, the caller signals it).
+    async fn request_cancel(&self, _id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Give up this replica's lease at shutdown, so the others take over at once.
+    async fn release(&self) {}
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// This replica's name, when several share the store.
+    fn replica(&self) -> Option<&str> {
+        None
+    }
+    /// Seconds left on this replica's lease, when several share the store.
+    fn lease_seconds_left(&self) -> Option<f64> {
+        None
+    }
     async fn count_queued(&self) -> Result<usize, StoreError>;
     /// How many jobs there are of each kind in each state on each host (`""`: rows from
     /// before jobs had a host; triples with none left out).

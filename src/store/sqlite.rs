@@ -125,6 +125,7 @@ fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
         spool: row.get(14)?,
         team: row.get::<_, Option<String>>(15)?.unwrap_or_else(|| DEFAULT_TEAM.to_string()),
         host: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+        replica: None,
     })
 }
 
@@ -338,9 +339,18 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn claim_next(&self, kind: JobKind, host: &str, is_default: bool) -> Result<Option<Job>, StoreError> {
+    async fn claim_next(&self, kind: JobKind, host: &str, is_default: bool, limit: usize) -> Result<Option<Job>, StoreError> {
         let host = host.to_string();
         self.with(move |conn| {
+            // One writer: the count and the claim cannot interleave with another claim.
+            let running: i64 = conn.query_row(
+                "SELECT count(*) FROM jobs WHERE state = 'running' AND kind = ?1 AND (host = ?2 OR (?3 AND host IS NULL))",
+                params![kind.as_str(), host, is_default],
+                |r| r.get(0),
+            )?;
+            if running as usize >= limit {
+                return Ok(None);
+            }
             let id: Option<String> = conn
                 .query_row(
                     "UPDATE jobs SET state = 'running', started_at = ?2
@@ -520,13 +530,18 @@ impl JobStore for SqliteStore {
         .await
     }
 
-    async fn running_ids(&self) -> Result<Vec<String>, StoreError> {
+    async fn orphans(&self) -> Result<Vec<super::Orphan>, StoreError> {
+        // One process per file: at start, whatever is `running` was the last process's.
         self.read(|conn| {
-            let mut stmt = conn.prepare("SELECT id FROM jobs WHERE state = 'running' ORDER BY id")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+            let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM jobs WHERE state = 'running' ORDER BY id"))?;
+            let rows = stmt.query_map([], job_from_row)?;
+            Ok(rows.map(|j| j.map(|job| super::Orphan { job, replica: None })).collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
     }
 
     async fn count_queued(&self) -> Result<usize, StoreError> {
@@ -668,13 +683,13 @@ mod tests {
         store.with({ let old = old.clone(); move |c| Ok(c.execute("UPDATE jobs SET host = NULL WHERE id = ?1", [old])?) }).await.unwrap();
         assert_eq!(store.get(&old).await.unwrap().unwrap().host, "");
         // B's queue gives B's job only, though A's is older.
-        let c = store.claim_next(JobKind::Pull, "b", false).await.unwrap().unwrap();
+        let c = store.claim_next(JobKind::Pull, "b", false, usize::MAX).await.unwrap().unwrap();
         assert_eq!(c.id, on_b.id);
-        assert!(store.claim_next(JobKind::Pull, "b", false).await.unwrap().is_none());
+        assert!(store.claim_next(JobKind::Pull, "b", false, usize::MAX).await.unwrap().is_none());
         // The default host's queue takes its own and the hostless rows; another host none of them.
-        assert!(store.claim_next(JobKind::Pull, "c", false).await.unwrap().is_none());
-        assert_eq!(store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap().id, on_a.id);
-        assert_eq!(store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap().id, old);
+        assert!(store.claim_next(JobKind::Pull, "c", false, usize::MAX).await.unwrap().is_none());
+        assert_eq!(store.claim_next(JobKind::Pull, "a", true, usize::MAX).await.unwrap().unwrap().id, on_a.id);
+        assert_eq!(store.claim_next(JobKind::Pull, "a", true, usize::MAX).await.unwrap().unwrap().id, old);
         // Lists filter by host; the default's includes the hostless rows.
         let list = |host: &str, host_is_default| {
             store.list(JobFilter { limit: 10, host: Some(host.into()), host_is_default, ..Default::default() })

@@ -29,6 +29,7 @@ pub(crate) async fn run(store: Arc<dyn JobStore>, audit: Arc<dyn AuditLog>) {
     concurrent_claims_take_each_job_once(store.clone()).await;
     concurrent_writers_of_one_job_get_distinct_sequence_numbers(store.clone()).await;
     the_queue_bound_and_keys_hold_under_concurrent_inserts(store.clone()).await;
+    claims_hold_the_concurrency_limit(store.clone()).await;
     the_audit_log_records_filters_and_forgets(&*audit).await;
 }
 
@@ -36,13 +37,14 @@ pub(crate) async fn run(store: Arc<dyn JobStore>, audit: Arc<dyn AuditLog>) {
 async fn drain(store: &dyn JobStore) {
     for kind in JobKind::ALL {
         for host in ["a", "b"] {
-            while let Some(j) = store.claim_next(*kind, host, true).await.unwrap() {
+            while let Some(j) = store.claim_next(*kind, host, true, usize::MAX).await.unwrap() {
                 store.transition(&j.id, JobState::Running, JobState::Canceled, None, None).await.unwrap();
             }
         }
     }
-    for id in store.running_ids().await.unwrap() {
-        store.transition(&id, JobState::Running, JobState::Canceled, None, None).await.unwrap();
+    let (running, _) = store.list(JobFilter { limit: 1000, state: Some(JobState::Running), ..Default::default() }).await.unwrap();
+    for j in running {
+        store.transition(&j.id, JobState::Running, JobState::Canceled, None, None).await.unwrap();
     }
     store.delete_finished_before("9999-12-31T00:00:00Z").await.unwrap();
     assert_eq!(store.count_queued().await.unwrap(), 0);
@@ -58,7 +60,7 @@ pub(crate) async fn queue_lifecycle_and_races(store: &dyn JobStore) {
     assert!(matches!(store.insert(&new_id(), new_job("carol", None), 2).await.unwrap(), Inserted::QueueFull));
 
     // FIFO within a kind; a claimed job cannot be claimed twice.
-    let c = store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap();
+    let c = store.claim_next(JobKind::Pull, "a", true, usize::MAX).await.unwrap().unwrap();
     assert_eq!(c.id, a.id);
     assert_eq!(c.state, JobState::Running);
     assert!(!store.transition(&a.id, JobState::Queued, JobState::Canceled, None, None).await.unwrap());
@@ -95,7 +97,7 @@ pub(crate) async fn queue_lifecycle_and_races(store: &dyn JobStore) {
     assert_eq!(store.delete_finished_before(far_future).await.unwrap(), 0, "b is still queued");
     assert!(store.get(&b.id).await.unwrap().is_some());
     // A finished job past the cutoff goes, with its events.
-    let c = store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap();
+    let c = store.claim_next(JobKind::Pull, "a", true, usize::MAX).await.unwrap().unwrap();
     assert_eq!(c.id, b.id);
     assert!(store.transition(&c.id, JobState::Running, JobState::Failed, None, None).await.unwrap());
     store.append_event(&c.id, EventName::End, serde_json::json!({"state": "failed"})).await.unwrap();
@@ -106,7 +108,7 @@ pub(crate) async fn queue_lifecycle_and_races(store: &dyn JobStore) {
 
 pub(crate) async fn the_end_of_a_job_is_one_transaction(store: &dyn JobStore) {
     let Inserted::New(a) = store.insert(&new_id(), new_job("alice", None), 10).await.unwrap() else { panic!() };
-    let job = store.claim_next(JobKind::Pull, "a", true).await.unwrap().unwrap();
+    let job = store.claim_next(JobKind::Pull, "a", true, usize::MAX).await.unwrap().unwrap();
     assert_eq!(job.authority, Some(Role::Operator), "the submitter's role is recorded");
     let events = vec![(EventName::State, serde_json::json!({"state": "succeeded"})), (EventName::End, serde_json::json!({"state": "succeeded"}))];
     let end = |to, events| JobEnd { from: JobState::Running, to, result: Some(serde_json::json!({"ok": 1})), error: None, events };
@@ -125,9 +127,9 @@ async fn hosts_have_their_own_queues(store: &dyn JobStore) {
     let Inserted::New(on_a) = store.insert(&new_id(), new_job("alice", None), 10).await.unwrap() else { panic!() };
     let Inserted::New(on_b) = store.insert(&new_id(), NewJob { host: "b".into(), ..new_job("alice", None) }, 10).await.unwrap() else { panic!() };
     assert_eq!((on_a.host.as_str(), on_b.host.as_str()), ("a", "b"));
-    assert_eq!(store.claim_next(JobKind::Pull, "b", false).await.unwrap().unwrap().id, on_b.id, "B's own, though A's is older");
-    assert!(store.claim_next(JobKind::Pull, "b", false).await.unwrap().is_none());
-    assert!(store.claim_next(JobKind::Push, "a", true).await.unwrap().is_none(), "another kind's queue");
+    assert_eq!(store.claim_next(JobKind::Pull, "b", false, usize::MAX).await.unwrap().unwrap().id, on_b.id, "B's own, though A's is older");
+    assert!(store.claim_next(JobKind::Pull, "b", false, usize::MAX).await.unwrap().is_none());
+    assert!(store.claim_next(JobKind::Push, "a", true, usize::MAX).await.unwrap().is_none(), "another kind's queue");
     let list = |host: &str| store.list(JobFilter { limit: 10, host: Some(host.into()), ..Default::default() });
     let ids = |jobs: Vec<crate::domain::job::Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
     assert_eq!(ids(list("b").await.unwrap().0), [on_b.id]);
@@ -150,7 +152,7 @@ async fn concurrent_claims_take_each_job_once(store: Arc<dyn JobStore>) {
         let store = store.clone();
         tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(j) = store.claim_next(JobKind::Pull, "a", true).await.unwrap() {
+            while let Some(j) = store.claim_next(JobKind::Pull, "a", true, usize::MAX).await.unwrap() {
                 got.push(j.id);
             }
             got
@@ -210,6 +212,33 @@ async fn the_queue_bound_and_keys_hold_under_concurrent_inserts(store: Arc<dyn J
     assert!(existing >= 1 && new >= 2, "one key made one job; the rest got it back ({new} new, {existing} existing, {full} full)");
     let (keyed, _) = store.list(JobFilter { limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(keyed.iter().filter(|j| j.idempotency_key.as_deref() == Some("same-key")).count(), 1);
+    drain(&*store).await;
+}
+
+/// Claims stop at the limit of running jobs of a host and kind (counted in the store, so
+/// across every replica that shares it), and go on once one ends; claimers racing for the
+/// last slot never overshoot it.
+async fn claims_hold_the_concurrency_limit(store: Arc<dyn JobStore>) {
+    drain(&*store).await;
+    for _ in 0..12 {
+        let Inserted::New(_) = store.insert(&new_id(), new_job("alice", None), 1000).await.unwrap() else { panic!() };
+    }
+    let first = store.claim_next(JobKind::Pull, "a", true, 2).await.unwrap().unwrap();
+    assert!(store.claim_next(JobKind::Pull, "a", true, 2).await.unwrap().is_some());
+    assert!(store.claim_next(JobKind::Pull, "a", true, 2).await.unwrap().is_none(), "two run: the limit");
+    assert!(store.claim_next(JobKind::Pull, "a", true, 3).await.unwrap().is_some(), "a higher limit has room");
+    assert!(store.transition(&first.id, JobState::Running, JobState::Succeeded, None, None).await.unwrap());
+    assert!(store.claim_next(JobKind::Pull, "a", true, 3).await.unwrap().is_some(), "one ended: a slot is free");
+    // Eight claimers racing with a limit of 5 (3 run): 2 more claims in all.
+    let claimers = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_next(JobKind::Pull, "a", true, 5).await.unwrap().is_some() })
+    });
+    let mut won = 0;
+    for c in claimers.collect::<Vec<_>>() {
+        won += c.await.unwrap() as usize;
+    }
+    assert_eq!(won, 2, "the limit holds under concurrent claims");
     drain(&*store).await;
 }
 
