@@ -42,3 +42,4 @@ mod teams_images;
 mod ws;
 mod teams_jobs;
 mod watch;
+mod replicas;
