@@ -99,6 +99,9 @@ pub struct Sessions {
     streams: SubjectSlots,
     idle_timeout: Duration,
     execs: Arc<Mutex<HashMap<String, ExecRecord>>>,
+    /// Several replicas share the job store: exec instances (in memory) are each
+    /// replica's own, and a 404 says so.
+    several_replicas: bool,
 }
 
 /// Slots each subject may hold at once: a count per subject, taken by
@@ -170,6 +173,7 @@ impl Sessions {
             streams: SubjectSlots::new(settings.bounds.max_streams_per_subject),
             idle_timeout: settings.ws_idle_timeout,
             execs: Arc::default(),
+            several_replicas: settings.database_url.is_some(),
         }
     }
 
@@ -262,9 +266,15 @@ impl Sessions {
     /// id for this caller (admins may start anyone's), 409 `conflict` when it was started.
     pub fn claim_exec(&self, id: &str, who: &Principal) -> Result<ExecClaim, SessionError> {
         let mut execs = self.execs.lock().expect("exec registry lock");
+        let elsewhere = if self.several_replicas {
+            " Exec instances live in the Berth replica that created them: with several replicas, \
+             send the create and the WebSocket to the same replica (a sticky route at the proxy)."
+        } else {
+            ""
+        };
         let not_found = || {
             SessionError::new(ErrorCode::NotFound, format!(
-                "No exec instance `{id}` of yours: create one with POST /v1/containers/{{id}}/exec (it can be started once, by its creator, within an hour)."
+                "No exec instance `{id}` of yours: create one with POST /v1/containers/{{id}}/exec (it can be started once, by its creator, within an hour).{elsewhere}"
             ))
         };
         let record = execs.get_mut(id).ok_or_else(not_found)?;

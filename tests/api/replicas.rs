@@ -392,3 +392,23 @@ async fn a_killed_replica_s_jobs_end_interrupted_and_its_queue_runs_on_the_survi
     let listed = b.get(&format!("/v1/jobs?limit=100"), Role::Operator).send().await.unwrap().json::<Value>().await.unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 4, "no job lost, none made twice: {listed}");
 }
+
+/// Exec instances are in the memory of the replica that created them: another replica
+/// answers 404 and says where it lives; the one that made it still starts it.
+#[actix_web::test]
+async fn an_exec_instance_is_its_replica_s_and_another_says_so() {
+    let db = TestDb::new().await;
+    let a = replica(&db, &unique("replica-a"), 8, 100).await;
+    let b = replica(&db, &unique("replica-b"), 8, 100).await;
+    let mut cleanup = crate::helpers::Cleanup::default();
+    let name = unique("exec-replicas");
+    crate::helpers::run_container(&mut cleanup, &name, "sleep 60", &[]);
+    let res = a.post(&format!("/v1/containers/{name}/exec"), Role::Operator).json(&json!({"cmd": ["true"]})).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let on_b = crate::ws::handshake_get(&b, &format!("/v1/exec/{id}/ws")).bearer_auth(b.token(Role::Operator)).send().await.unwrap();
+    let problem = assert_problem(on_b, 404, "not_found").await;
+    assert!(problem["detail"].as_str().unwrap().contains("same replica"), "{problem}");
+    let on_a = crate::ws::handshake_get(&a, &format!("/v1/exec/{id}/ws")).bearer_auth(a.token(Role::Operator)).send().await.unwrap();
+    assert_eq!(on_a.status(), 101, "the replica that made it starts it");
+}
