@@ -386,7 +386,16 @@ impl Settings {
             }
             s.metrics_token = Some(SecretString::from(token.to_string()));
         }
-        if let Some(url) = get("BERTH_DATABASE_URL") {
+        let url = match (get("BERTH_DATABASE_URL"), get("BERTH_DATABASE_URL_FILE")) {
+            (Some(_), Some(_)) => bail!("both BERTH_DATABASE_URL and BERTH_DATABASE_URL_FILE are set; set one"),
+            (Some(url), None) => Some(url),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading BERTH_DATABASE_URL_FILE {path}"))?;
+                Some(text.trim().to_string())
+            }
+            (None, None) => None,
+        };
+        if let Some(url) = url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 bail!("BERTH_DATABASE_URL must be a PostgreSQL URL (`postgres://user:password@host:5432/db`); unset it for the embedded SQLite store");
             }
@@ -522,6 +531,25 @@ mod tests {
         assert!(both.unwrap_err().to_string().contains("BERTH_JWT_SECRET_FILE"));
         let missing = Settings::from_lookup(env(&[("BERTH_JWT_SECRET_FILE", "/nonexistent/berth")])).unwrap_err();
         assert!(format!("{missing:#}").contains("/nonexistent/berth"));
+    }
+
+    #[test]
+    fn the_database_url_is_postgres_and_may_come_from_a_file() {
+        let key = ("BERTH_JWT_SECRET", "0123456789abcdef0123");
+        let s = Settings::from_lookup(env(&[key])).unwrap();
+        assert!(s.database_url.is_none(), "SQLite by default");
+        assert_eq!(s.lease_ttl, Duration::from_secs(30));
+        let err = Settings::from_lookup(env(&[key, ("BERTH_DATABASE_URL", "mysql://x/y")])).unwrap_err().to_string();
+        assert!(err.contains("PostgreSQL URL"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://berth:pw@db:5432/berth\n").unwrap();
+        let s = Settings::from_lookup(env(&[key, ("BERTH_DATABASE_URL_FILE", file.to_str().unwrap()), ("BERTH_LEASE_TTL", "5s")])).unwrap();
+        let url = secrecy::ExposeSecret::expose_secret(s.database_url.as_ref().unwrap()).to_string();
+        assert_eq!(url, "postgres://berth:pw@db:5432/berth");
+        assert_eq!(s.lease_ttl, Duration::from_secs(5));
+        assert!(Settings::from_lookup(env(&[key, ("BERTH_LEASE_TTL", "0")])).is_err(), "a lease of 0 is refused");
+        assert!(Settings::from_lookup(env(&[key, ("BERTH_REPLICA_ID", "a b")])).is_err());
     }
 
     #[test]
