@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,6 +43,19 @@ enum Command {
     /// canceled or interrupted, 2 usage or connection errors); `--events`: every job's
     /// state changes.
     Watch(watch::WatchArgs),
+    /// Copy the SQLite job store (jobs, their events, the audit log) into PostgreSQL, to go
+    /// from one process to several replicas. Stop the server first. Running jobs are copied
+    /// as running: the first replica to start adopts them and ends them `interrupted`.
+    /// Queued builds need their spooled context at the same path. Safe to run again: it
+    /// copies only the rows PostgreSQL lacks, then checks that every row is there.
+    Migrate {
+        /// The database to copy into: postgres://user[:password]@host[:port]/database.
+        #[arg(long, env = "BERTH_DATABASE_URL", hide_env_values = true)]
+        to: String,
+        /// The data dir whose berth.db is copied.
+        #[arg(long, env = "BERTH_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -73,6 +87,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Watch(_) => unreachable!("handled in main"),
+        Command::Migrate { to, data_dir } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let report = runtime.block_on(berth::store::migrate::migrate(&data_dir, &to))?;
+            print!("{report}");
+            Ok(report.verified()?)
+        }
         Command::Serve => {
             let settings = Settings::from_env()?;
             berth::telemetry::init(settings.log_format);

@@ -4,6 +4,7 @@
 //! replicas later; [`sqlite::SqliteStore`] is the embedded default. This layer imports
 //! the domain's types and nothing above it.
 
+pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]

@@ -995,7 +995,7 @@ impl AuditLog for PostgresStore {
 
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A database of its own on the test cluster (`BERTH_TEST_DATABASE_URL`, default the
@@ -1137,6 +1137,9 @@ mod tests {
         let b = std::sync::Arc::new(PostgresStore::connect_as(&db.url, 4, "replica-b", std::time::Duration::from_secs(30)).await.unwrap());
         let mut on_b = b.spawn_replication();
         let mut on_a = a.spawn_replication();
+        // Both listen once they say so (a resync); only then is nothing missed.
+        notices_until(&mut on_b, |n| *n == Notice::Resync).await;
+        notices_until(&mut on_a, |n| *n == Notice::Resync).await;
         let Inserted::New(j) = a.insert(&new_id(), new_job("alice", None), 10).await.unwrap() else { panic!() };
         let got = notices_until(&mut on_b, |n| matches!(n, Notice::Event { .. })).await;
         let Some(Notice::Event { job_id, seq, event, lag }) = got.last() else { panic!("{got:?}") };

@@ -1,5 +1,6 @@
 //! The binary's commands: `serve` refuses to start without a key (and says how to set
-//! one), `token` prints a token the service accepts, `openapi` prints the spec.
+//! one), `token` prints a token the service accepts, `openapi` prints the spec, `migrate`
+//! refuses what it cannot copy.
 
 use std::process::Command;
 
@@ -51,4 +52,23 @@ fn openapi_prints_the_committed_spec() {
         serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).unwrap())
             .unwrap();
     assert_eq!(printed, committed);
+}
+
+/// `migrate` refuses a `--to` that is not PostgreSQL's, and a data dir without a store
+/// (naming where it looked), with exit code 1 and before touching any database.
+#[test]
+fn migrate_refuses_a_url_that_is_not_postgres_and_a_missing_store() {
+    let out = berth().args(["migrate", "--to", "not-a-url"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("berth: `not-a-url` is not a PostgreSQL URL") && err.contains("postgres://"), "{err}");
+
+    let out = berth()
+        .args(["migrate", "--to", "postgres://berth@127.0.0.1:55432/postgres", "--data-dir", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no SQLite store at /nonexistent/berth.db"), "{err}");
+    assert!(!err.contains("panicked") && out.stdout.is_empty(), "{err}");
 }
