@@ -144,6 +144,25 @@ async fn a_job_on_one_replica_is_followed_live_and_resumed_on_the_other() {
         .await;
     let states_seen: Vec<&str> = seen.iter().filter(|(_, _, d)| d["job_id"] == id.as_str()).map(|(_, _, d)| d["state"].as_str().unwrap()).collect();
     assert!(states_seen.ends_with(&["running", "succeeded"]), "{states_seen:?}");
+    // Readiness names the store and the replica; metrics show the lease, claims and lag.
+    let ready: Value = reqwest::get(follows.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["checks"]["store_backend"], "postgres", "{ready}");
+    assert_ne!(ready["checks"]["replica"], runner.as_str(), "{ready}");
+    let scrape = |app: &TestApp| {
+        let req = app.get("/metrics", Role::Admin);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let value = |text: &str, family: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(family))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    let follower = scrape(follows).await;
+    assert!(value(&follower, "berth_store_notification_lag_seconds_count") >= 6.0, "one per event it read");
+    assert!(value(&follower, "berth_replica_lease_seconds_left") > 0.0);
+    let claims = scrape(runs).await;
+    assert!(value(&claims, "berth_job_claims_total{") >= 1.0, "the runner counted its claim");
 }
 
 /// 200 jobs submitted alternately to two replicas sharing a run limit of 3: each runs once
