@@ -98,15 +98,7 @@ impl EventHub {
             feed.next = Some(ev.seq + 1);
             let _ = feed.tx.send(ev.clone());
             if ev.event == EventName::State {
-                let change = StateChange {
-                    job_id: ev.job_id.clone(),
-                    kind,
-                    owner: owner.to_string(),
-                    team: team.to_string(),
-                    host: host.to_string(),
-                    event: ev.clone(),
-                };
-                let _ = self.states.send(change);
+                self.send_state(kind, owner, team, host, ev.clone());
             }
             if ev.is_end() {
                 ended = Some(ev.job_id.clone());
@@ -131,16 +123,21 @@ impl EventHub {
             return self.publish(kind, owner, team, host, event);
         }
         if event.event == EventName::State {
-            let change = StateChange {
-                job_id: event.job_id.clone(),
-                kind,
-                owner: owner.to_string(),
-                team: team.to_string(),
-                host: host.to_string(),
-                event: Arc::new(event),
-            };
-            let _ = self.states.send(change);
+            self.send_state(kind, owner, team, host, Arc::new(event));
         }
+    }
+
+    /// A state change to the `/v1/events` feed.
+    fn send_state(&self, kind: JobKind, owner: &str, team: &str, host: &str, event: Arc<JobEvent>) {
+        let change = StateChange {
+            job_id: event.job_id.clone(),
+            kind,
+            owner: owner.to_string(),
+            team: team.to_string(),
+            host: host.to_string(),
+            event,
+        };
+        let _ = self.states.send(change);
     }
 
     /// Drop a job's feed once nobody listens (a follower leaving) and nothing is held.

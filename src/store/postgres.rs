@@ -994,51 +994,58 @@ impl AuditLog for PostgresStore {
 }
 
 
+/// A throwaway database on a PostgreSQL cluster, for tests and benchmarks: made on
+/// [`ScratchDb::new`] on the cluster at `BERTH_TEST_DATABASE_URL` (default the one
+/// `scripts/test-env.sh` starts), dropped (with its connections) when dropped.
+#[doc(hidden)]
+pub struct ScratchDb {
+    admin: String,
+    name: String,
+    /// The URL of the new database.
+    pub url: String,
+}
+
+impl ScratchDb {
+    pub async fn new() -> Self {
+        let admin = std::env::var("BERTH_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://berth@127.0.0.1:55432/postgres".into());
+        let name = format!("berth_test_{}", crate::store::new_id().to_lowercase());
+        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (scripts/test-env.sh starts it): {e}"));
+        let driver = tokio::spawn(conn);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        drop(client);
+        let _ = driver.await;
+        let url = match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("BERTH_TEST_DATABASE_URL names no database: {admin}"),
+        };
+        ScratchDb { admin, name, url }
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // On a thread of its own: the caller's runtime may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// A database of its own on the test cluster (`BERTH_TEST_DATABASE_URL`, default the
-    /// one `scripts/test-env.sh` starts), dropped when the test ends.
-    pub(crate) struct TestDb {
-        admin: String,
-        name: String,
-        pub url: String,
-    }
-
-    impl TestDb {
-        pub(crate) async fn new() -> Self {
-            let admin = std::env::var("BERTH_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://berth@127.0.0.1:55432/postgres".into());
-            let name = format!("berth_test_{}", crate::store::new_id().to_lowercase());
-            let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-                .await
-                .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (scripts/test-env.sh starts it): {e}"));
-            tokio::spawn(conn);
-            client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-            let url = match admin.rsplit_once('/') {
-                Some((base, _)) => format!("{base}/{name}"),
-                None => panic!("BERTH_TEST_DATABASE_URL names no database: {admin}"),
-            };
-            TestDb { admin, name, url }
-        }
-    }
-
-    impl Drop for TestDb {
-        fn drop(&mut self) {
-            let (admin, name) = (self.admin.clone(), self.name.clone());
-            // On a thread of its own: the test's runtime is shutting down.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async move {
-                    if let Ok((client, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
-                        tokio::spawn(conn);
-                        let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                    }
-                })
-            })
-            .join();
-        }
-    }
+    pub(crate) use super::ScratchDb as TestDb;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn passes_the_store_suite() {

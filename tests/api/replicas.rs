@@ -13,45 +13,9 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::helpers::{BASE_IMAGE, TEST_SECRET, TestApp, assert_problem, docker, docker_quiet, read_sse, spawn_app_with, unique};
-use crate::jobs::{assert_sequenced_and_ended, get_job, log_texts, states, submit};
+use crate::jobs::{assert_sequenced_and_ended, get_job, log_texts, states, submit, wait_until};
 
-/// A database of its own on the test cluster (`BERTH_TEST_DATABASE_URL`, default the one
-/// `scripts/test-env.sh` starts), dropped at the end.
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn new() -> Self {
-        let admin = std::env::var("BERTH_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://berth@127.0.0.1:55432/postgres".into());
-        let name = format!("berth_replicas_{}", uuid::Uuid::new_v4().simple());
-        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (scripts/test-env.sh starts it): {e}"));
-        actix_web::rt::spawn(conn);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        TestDb { admin, name, url }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                if let Ok((client, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                }
-            })
-        })
-        .join();
-    }
-}
+use berth::store::postgres::ScratchDb as TestDb;
 
 /// A replica on `db`, in this process, named `name`.
 async fn replica(db: &TestDb, name: &str, run_limit: usize, capacity: usize) -> TestApp {
@@ -86,19 +50,6 @@ fn run_body(label: &str, script: &str, detach: bool) -> Value {
     json!({"image": BASE_IMAGE, "cmd": ["sh", "-c", script], "detach": detach, "labels": {"test.berth": label}})
 }
 
-/// Poll job `id` on `app` until `pred` holds; panics after `max`.
-async fn wait_for(app: &TestApp, id: &str, max: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + max;
-    loop {
-        let job = get_job(app, id).await;
-        if pred(&job) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id}: not {what} after {max:?}: {job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn ended(job: &Value) -> bool {
     !["queued", "running"].contains(&job["state"].as_str().unwrap())
 }
@@ -119,7 +70,7 @@ async fn a_job_on_one_replica_is_followed_live_and_resumed_on_the_other() {
     let script = "for i in 1 2 3 4 5 6; do echo line$i; sleep 0.3; done";
     let job = submit(&a, "/v1/containers", &run_body(&label, script, false), Role::Operator).await;
     let id = job["id"].as_str().unwrap().to_string();
-    let running = wait_for(&a, &id, Duration::from_secs(30), "running", |j| j["state"] == "running").await;
+    let running = wait_until(&a, &id, Duration::from_secs(30), "running", |j| j["state"] == "running").await;
     let runner = running["replica"].as_str().expect("a claimed job names its replica").to_string();
     assert!([&name_a, &name_b].contains(&&runner), "{running}");
     // Follow it live through the replica that does not run it.
@@ -186,7 +137,7 @@ async fn two_hundred_jobs_run_once_each_within_the_limit_across_replicas() {
     let mut jobs = Vec::new();
     for id in &ids {
         let app = if jobs.len() % 2 == 0 { &a } else { &b };
-        jobs.push(wait_for(app, id, Duration::from_secs(300), "ended", ended).await);
+        jobs.push(wait_until(app, id, Duration::from_secs(300), "ended", ended).await);
     }
     let mut by_replica: HashMap<String, usize> = HashMap::new();
     let mut containers = HashSet::new();
@@ -233,7 +184,7 @@ async fn the_queue_bound_idempotency_keys_and_cancels_hold_across_replicas() {
     // One runs (the limit is 1 in all), two wait: the queue (2) is full for both replicas.
     let long = submit(&a, "/v1/containers", &run_body(&label, "sleep 300", false), Role::Operator).await;
     let long = long["id"].as_str().unwrap().to_string();
-    let running = wait_for(&b, &long, Duration::from_secs(30), "running", |j| j["state"] == "running").await;
+    let running = wait_until(&b, &long, Duration::from_secs(30), "running", |j| j["state"] == "running").await;
     let q1 = submit(&b, "/v1/containers", &run_body(&label, "true", false), Role::Operator).await;
     let q2 = submit(&a, "/v1/containers", &run_body(&label, "true", false), Role::Operator).await;
     let full = b.post("/v1/containers", Role::Operator).json(&run_body(&label, "true", false)).send().await.unwrap();
@@ -268,11 +219,11 @@ async fn the_queue_bound_idempotency_keys_and_cancels_hold_across_replicas() {
     let started = Instant::now();
     let res = other_replica.post(&format!("/v1/jobs/{long}/cancel"), Role::Operator).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let job = wait_for(&a, &long, Duration::from_secs(15), "ended", ended).await;
+    let job = wait_until(&a, &long, Duration::from_secs(15), "ended", ended).await;
     assert_eq!(job["state"], "canceled", "{job}");
     assert!(started.elapsed() < Duration::from_secs(15), "the cancel crossed replicas in {:?}", started.elapsed());
     // The keyed job runs now that the slot is free.
-    let keyed = wait_for(&b, first["id"].as_str().unwrap(), Duration::from_secs(60), "ended", ended).await;
+    let keyed = wait_until(&b, first["id"].as_str().unwrap(), Duration::from_secs(60), "ended", ended).await;
     assert_eq!(keyed["state"], "succeeded", "{keyed}");
 }
 
@@ -355,7 +306,7 @@ async fn a_killed_replica_s_jobs_end_interrupted_and_its_queue_runs_on_the_survi
     let name_b = unique("replica-b");
     let b = replica(&db, &name_b, 2, 100).await;
     for id in &long {
-        let job = wait_for(&b, id, Duration::from_secs(30), "running on A with its container", |j| {
+        let job = wait_until(&b, id, Duration::from_secs(30), "running on A with its container", |j| {
             j["state"] == "running" && j["result"]["container_id"].is_string()
         })
         .await;
@@ -369,7 +320,7 @@ async fn a_killed_replica_s_jobs_end_interrupted_and_its_queue_runs_on_the_survi
 
     let mut interrupted = Vec::new();
     for id in &long {
-        interrupted.push(wait_for(&b, id, Duration::from_secs(20), "ended", ended).await);
+        interrupted.push(wait_until(&b, id, Duration::from_secs(20), "ended", ended).await);
     }
     let took = killed.elapsed();
     eprintln!("a dead replica's jobs were interrupted {took:?} after SIGKILL (BERTH_LEASE_TTL=2s)");
@@ -388,7 +339,7 @@ async fn a_killed_replica_s_jobs_end_interrupted_and_its_queue_runs_on_the_survi
         }
     }
     for id in &short {
-        let job = wait_for(&b, id, Duration::from_secs(60), "ended", ended).await;
+        let job = wait_until(&b, id, Duration::from_secs(60), "ended", ended).await;
         assert_eq!(job["state"], "succeeded", "{job}");
         assert_eq!(job["replica"], name_b.as_str(), "A's queued job ran on B: {job}");
         let events = b.job_events(id, Role::Operator).await;
