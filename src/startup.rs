@@ -61,21 +61,24 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_routes().1
 }
 
+/// What the store gives the rest: jobs, the audit log, and with several replicas their
+/// notices and the shared stream tickets.
+struct Stores {
+    jobs: Arc<dyn crate::store::JobStore>,
+    audit: Arc<dyn crate::store::AuditLog>,
+    notices: Option<tokio::sync::mpsc::UnboundedReceiver<crate::store::Notice>>,
+    tickets: Option<Arc<dyn crate::store::TicketLedger>>,
+}
+
 /// The job store and audit log the settings name: PostgreSQL (`BERTH_DATABASE_URL`, with
 /// this replica's lease and the other replicas' notices), else SQLite in the data dir.
-async fn open_store(
-    settings: &Settings,
-) -> anyhow::Result<(
-    Arc<dyn crate::store::JobStore>,
-    Arc<dyn crate::store::AuditLog>,
-    Option<tokio::sync::mpsc::UnboundedReceiver<crate::store::Notice>>,
-)> {
+async fn open_store(settings: &Settings) -> anyhow::Result<Stores> {
     let Some(url) = &settings.database_url else {
         let store = Arc::new(
             SqliteStore::open(&settings.data_dir)
                 .with_context(|| format!("opening the job store in {}", settings.data_dir.display()))?,
         );
-        return Ok((store.clone(), store, None));
+        return Ok(Stores { jobs: store.clone(), audit: store, notices: None, tickets: None });
     };
     let id = settings.replica_id.clone().unwrap_or_else(crate::store::postgres::replica_name);
     let url = secrecy::ExposeSecret::expose_secret(url);
@@ -85,7 +88,7 @@ async fn open_store(
     let store = Arc::new(store);
     tracing::info!(replica = %id, lease_ttl_s = settings.lease_ttl.as_secs_f64(), "job store: PostgreSQL, as one of several replicas");
     let notices = store.spawn_replication();
-    Ok((store.clone(), store, Some(notices)))
+    Ok(Stores { jobs: store.clone(), audit: store.clone(), notices: Some(notices), tickets: Some(store) })
 }
 
 pub struct Application {
@@ -123,7 +126,6 @@ impl Application {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating BERTH_DATA_DIR {}", settings.data_dir.display()))?;
         let verifier = web::Data::new(JwtVerifier::new(&settings.jwt)?);
-        let tickets = web::Data::new(crate::auth::Tickets::new(settings.ticket_ttl));
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let entries = match &settings.engines_file {
             Some(path) => {
@@ -147,7 +149,11 @@ impl Application {
             Some(path) => CredentialStore::load(path)?,
             None => CredentialStore::default(),
         };
-        let (store, audit, notices) = open_store(&settings).await?;
+        let Stores { jobs: store, audit, notices, tickets } = open_store(&settings).await?;
+        let tickets = web::Data::new(match tickets {
+            Some(ledger) => crate::auth::Tickets::shared(settings.ticket_ttl, ledger),
+            None => crate::auth::Tickets::new(settings.ticket_ttl),
+        });
         let auditor = web::Data::new(crate::audit::Auditor::new(audit));
         auditor.clone().into_inner().spawn_retention(settings.audit_retention);
         let jobs = Jobs::new(&settings, store, fleet.clone(), credentials, metrics.clone())?;

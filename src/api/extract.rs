@@ -135,7 +135,7 @@ pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
-    match principal(req.request()) {
+    match principal(req.request()).await {
         Ok(principal) => {
             tracing::Span::current().record("subject", principal.subject.as_str());
             tracing::Span::current().record("team", principal.team.as_str());
@@ -148,7 +148,7 @@ pub async fn authenticate(
 }
 
 /// The verified caller of a request, or why not (401). A stream ticket is spent here.
-pub fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
+pub async fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
     let missing = |what: &str| ApiError::internal(anyhow::anyhow!("{what} missing from app data"));
     match credential(req)? {
         Some(Credential::Token(token)) => {
@@ -157,7 +157,7 @@ pub fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
         }
         Some(Credential::Ticket(ticket)) => {
             let tickets = req.app_data::<web::Data<Tickets>>().ok_or_else(|| missing("Tickets"))?;
-            Ok(tickets.redeem(&ticket, req.path())?)
+            Ok(tickets.redeem(&ticket, req.path()).await?)
         }
         None => Err(ApiError::new(ErrorCode::Unauthorized, "This route needs `Authorization: Bearer <token>`.")),
     }

@@ -181,7 +181,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 )]
 #[get("/metrics")]
 pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    authorize_scrape(&req, &state.settings)?;
+    authorize_scrape(&req, &state.settings).await?;
     if let Err(e) = state.jobs.refresh_metrics().await {
         tracing::warn!(error = %e, "reading job counts for /metrics failed; serving the rest");
     }
@@ -194,7 +194,7 @@ pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) ->
 
 /// Who may scrape: everyone with `BERTH_METRICS_PUBLIC`, the bearer of the scrape token,
 /// admins.
-fn authorize_scrape(req: &actix_web::HttpRequest, settings: &crate::config::Settings) -> Result<(), ApiError> {
+async fn authorize_scrape(req: &actix_web::HttpRequest, settings: &crate::config::Settings) -> Result<(), ApiError> {
     if settings.metrics_public {
         return Ok(());
     }
@@ -205,7 +205,7 @@ fn authorize_scrape(req: &actix_web::HttpRequest, settings: &crate::config::Sett
             return Ok(());
         }
     }
-    let who = crate::api::extract::principal(req)?;
+    let who = crate::api::extract::principal(req).await?;
     if !who.is_admin() {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

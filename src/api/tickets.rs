@@ -67,7 +67,7 @@ pub async fn create_ticket(
         }
         crate::audit::set_target(&req, format!("path={p}"));
     }
-    let issued = tickets.issue(&who.principal, path)?;
+    let issued = tickets.issue(&who.principal, path).await?;
     let expires_at = chrono::DateTime::from_timestamp(issued.expires_at as i64, 0).unwrap_or_default();
     Ok(HttpResponse::Created().json(TicketView {
         ticket: issued.ticket,

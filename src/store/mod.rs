@@ -186,6 +186,19 @@ pub fn new_id() -> String {
     g.generate().map(|u| u.to_string()).unwrap_or_else(|_| ulid::Ulid::new().to_string())
 }
 
+/// Stream tickets shared by every replica (PostgreSQL), so a ticket issued by one
+/// replica opens a stream on another, once. The ticket itself is never stored: rows are
+/// keyed by its SHA-256; `body` is what the ticket stands for, opaque to the store.
+#[async_trait]
+pub trait TicketLedger: Send + Sync + 'static {
+    /// Store a ticket unless `subject` holds `per_subject` unexpired ones already, or
+    /// `total` are outstanding; `false` then. Expired tickets are swept first.
+    async fn put_ticket(&self, digest: &[u8], subject: &str, body: &str, expires_at_ms: i64, per_subject: usize, total: usize)
+    -> Result<bool, StoreError>;
+    /// Take (delete) a ticket: its body and expiry, once.
+    async fn take_ticket(&self, digest: &[u8]) -> Result<Option<(String, i64)>, StoreError>;
+}
+
 /// One audited request.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {

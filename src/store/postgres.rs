@@ -34,7 +34,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use serde_json::Value;
 use tokio_postgres::Row;
 
-use super::{AuditFilter, AuditLog, AuditRecord, Finished, Inserted, JobEnd, JobStore, Notice, Orphan, StoreError};
+use super::{AuditFilter, AuditLog, AuditRecord, Finished, Inserted, JobEnd, JobStore, Notice, Orphan, StoreError, TicketLedger};
 use crate::domain::identity::{DEFAULT_TEAM, Role};
 use crate::domain::job::{EventName, Job, JobError, JobEvent, JobFilter, JobKind, JobState, NewJob, Progress};
 
@@ -44,6 +44,8 @@ const MIGRATION_LOCK: i64 = 0x0062_6572_7468;
 const INSERT_LOCK: i64 = 0x0062_6572_7469;
 /// The advisory lock key of retention sweeps: one replica sweeps at a time.
 const SWEEP_LOCK: i64 = 0x0062_6572_746a;
+/// The advisory lock key of issuing stream tickets (their bounds).
+const TICKET_LOCK: i64 = 0x0062_6572_746d;
 /// The advisory lock key of audit retention sweeps.
 const AUDIT_SWEEP_LOCK: i64 = 0x0062_6572_746c;
 /// The advisory lock key of adopting orphans: one replica adopts at a time.
@@ -126,6 +128,14 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE jobs ADD COLUMN pinned TEXT;
      CREATE INDEX jobs_running ON jobs(replica) WHERE state = 'running';
      CREATE INDEX jobs_pinned ON jobs(pinned) WHERE state = 'queued' AND pinned IS NOT NULL;",
+    // 3: stream tickets, shared by the replicas (by the SHA-256 of the ticket)
+    "CREATE TABLE berth_tickets (
+        digest BYTEA PRIMARY KEY,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        expires_at_ms BIGINT NOT NULL
+     );
+     CREATE INDEX berth_tickets_subject ON berth_tickets(subject);",
 ];
 
 const COLUMNS: &str = "id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, \
@@ -918,6 +928,40 @@ impl JobStore for PostgresStore {
             .query("SELECT spool FROM jobs WHERE spool IS NOT NULL AND state IN ('queued', 'running')", &[])
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+/// Milliseconds since the Unix epoch, by this host's clock (tickets are issued and
+/// checked against it, as on one process).
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[async_trait]
+impl TicketLedger for PostgresStore {
+    async fn put_ticket(&self, digest: &[u8], subject: &str, body: &str, expires_at_ms: i64, per_subject: usize, total: usize) -> Result<bool, StoreError> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        // The bounds hold across replicas: one issuer at a time.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&TICKET_LOCK]).await?;
+        tx.execute("DELETE FROM berth_tickets WHERE expires_at_ms <= $1", &[&now_ms()]).await?;
+        let row = tx.query_one("SELECT count(*) FILTER (WHERE subject = $1), count(*) FROM berth_tickets", &[&subject]).await?;
+        let (held, all): (i64, i64) = (row.get(0), row.get(1));
+        if held as usize >= per_subject || all as usize >= total {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO berth_tickets (digest, subject, body, expires_at_ms) VALUES ($1, $2, $3, $4)",
+            &[&digest, &subject, &body, &expires_at_ms],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn take_ticket(&self, digest: &[u8]) -> Result<Option<(String, i64)>, StoreError> {
+        let row = self.pool.get().await?.query_opt("DELETE FROM berth_tickets WHERE digest = $1 RETURNING body, expires_at_ms", &[&digest]).await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 }
 

@@ -364,9 +364,10 @@ async fn a_killed_replica_s_jobs_end_interrupted_and_its_queue_runs_on_the_survi
 }
 
 /// Exec instances are in the memory of the replica that created them: another replica
-/// answers 404 and says where it lives; the one that made it still starts it.
+/// answers 404 and says where it lives; the one that made it still starts it. Stream
+/// tickets are in the shared store: any replica redeems one, once.
 #[actix_web::test]
-async fn an_exec_instance_is_its_replica_s_and_another_says_so() {
+async fn exec_instances_are_their_replica_s_and_tickets_the_fleet_s() {
     let db = TestDb::new().await;
     let a = replica(&db, &unique("replica-a"), 8, 100).await;
     let b = replica(&db, &unique("replica-b"), 8, 100).await;
@@ -381,4 +382,14 @@ async fn an_exec_instance_is_its_replica_s_and_another_says_so() {
     assert!(problem["detail"].as_str().unwrap().contains("same replica"), "{problem}");
     let on_a = crate::ws::handshake_get(&a, &format!("/v1/exec/{id}/ws")).bearer_auth(a.token(Role::Operator)).send().await.unwrap();
     assert_eq!(on_a.status(), 101, "the replica that made it starts it");
+
+    // Stream tickets, unlike exec instances, are the fleet's: issued by A, spent on B, once.
+    let res = a.post("/v1/tickets", Role::Viewer).json(&json!({"path": "/v1/events"})).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let ticket = res.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_string();
+    let on_b = b.client.get(b.url(&format!("/v1/events?ticket={ticket}"))).send().await.unwrap();
+    assert_eq!(on_b.status(), 200, "a ticket from A opens a stream on B");
+    drop(on_b);
+    let again = a.client.get(a.url(&format!("/v1/events?ticket={ticket}"))).send().await.unwrap();
+    assert_problem(again, 401, "unauthorized").await;
 }
