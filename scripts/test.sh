@@ -14,6 +14,8 @@ cargo test --locked "$@"
 # dev build (it reuses the tests' dependencies; a cold release build is ~9 minutes here).
 # scripts/image.sh on its own builds release.
 CARGO_PROFILE="${CARGO_PROFILE:-dev}" ./scripts/compose.sh
+# The same with PostgreSQL and two replicas behind nginx (docker-compose.replicas.yml).
+CARGO_PROFILE="${CARGO_PROFILE:-dev}" ./scripts/compose-replicas.sh
 ./scripts/walkthrough.sh
 ./scripts/walkthrough-hosts.sh
 ./scripts/fuzz.sh
