@@ -136,6 +136,10 @@ const MIGRATIONS: &[&str] = &[
         expires_at_ms BIGINT NOT NULL
      );
      CREATE INDEX berth_tickets_subject ON berth_tickets(subject);",
+    // 4: claims find the oldest queued job of a host and kind among the queued rows only
+    // (the table holds every finished job too)
+    "CREATE INDEX jobs_queued_claim ON jobs(kind, host, id) WHERE state = 'queued';
+     CREATE INDEX jobs_running_count ON jobs(kind, host) WHERE state = 'running';",
 ];
 
 const COLUMNS: &str = "id, kind, state, owner, created_at, started_at, finished_at, request, progress, result, error, \
@@ -561,35 +565,41 @@ impl JobStore for PostgresStore {
         let progress = serde_json::to_string(&progress).unwrap_or_default();
         // A spooled build context is on this replica's disk: only this replica runs it.
         let pinned = job.spool.as_ref().map(|_| self.me.id.clone());
-        tx.execute(
-            "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool, authority, seal, team, host, last_seq, pinned)
-             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13)",
-            &[
-                &id,
-                &job.kind.as_str(),
-                &job.owner,
-                &now(),
-                &job.request.to_string(),
-                &progress,
-                &job.idempotency_key,
-                &job.spool,
-                &job.authority.as_str(),
-                &job.seal,
-                &job.team,
-                &job.host,
-                &pinned,
-            ],
-        )
-        .await?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO jobs (id, kind, state, owner, created_at, request, progress, idempotency_key, spool, authority, seal, team, host, last_seq, pinned)
+                     VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13)
+                     RETURNING {COLUMNS}"
+                ),
+                &[
+                    &id,
+                    &job.kind.as_str(),
+                    &job.owner,
+                    &now(),
+                    &job.request.to_string(),
+                    &progress,
+                    &job.idempotency_key,
+                    &job.spool,
+                    &job.authority.as_str(),
+                    &job.seal,
+                    &job.team,
+                    &job.host,
+                    &pinned,
+                ],
+            )
+            .await?;
+        let j = job_from_row(&row)?;
+        // The `queued` event, and the wake-ups (its event; the host and kind's queue).
         let queued_event = serde_json::json!({"state": "queued"}).to_string();
         tx.execute(
             "WITH e AS (INSERT INTO job_events (job_id, seq, event, data) VALUES ($1, 1, 'state', $2) RETURNING seq)
-             SELECT pg_notify('berth_events', $3 || ' ' || $1 || ' 1 state ' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM e",
-            &[&id, &queued_event, &self.me.id],
+             SELECT pg_notify('berth_events', $3 || ' ' || $1 || ' 1 state ' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint),
+                    pg_notify('berth_queue', $4 || ' ' || $5)
+             FROM e",
+            &[&id, &queued_event, &self.me.id, &job.host, &job.kind.as_str()],
         )
         .await?;
-        notify_queue(&tx, &job.host, job.kind.as_str()).await?;
-        let j = get_job(&tx, id).await?.ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))?;
         tx.commit().await?;
         Ok(Inserted::New(j))
     }
@@ -662,20 +672,35 @@ impl JobStore for PostgresStore {
         if running as u64 >= limit as u64 {
             return Ok(None);
         }
+        // The oldest queued job of the pair, locked (SKIP LOCKED: a row another claimer or
+        // a cancel holds is passed over). `host = $` alone, so the partial index of queued
+        // rows serves it; rows from before jobs had a host (the default host's) are looked
+        // up apart, and the older of the two wins.
+        let pick = |host_clause: &str| {
+            format!(
+                "SELECT id FROM jobs WHERE state = 'queued' AND kind = $1 AND {host_clause} AND (pinned IS NULL OR pinned = $2)
+                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            )
+        };
+        let mut id: Option<String> = tx.query_opt(&pick("host = $3"), &[&kind.as_str(), &self.me.id, &host]).await?.map(|r| r.get(0));
+        if is_default {
+            let legacy = tx.query_opt(&pick("host IS NULL"), &[&kind.as_str(), &self.me.id]).await?.map(|r| r.get::<_, String>(0));
+            id = match (id, legacy) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let Some(id) = id else { return Ok(None) };
         let sql = fenced(
             &format!(
                 "UPDATE jobs SET state = 'running', started_at = $2, replica = $R, replica_gen = $G
-                 WHERE id = (SELECT id FROM jobs
-                             WHERE state = 'queued' AND kind = $1 AND (host = $3 OR ($4 AND host IS NULL))
-                               AND (pinned IS NULL OR pinned = $R)
-                             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-                   AND state = 'queued' AND {LIVE}
+                 WHERE id = $1 AND state = 'queued' AND {LIVE}
                  RETURNING {COLUMNS}"
             ),
-            5,
-            6,
+            3,
+            4,
         );
-        let row = tx.query_opt(&sql, &[&kind.as_str(), &now(), &host, &is_default, &self.me.id, &self.me.generation()]).await?;
+        let row = tx.query_opt(&sql, &[&id, &now(), &self.me.id, &self.me.generation()]).await?;
         tx.commit().await?;
         row.as_ref().map(job_from_row).transpose()
     }
@@ -1162,6 +1187,22 @@ pub(crate) mod tests {
         assert_eq!(b.get(&run.id).await.unwrap().unwrap().state, JobState::Interrupted);
         // A's own new lease claims again.
         assert!(a.claim_next(JobKind::Pull, "a", true, 10).await.unwrap().is_some());
+    }
+
+    /// Rows from before jobs had a host (NULL: copied from an old SQLite store) are the
+    /// default host's queue, oldest first among its own.
+    #[tokio::test]
+    async fn rows_without_a_host_are_the_default_host_s() {
+        use crate::store::{new_id, suite::new_job};
+        let db = TestDb::new().await;
+        let store = PostgresStore::connect(&db.url, 2).await.unwrap();
+        let Inserted::New(old) = store.insert(&new_id(), new_job("alice", None), 10).await.unwrap() else { panic!() };
+        let Inserted::New(new) = store.insert(&new_id(), new_job("alice", None), 10).await.unwrap() else { panic!() };
+        store.pool.get().await.unwrap().execute("UPDATE jobs SET host = NULL WHERE id = $1", &[&old.id]).await.unwrap();
+        assert!(store.claim_next(JobKind::Pull, "b", false, 10).await.unwrap().is_none(), "not another host's");
+        assert_eq!(store.claim_next(JobKind::Pull, "a", true, 10).await.unwrap().unwrap().id, old.id, "the older, hostless");
+        assert_eq!(store.claim_next(JobKind::Pull, "a", true, 10).await.unwrap().unwrap().id, new.id);
+        assert!(store.claim_next(JobKind::Pull, "a", true, 10).await.unwrap().is_none());
     }
 
     /// Notices up to and with the first that `done` accepts (at most 5 s).
