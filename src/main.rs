@@ -63,6 +63,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 fn main() -> std::process::ExitCode {
+    berth::startup::tune_allocator();
     let cli = Cli::parse();
     if let Some(Command::Watch(args)) = cli.command {
         return watch::run(args);

@@ -48,6 +48,32 @@ fn documented_routes() -> (
     (app, api::openapi::finish(spec))
 }
 
+/// The routes as each HTTP worker serves them: the documented ones, without building
+/// the OpenAPI document again (that is done once, by [`openapi`]).
+fn served_routes() -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .service(api::system::healthz)
+        .service(api::system::readyz)
+        .service(api::system::metrics)
+        .service(api::problems::list_problem_types)
+        .service(api::problems::get_problem_type)
+        .service(api::v1_served())
+}
+
+/// The OpenAPI document as served: the committed `openapi/openapi.json`, embedded at build
+/// time. A test (`tests/api/openapi.rs`) keeps it equal to what the handlers generate
+/// ([`openapi`]), so the service need not build it at start (that touched every schema's
+/// code and allocated several MiB).
+const COMMITTED_SPEC: &str = include_str!("../openapi/openapi.json");
+
 /// The OpenAPI document as served, serialized once.
 struct Spec(web::Bytes);
 
@@ -89,6 +115,28 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Stores> {
     tracing::info!(replica = %id, lease_ttl_s = settings.lease_ttl.as_secs_f64(), "job store: PostgreSQL, as one of several replicas");
     let notices = store.spawn_replication();
     Ok(Stores { jobs: store.clone(), audit: store.clone(), notices: Some(notices), tickets: Some(store) })
+}
+
+/// Give the allocator's free pages back once the HTTP workers have built their apps:
+/// start-up (the OpenAPI document, the workers' route tables) allocates a few MiB that
+/// are free afterwards, and glibc keeps freed pages of its per-thread arenas until asked.
+fn release_startup_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    actix_web::rt::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        // SAFETY: malloc_trim only returns free memory to the OS; it takes no pointers.
+        unsafe { libc::malloc_trim(0) };
+    });
+}
+
+/// Fewer malloc arenas than glibc's default (8 per core): each thread that allocates
+/// would otherwise get its own, and keep its freed pages. Call before any thread starts.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt sets a tunable of the allocator; no thread has allocated yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 pub struct Application {
@@ -172,15 +220,15 @@ impl Application {
         let settings = Arc::new(settings);
         let sessions = Arc::new(crate::sessions::Sessions::new(&settings));
         let state = web::Data::new(AppState { settings: settings.clone(), engine, fleet, jobs: jobs.clone(), sessions, engine_events, event_hubs });
-        let spec = openapi();
+        let spec: serde_json::Value = serde_json::from_str(COMMITTED_SPEC).context("reading the embedded OpenAPI document")?;
         let spec_json = web::Bytes::from(serde_json::to_vec(&spec).context("serializing the OpenAPI document")?);
-        let routes = web::Data::new(handlers::RouteTable::from_spec(&spec));
+        let routes = web::Data::new(handlers::RouteTable::from_json(&spec));
         let json_limit = settings.json_limit;
         let cors_origins = settings.cors_origins.clone();
 
         let server = HttpServer::new(move || {
-            let (app, _) = documented_routes();
-            app.app_data(state.clone())
+            served_routes()
+                .app_data(state.clone())
                 .app_data(verifier.clone())
                 .app_data(tickets.clone())
                 .app_data(metrics.clone())
@@ -211,6 +259,7 @@ impl Application {
         .disable_signals()
         .shutdown_timeout(5)
         .run();
+        release_startup_memory();
         Ok(Self { port, server, jobs, grace: settings.shutdown_grace })
     }
 

@@ -35,4 +35,4 @@ pub mod ui;
 pub mod upload;
 pub mod volumes;
 
-pub use openapi::{ApiDoc, v1_scope};
+pub use openapi::{ApiDoc, v1_scope, v1_served};

@@ -58,7 +58,71 @@ impl Modify for SecurityAddon {
 )]
 pub struct ApiDoc;
 
-/// The `/v1` scope: every route behind the JWT middleware.
+/// The `/v1` routes on `$scope`: a utoipa scope (which documents each route as it is
+/// added) or a plain actix one (which only serves them). One list for both, so what is
+/// served is what is documented.
+macro_rules! v1_routes {
+    ($scope:expr) => {
+        $scope
+            // Inner first: the host guard runs once the caller is authenticated.
+            .wrap(from_fn(hosts::host_guard))
+            .wrap(from_fn(extract::authenticate))
+            .service(system::system_info)
+            .service(hosts::list_hosts)
+            .service(hosts::get_host)
+            .service(engine_events::stream_engine_events)
+            .service(images::list_images)
+            .service(images::tag_image)
+            .service(images::build_image)
+            .service(images::pull_image)
+            .service(images::push_image)
+            .service(prune::prune_images)
+            .service(prune::prune_build_cache)
+            .service(images::inspect_image)
+            .service(images::image_history)
+            .service(images::remove_image)
+            .service(containers::list_containers)
+            .service(containers::run_container)
+            .service(prune::prune_containers)
+            .service(volumes::list_volumes)
+            .service(volumes::create_volume)
+            .service(prune::prune_volumes)
+            .service(volumes::inspect_volume)
+            .service(volumes::remove_volume)
+            .service(networks::list_networks)
+            .service(networks::create_network)
+            .service(prune::prune_networks)
+            .service(networks::inspect_network)
+            .service(networks::remove_network)
+            .service(networks::connect_network)
+            .service(networks::disconnect_network)
+            .service(containers::inspect_container)
+            .service(containers::start_container)
+            .service(containers::stop_container)
+            .service(containers::restart_container)
+            .service(containers::kill_container)
+            .service(containers::remove_container)
+            .service(containers::container_logs)
+            .service(stats::container_stats)
+            .service(stats::container_top)
+            .service(stats::list_container_stats)
+            .service(system::disk_usage)
+            .service(interactive::attach_container)
+            .service(interactive::create_exec)
+            .service(interactive::exec_session)
+            .service(jobs::list_jobs)
+            .service(jobs::get_job)
+            .service(jobs::cancel_job)
+            .service(jobs::delete_job)
+            .service(jobs::stream_job_events)
+            .service(jobs::stream_events)
+            .service(audit::list_audit)
+            .service(tickets::create_ticket)
+    };
+}
+
+/// The `/v1` scope: every route behind the JWT middleware, documented (it builds the
+/// routes' part of the OpenAPI document: done once, at start).
 pub fn v1_scope() -> Scope<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -68,61 +132,21 @@ pub fn v1_scope() -> Scope<
         InitError = (),
     >,
 > {
-    utoipa_actix_web::scope("/v1")
-        // Inner first: the host guard runs once the caller is authenticated.
-        .wrap(from_fn(hosts::host_guard))
-        .wrap(from_fn(extract::authenticate))
-        .service(system::system_info)
-        .service(hosts::list_hosts)
-        .service(hosts::get_host)
-        .service(engine_events::stream_engine_events)
-        .service(images::list_images)
-        .service(images::tag_image)
-        .service(images::build_image)
-        .service(images::pull_image)
-        .service(images::push_image)
-        .service(prune::prune_images)
-        .service(prune::prune_build_cache)
-        .service(images::inspect_image)
-        .service(images::image_history)
-        .service(images::remove_image)
-        .service(containers::list_containers)
-        .service(containers::run_container)
-        .service(prune::prune_containers)
-        .service(volumes::list_volumes)
-        .service(volumes::create_volume)
-        .service(prune::prune_volumes)
-        .service(volumes::inspect_volume)
-        .service(volumes::remove_volume)
-        .service(networks::list_networks)
-        .service(networks::create_network)
-        .service(prune::prune_networks)
-        .service(networks::inspect_network)
-        .service(networks::remove_network)
-        .service(networks::connect_network)
-        .service(networks::disconnect_network)
-        .service(containers::inspect_container)
-        .service(containers::start_container)
-        .service(containers::stop_container)
-        .service(containers::restart_container)
-        .service(containers::kill_container)
-        .service(containers::remove_container)
-        .service(containers::container_logs)
-        .service(stats::container_stats)
-        .service(stats::container_top)
-        .service(stats::list_container_stats)
-        .service(system::disk_usage)
-        .service(interactive::attach_container)
-        .service(interactive::create_exec)
-        .service(interactive::exec_session)
-        .service(jobs::list_jobs)
-        .service(jobs::get_job)
-        .service(jobs::cancel_job)
-        .service(jobs::delete_job)
-        .service(jobs::stream_job_events)
-        .service(jobs::stream_events)
-        .service(audit::list_audit)
-        .service(tickets::create_ticket)
+    v1_routes!(utoipa_actix_web::scope("/v1"))
+}
+
+/// The same routes, served only: what each HTTP worker builds, without building the
+/// OpenAPI document again (several MiB of allocations, and milliseconds, per worker).
+pub fn v1_served() -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    v1_routes!(actix_web::web::scope("/v1"))
 }
 
 const PROBLEM_JSON: &str = "application/problem+json";

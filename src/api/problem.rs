@@ -262,7 +262,11 @@ pub mod handlers {
 
     impl RouteTable {
         pub fn from_spec(spec: &utoipa::openapi::OpenApi) -> Self {
-            let json = serde_json::to_value(spec).unwrap_or_default();
+            Self::from_json(&serde_json::to_value(spec).unwrap_or_default())
+        }
+
+        /// The same, from the document as JSON.
+        pub fn from_json(json: &serde_json::Value) -> Self {
             let mut routes = Vec::new();
             if let Some(paths) = json.get("paths").and_then(|p| p.as_object()) {
                 for (path, item) in paths {
