@@ -24,12 +24,14 @@ impl DockerEngine {
             filters.insert("label".into(), f.label.clone());
         }
         let opts = qp::ListImagesOptions { all: f.all, filters: Some(filters), ..Default::default() };
-        let images = d.list_images(Some(opts)).await.map_err(|e| self.fail(ObjectKind::Image, e))?;
         // The engine counts containers only when asked for its disk use (`containers` is
-        // -1 here): count them from one list of every container, by image id.
+        // -1 here): count them from one list of every container, by image id, asked at
+        // the same time as the images (the answer takes the longer of the two, not both).
         let all = qp::ListContainersOptions { all: true, ..Default::default() };
+        let (images, containers) = tokio::join!(d.list_images(Some(opts)), d.list_containers(Some(all)));
+        let images = images.map_err(|e| self.fail(ObjectKind::Image, e))?;
         let mut uses: HashMap<String, i64> = HashMap::new();
-        for c in d.list_containers(Some(all)).await.map_err(|e| self.fail(ObjectKind::Container, e))? {
+        for c in containers.map_err(|e| self.fail(ObjectKind::Container, e))? {
             if let Some(id) = c.image_id {
                 *uses.entry(id).or_default() += 1;
             }
