@@ -476,10 +476,10 @@ impl PostgresStore {
                         _ = tx.closed() => break,
                     };
                     let Some(n) = n else { break };
-                    if let Some(notice) = self.parse_notice(n.channel(), n.payload()) {
-                        if tx.send(notice).is_err() {
-                            break;
-                        }
+                    if let Some(notice) = self.parse_notice(n.channel(), n.payload())
+                        && tx.send(notice).is_err()
+                    {
+                        break;
                     }
                 }
                 driver.abort();
@@ -728,10 +728,10 @@ impl JobStore for PostgresStore {
         let row = tx
             .query_opt(&sql, &[&id, &from.as_str(), &to.as_str(), &finished, &result, &error, &self.me.id, &self.me.generation(), &requeue])
             .await?;
-        if let Some(r) = &row {
-            if from == JobState::Running || requeue {
-                notify_queue(&tx, r.get::<_, &str>(1), r.get::<_, &str>(0)).await?;
-            }
+        if let Some(r) = &row
+            && (from == JobState::Running || requeue)
+        {
+            notify_queue(&tx, r.get::<_, &str>(1), r.get::<_, &str>(0)).await?;
         }
         tx.commit().await?;
         Ok(row.is_some())

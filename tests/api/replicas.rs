@@ -359,7 +359,7 @@ async fn a_killed_replica_s_jobs_end_interrupted_and_its_queue_runs_on_the_survi
         assert_eq!(get_job(&b, id).await, job, "A restarted changed nothing");
         assert_eq!(b.job_events(id, Role::Operator).await, events);
     }
-    let listed = b.get(&format!("/v1/jobs?limit=100"), Role::Operator).send().await.unwrap().json::<Value>().await.unwrap();
+    let listed = b.get("/v1/jobs?limit=100", Role::Operator).send().await.unwrap().json::<Value>().await.unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 4, "no job lost, none made twice: {listed}");
 }
 
