@@ -288,6 +288,9 @@ struct Reads {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if args.jobs == 0 || args.reads == 0 || args.clients == 0 {
+        fail("--jobs, --reads and --clients must be at least 1");
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients * 2)
         .timeout(Duration::from_secs(60))
@@ -308,9 +311,10 @@ async fn main() {
     // 1 and 2. Rounds: each store in turn (which goes first alternates) gets its floor
     // (healthz/s) and then `--chunk` submits, and its queue drains.
     let mut fills: [Fill; 2] = Default::default();
-    let rounds = args.jobs.div_ceil(args.chunk.max(1));
+    let chunk = args.chunk.max(1);
+    let rounds = args.jobs.div_ceil(chunk);
     for round in 0..rounds {
-        let count = args.chunk.min(args.jobs - round * args.chunk);
+        let count = chunk.min(args.jobs - round * chunk);
         eprintln!("jobs_bench: round {}/{rounds}: {count} jobs to each store", round + 1);
         let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for s in order {
@@ -393,6 +397,6 @@ async fn main() {
     println!(
         "{rounds} rounds of {} jobs per store; 429 retried: SQLite {}, PostgreSQL {}. Floor: throughput rows the mean healthz/s of both servers \
          ({} clients, {} s before each round); latency rows healthz p50/p99 of both servers, interleaved with the reads.",
-        args.chunk.min(args.jobs), fills[0].throttled, fills[1].throttled, args.clients, args.floor_seconds
+        chunk.min(args.jobs), fills[0].throttled, fills[1].throttled, args.clients, args.floor_seconds
     );
 }
