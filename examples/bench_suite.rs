@@ -233,6 +233,31 @@ fn mib(pid: u32, key: &str) -> f64 {
     proc_status(pid).get(key).copied().unwrap_or(0) as f64 / 1024.0
 }
 
+/// CPU seconds (user + system) of a process or thread, from its `stat` file.
+fn stat_cpu(path: &str) -> f64 {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// CPU seconds of each thread name of a process, summed.
+fn threads_cpu(pid: u32) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for e in dir.flatten() {
+            let p = e.path();
+            let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default().trim().to_string();
+            // Numbered pools (`tokio-runtime-w`, `actix-rt|system:0|arbiter:1`) by their name.
+            *out.entry(comm).or_insert(0.0) += stat_cpu(&p.join("stat").to_string_lossy());
+        }
+    }
+    out
+}
+
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
@@ -357,6 +382,7 @@ async fn lists(c: Common, n: usize, warmup: usize) -> Value {
         ("list_containers", "/v1/containers?all=true".into(), format!("{prefix}/containers/json?all=1")),
         ("list_images", "/v1/images".into(), format!("{prefix}/images/json")),
         ("inspect_container", format!("/v1/containers/{inspect_id}"), format!("{prefix}/containers/{inspect_id}/json")),
+        ("floor", "/healthz".into(), "/_ping".into()),
     ];
     let mut times: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     let mut info: BTreeMap<String, Value> = BTreeMap::new();
@@ -385,6 +411,12 @@ async fn lists(c: Common, n: usize, warmup: usize) -> Value {
                 }
             }
         }
+        // The engine on a new connection per request (what bollard does on a unix socket).
+        let fresh = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(hyperlocal::UnixConnector);
+        let a = engine_get(&fresh, &c.engine_sock, &kinds[2].2).await.unwrap_or_else(|e| fail(e));
+        if i >= warmup {
+            times.entry(("inspect_container", "engine_fresh")).or_default().push(a.ms);
+        }
         if i == warmup {
             log(format!("lists: warm-up of {warmup} done, measuring {n} of each, alternately"));
         }
@@ -403,6 +435,8 @@ async fn lists(c: Common, n: usize, warmup: usize) -> Value {
             }),
         );
     }
+    let fresh = &times[&("inspect_container", "engine_fresh")];
+    out.insert("inspect_engine_fresh_conn".into(), json!({"p50": pct(fresh, 0.5), "p90": pct(fresh, 0.9)}));
     out.insert("info".into(), json!(info));
     out.insert("engine_api".into(), json!(prefix));
     out.insert("labelled_containers".into(), json!(ids.len()));
@@ -747,6 +781,7 @@ async fn sse(c: Common, subscribers: usize, lines: usize, image: String, connect
     let rss_connected = mib(c.pid, "VmRSS");
     log(format!("sse: {connected}/{subscribers} subscribers connected in {connect_s:.1} s; Berth RSS {rss_connected:.1} MiB; releasing the job"));
     let released = shared.base.elapsed().as_secs_f64();
+    let (berth_cpu0, self_cpu0, threads0) = (stat_cpu(&format!("/proc/{}/stat", c.pid)), stat_cpu("/proc/self/stat"), threads_cpu(c.pid));
     let (status, v) = berth_post(&c.addr, &c.token, &format!("/v1/jobs/{blocker}/cancel"), &json!({})).await.unwrap_or_else(|e| fail(e));
     if status != 200 {
         fail(format!("cancel blocker: {status} {v}"));
@@ -760,6 +795,11 @@ async fn sse(c: Common, subscribers: usize, lines: usize, image: String, connect
             Err(_) => results.push(SubResult { error: Some("timed out".into()), ..Default::default() }),
         }
     }
+    let (berth_cpu, self_cpu) = (stat_cpu(&format!("/proc/{}/stat", c.pid)) - berth_cpu0, stat_cpu("/proc/self/stat") - self_cpu0);
+    let mut threads: Vec<(String, f64)> =
+        threads_cpu(c.pid).into_iter().map(|(k, v)| { let d = v - threads0.get(&k).copied().unwrap_or(0.0); (k, d) }).collect();
+    threads.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+    threads.truncate(5);
     let peak = mib(c.pid, "VmHWM");
     let rss_end = mib(c.pid, "VmRSS");
     let jobdoc = job_state(&tcp, &c, &job).await;
@@ -792,6 +832,7 @@ async fn sse(c: Common, subscribers: usize, lines: usize, image: String, connect
         "lag_max_ms": hist_pct(&hist, 1.0),
         "released_to_first_log_s": first_log - released, "first_log_to_all_done_s": last_done - first_log,
         "rss_idle_mib": rss_idle, "rss_connected_mib": rss_connected, "peak_mib": peak, "rss_end_mib": rss_end,
+        "berth_cpu_s": berth_cpu, "measurer_cpu_s": self_cpu, "berth_threads_cpu_s": threads,
         "errors": errors,
     })
 }

@@ -383,6 +383,9 @@ if l:
     notes.append("answer sizes (bytes, Berth / engine): " + ", ".join(
         f"{k} {i.get(k + '.berth.bytes')} / {i.get(k + '.engine.bytes')}" for k in ["list_containers", "list_images", "inspect_container"]) +
         f"; Content-Encoding from Berth: {i.get('list_containers.berth.content_encoding')}; engine {l['engine_api']}")
+    fl, fr = l["floor"], l["inspect_engine_fresh_conn"]
+    notes.append(f"per-request floor, same run, alternately: Berth `/healthz` p50 {fl['berth_p50']:.2f} ms, engine `/_ping` p50 {fl['engine_p50']:.2f} ms; "
+                 f"the engine's inspect on a new connection per request (bollard's unix transport keeps none) p50 {fr['p50']:.2f} ms (p90 {fr['p90']:.2f})")
 if m:
     notes.append("mixed load p50/p99 ms: " + ", ".join(f"{k} {v['p50']:.1f}/{v['p99']:.1f}" for k, v in m["per_kind"].items()) +
                  f"; {m['wall_s']:.1f} s; RSS anon {m['rss_anon_after_mib']:.1f} MiB, file {m['rss_file_after_mib']:.1f} MiB after")
@@ -394,7 +397,9 @@ if s:
     except Exception:
         pass
     notes.append(f"SSE: job {s['job_state']} in {dur} (started to finished), result {s['job_result']}, {s['events_delivered']:,} events delivered in all, first line "
-                 f"{s['released_to_first_log_s']:.1f} s after the release; lag p90 {s['lag_p90_ms']:.1f} ms; errors {s['errors'] or 'none'}")
+                 f"{s['released_to_first_log_s']:.1f} s after the release; lag p90 {s['lag_p90_ms']:.1f} ms; errors {s['errors'] or 'none'}; "
+                 f"CPU during the fan-out: Berth {s['berth_cpu_s']:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in s["berth_threads_cpu_s"]) +
+                 f"), the measurer {s['measurer_cpu_s']:.1f} s")
 if f and f["errors"]:
     notes.append(f"follows: errors {f['errors']}")
 for n_ in notes:
