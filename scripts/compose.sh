@@ -8,17 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[compose] %s\n' "$*" >&2; }
 
-if docker compose version >/dev/null 2>&1; then
-  compose() { docker compose "$@"; }
-else
-  if ! command -v docker-compose >/dev/null 2>&1; then
-    log "installing docker-compose"
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker-compose >/dev/null \
-      || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker-compose >/dev/null; }
-  fi
-  compose() { docker-compose "$@"; }
-fi
+# shellcheck source=scripts/lib/compose.sh
+. scripts/lib/compose.sh
 
 started=$(date +%s)
 suffix="$$-$(date +%s)"
